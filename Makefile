@@ -1,0 +1,29 @@
+# `make up` serves the example app; `make test` runs the suite. Both create .venv when needed.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: up test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+up: $(STAMP)
+	$(VENV)/bin/nimbus up functions --data .nimbus --host 127.0.0.1 --port 8080
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check host bench tests
+	$(VENV)/bin/ruff format --check host bench tests
+	$(VENV)/bin/mypy host
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf .nimbus .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,120 @@
+"""The on-disk cache of compiled modules, so that a new process never recompiles.
+
+An entry is ``<dir>/<engine fingerprint>/<sha256 of the .wasm>.cwasm`` plus a sidecar
+``.sum`` holding the artifact's length and sha256. Both are written to a temporary
+file and renamed into place, so two processes compiling the same module at once both
+leave a whole entry behind. Loading checks the sidecar before handing the artifact to
+wasmtime (which trusts what it deserializes), so a corrupt or truncated file is
+deleted and rebuilt instead of crashing the host; an artifact wasmtime itself refuses
+(another version or settings) is treated the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import wasmtime
+
+from host.errors import DeployError
+
+log = logging.getLogger("nimbus.cache")
+
+
+@dataclass(frozen=True)
+class CachedModule:
+    """A module ready to link, and whether it came from the disk cache."""
+
+    module: wasmtime.Module
+    sha256: str
+    cache_hit: bool
+
+
+class ModuleCache:
+    """Compiles a .wasm once per engine fingerprint and loads it from disk afterwards."""
+
+    def __init__(self, root: Path, engine: wasmtime.Engine, fingerprint: str) -> None:
+        self.dir = root / fingerprint
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._engine = engine
+        self._lock = threading.Lock()
+        self.compiles = 0
+        self.hits = 0
+        self.rejected = 0
+
+    def path_for(self, sha256: str) -> Path:
+        return self.dir / f"{sha256}.cwasm"
+
+    def load(self, wasm: bytes) -> CachedModule:
+        """The compiled module for ``wasm``, from the cache when a sound entry exists."""
+        sha = hashlib.sha256(wasm).hexdigest()
+        module = self._load_cached(sha)
+        if module is not None:
+            with self._lock:
+                self.hits += 1
+            return CachedModule(module, sha, cache_hit=True)
+        module = self._compile(wasm)
+        self._store(sha, module.serialize())
+        return CachedModule(module, sha, cache_hit=False)
+
+    def _compile(self, wasm: bytes) -> wasmtime.Module:
+        try:
+            module = wasmtime.Module(self._engine, wasm)
+        except wasmtime.WasmtimeError as e:
+            raise DeployError(f"not a valid WebAssembly module: {e}") from e
+        with self._lock:
+            self.compiles += 1
+        return module
+
+    def _load_cached(self, sha: str) -> wasmtime.Module | None:
+        path = self.path_for(sha)
+        sum_path = path.with_suffix(".sum")
+        try:
+            expected = sum_path.read_text().split()
+            with path.open("rb") as f:
+                actual_len = os.fstat(f.fileno()).st_size
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            self._reject(path, f"unreadable: {e}")
+            return None
+        if expected != [str(actual_len), digest]:
+            self._reject(path, "checksum mismatch (corrupt or truncated)")
+            return None
+        try:
+            return wasmtime.Module.deserialize_file(self._engine, str(path))
+        except wasmtime.WasmtimeError as e:
+            self._reject(path, f"incompatible with this engine: {e}")
+            return None
+
+    def _reject(self, path: Path, why: str) -> None:
+        log.warning("module cache entry %s rejected (%s); rebuilding", path.name, why)
+        with self._lock:
+            self.rejected += 1
+        for p in (path, path.with_suffix(".sum")):
+            p.unlink(missing_ok=True)
+
+    def _store(self, sha: str, artifact: bytes | bytearray) -> None:
+        path = self.path_for(sha)
+        digest = hashlib.sha256(artifact).hexdigest()
+        _atomic_write(path.with_suffix(".sum"), f"{len(artifact)} {digest}\n".encode())
+        _atomic_write(path, bytes(artifact))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,87 @@
+"""The one place that configures wasmtime: the engine, its settings and the epoch ticker.
+
+A process has one ``Engine``. Its settings, together with the wasmtime version and the
+CPU it runs on, form the fingerprint that keys the module cache: an artifact compiled
+under another fingerprint is never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import threading
+from dataclasses import dataclass
+from importlib.metadata import version
+
+import wasmtime
+
+#: how often the ticker advances the engine's epoch; a guest past its deadline is
+#: interrupted at most one tick late.
+EPOCH_TICK_S = 0.005
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine options that change compiled code (and so the cache key)."""
+
+    opt_level: str = "speed"
+    max_wasm_stack: int = 512 * 1024
+
+    def config(self) -> wasmtime.Config:
+        cfg = wasmtime.Config()
+        cfg.epoch_interruption = True
+        cfg.cranelift_opt_level = self.opt_level
+        cfg.max_wasm_stack = self.max_wasm_stack
+        cfg.parallel_compilation = True
+        return cfg
+
+
+def _cpu_features() -> str:
+    """The host CPU's feature flags: cranelift compiles for them, so they key the cache."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return " ".join(sorted(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def fingerprint(settings: EngineSettings) -> str:
+    """A short hash of everything that makes a compiled artifact incompatible."""
+    parts = [
+        f"wasmtime={version('wasmtime')}",
+        f"machine={platform.machine()}",
+        f"system={platform.system()}",
+        f"cpu={_cpu_features()}",
+        f"settings={settings!r}",
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+class EpochTicker:
+    """A daemon thread that advances the engine's epoch so deadlines can fire."""
+
+    def __init__(self, engine: wasmtime.Engine, tick_s: float = EPOCH_TICK_S) -> None:
+        self._engine = engine
+        self._tick_s = tick_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nimbus-epoch", daemon=True)
+        self._thread.start()
+
+    def ticks_for(self, seconds: float) -> int:
+        """Epoch ticks that cover ``seconds`` (rounded up, plus the tick in progress)."""
+        return max(1, int(seconds / self._tick_s + 0.999999)) + 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._tick_s):
+            self._engine.increment_epoch()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+
+def make_engine(settings: EngineSettings) -> wasmtime.Engine:
+    return wasmtime.Engine(settings.config())

@@ -1,0 +1,102 @@
+"""One invocation as host functions see it: its ids, its log, and its guest's memory.
+
+The platform creates an ``Invocation`` per call and fills ``services`` with whatever
+the host functions of managed services need (the runtime never looks inside); the
+runtime binds it to the instance's memory and allocator while the guest runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from host.errors import AbiError, FunctionOutOfMemory, NimbusError
+from host.runtime import native
+
+LEVELS = ("debug", "info", "warn", "error")
+_PY_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+log = logging.getLogger("nimbus.function")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line a guest logged, stamped with the time it arrived."""
+
+    time_ms: int
+    level: str
+    message: str
+
+
+@dataclass
+class Invocation:
+    """The host-side state of one running invocation."""
+
+    request_id: str
+    function: str
+    services: Any = None
+    logs: list[LogLine] = field(default_factory=list)
+    #: an error raised by a host function; it ends the invocation once the trap unwinds
+    error: BaseException | None = None
+    _ctx: Any = None
+    _memory: Any = None
+    _alloc: Any = None
+
+    def bind(self, ctx: Any, memory: Any, alloc: Any) -> None:
+        self._ctx, self._memory, self._alloc = ctx, memory, alloc
+
+    def enter(self, ctx: Any) -> None:
+        """Called on entry to every host function with the caller's store context."""
+        self._ctx = ctx
+
+    def log(self, level: int, message: str) -> None:
+        level = min(max(level, 0), 3)
+        self.logs.append(LogLine(int(time.time() * 1000), LEVELS[level], message))
+        log.log(
+            _PY_LEVELS[level],
+            "[%s] %s: %s",
+            self.request_id,
+            self.function,
+            message,
+            extra={"request_id": self.request_id, "function": self.function},
+        )
+
+    def fail(self, error: NimbusError) -> NimbusError:
+        """Remember ``error`` as the invocation's outcome and return it for raising."""
+        self.error = error
+        return error
+
+    # --- guest memory --------------------------------------------------------------
+
+    def read(self, ptr: int, length: int) -> bytes:
+        """Copy ``length`` bytes at ``ptr`` out of guest memory, bounds-checked."""
+        base, size = native.memory_view(self._ctx, self._memory)
+        if ptr + length > size:
+            raise self.fail(
+                AbiError(f"guest passed {ptr}+{length}, outside its {size}-byte memory")
+            )
+        return ctypes.string_at(base + ptr, length)
+
+    def write(self, ptr: int, data: bytes) -> None:
+        """Copy ``data`` into guest memory at ``ptr``, bounds-checked."""
+        base, size = native.memory_view(self._ctx, self._memory)
+        if ptr + len(data) > size:
+            raise self.fail(
+                AbiError(f"guest passed {ptr}+{len(data)}, outside its {size}-byte memory")
+            )
+        ctypes.memmove(base + ptr, data, len(data))
+
+    def give(self, data: bytes) -> int:
+        """Allocate ``data`` inside the guest with its allocator; ``(ptr << 32) | len``."""
+        vals = (native.ValRaw * 1)()
+        vals[0].i32 = len(data)
+        native.call(self._ctx, self._alloc, vals, 1)
+        ptr = vals[0].i32 & 0xFFFFFFFF
+        if ptr == 0 and data:
+            raise self.fail(
+                FunctionOutOfMemory(f"guest allocator could not provide {len(data)} bytes")
+            )
+        self.write(ptr, data)
+        return (ptr << 32) | len(data)

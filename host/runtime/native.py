@@ -1,0 +1,157 @@
+"""Thin, fast wrappers over wasmtime's C API for the invocation hot path.
+
+wasmtime-py's high-level ``Func.__call__`` looks up the function's type, converts every
+value and routes host-function exceptions through one process-wide slot; per call that
+is most of the cost of a small invocation, and the shared slot is unsafe when several
+threads invoke at once. The invoke path therefore calls exports with
+``wasmtime_func_call_unchecked`` on preallocated raw value arrays, defines host
+functions with ``wasmtime_linker_define_func_unchecked``, and keeps a host function's
+exception on the invocation that raised it. Everything outside the hot path (compiling,
+linking, validation) uses the public wasmtime-py API.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import POINTER, byref, c_size_t, c_void_p
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+ValRaw = ffi.wasmtime_val_raw_t
+TrapPtr = POINTER(ffi.wasm_trap_t)
+HostCallback = ffi.wasmtime_func_unchecked_callback_t
+_NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, c_void_p))
+
+_store_new = ffi.dll.wasmtime_store_new
+_store_context = ffi.dll.wasmtime_store_context
+_store_delete = ffi.dll.wasmtime_store_delete
+_store_limiter = ffi.dll.wasmtime_store_limiter
+_set_epoch_deadline = ffi.dll.wasmtime_context_set_epoch_deadline
+_get_data = ffi.dll.wasmtime_context_get_data
+_caller_context = ffi.dll.wasmtime_caller_context
+_pre_instantiate = ffi.dll.wasmtime_instance_pre_instantiate
+_export_get = ffi.dll.wasmtime_instance_export_get
+_call_unchecked = ffi.dll.wasmtime_func_call_unchecked
+_memory_data_size = ffi.dll.wasmtime_memory_data_size
+
+
+def _raw(name: str, restype: Any, argtypes: list[Any]) -> Any:
+    """A private handle on a C function, typed to return plain integers for speed."""
+    fn = ffi.dll[name]  # indexing makes a new function object; wasmtime-py's stays as is
+    fn.restype = restype
+    fn.argtypes = argtypes
+    return fn
+
+
+_memory_data = _raw(
+    "wasmtime_memory_data",
+    c_void_p,
+    [POINTER(ffi.wasmtime_context_t), POINTER(ffi.wasmtime_memory_t)],
+)
+_trap_new = _raw("wasmtime_trap_new", c_void_p, [ctypes.c_char_p, c_size_t])
+
+EXTERN_FUNC: int = ffi.WASMTIME_EXTERN_FUNC.value
+EXTERN_MEMORY: int = ffi.WASMTIME_EXTERN_MEMORY.value
+
+
+class GuestTrap(Exception):
+    """A trap or error that ended a call into the guest (wraps the wasmtime object)."""
+
+    def __init__(self, trap: wasmtime.Trap | wasmtime.WasmtimeError) -> None:
+        super().__init__(str(trap))
+        self.trap = trap
+
+    @property
+    def code(self) -> wasmtime.TrapCode | None:
+        if isinstance(self.trap, wasmtime.Trap):
+            code: wasmtime.TrapCode | None = self.trap.trap_code
+            return code
+        return None
+
+
+class NativeStore:
+    """One store (one invocation's world), created and deleted without Python wrappers."""
+
+    __slots__ = ("ctx", "ptr")
+
+    def __init__(self, engine: wasmtime.Engine, data: int, memory_cap: int) -> None:
+        self.ptr = _store_new(engine.ptr(), data, _NO_FINALIZER)
+        self.ctx = _store_context(self.ptr)
+        _store_limiter(self.ptr, memory_cap, -1, -1, -1, -1)
+
+    def set_deadline(self, ticks: int) -> None:
+        _set_epoch_deadline(self.ctx, ticks)
+
+    def close(self) -> None:
+        _store_delete(self.ptr)
+
+
+def instantiate(pre: wasmtime.InstancePre, ctx: Any) -> Any:
+    """A new instance of ``pre`` in the store behind ``ctx``."""
+    inst = ffi.wasmtime_instance_t()
+    trap = TrapPtr()
+    err = _pre_instantiate(pre.ptr(), ctx, byref(inst), byref(trap))
+    _raise_if_failed(err, trap)
+    return inst
+
+
+def export(ctx: Any, inst: Any, name: bytes, kind: int) -> Any:
+    """The export ``name`` of ``inst`` as a raw func or memory, or None when absent."""
+    item = ffi.wasmtime_extern_t()
+    if not _export_get(ctx, byref(inst), name, len(name), byref(item)) or item.kind != kind:
+        return None
+    return item.of.func if kind == EXTERN_FUNC else item.of.memory
+
+
+def call(ctx: Any, func: Any, vals: Any, nvals: int) -> None:
+    """Call ``func`` with arguments in ``vals``; results are written back into ``vals``."""
+    trap = TrapPtr()
+    err = _call_unchecked(ctx, byref(func), vals, nvals, byref(trap))
+    if err or trap:
+        _raise_if_failed(err, trap)
+
+
+def memory_view(ctx: Any, memory: Any) -> tuple[int, int]:
+    """The current base address and byte size of a linear memory."""
+    ref = byref(memory)
+    return _memory_data(ctx, ref) or 0, _memory_data_size(ctx, ref)
+
+
+def store_data(caller: Any) -> tuple[Any, int]:
+    """The caller's store context and the integer the store was created with."""
+    ctx = _caller_context(caller)
+    return ctx, _get_data(ctx) or 0
+
+
+def new_trap(message: str) -> int:
+    """A trap to return from a host callback, as the integer the C API expects."""
+    raw = message.encode()
+    return int(_trap_new(raw, len(raw)))
+
+
+def define_host_func(
+    linker: wasmtime.Linker,
+    module: str,
+    name: str,
+    ty: wasmtime.FuncType,
+    callback: Any,
+) -> None:
+    """Define an unchecked host function; the caller keeps ``callback`` alive."""
+    m, n = module.encode(), name.encode()
+    err = ffi.dll.wasmtime_linker_define_func_unchecked(
+        linker.ptr(), m, len(m), n, len(n), ty.ptr(), callback, None, _NO_FINALIZER
+    )
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
+
+
+def _raise_if_failed(err: Any, trap: Any) -> None:
+    if err:
+        raise GuestTrap(wasmtime.WasmtimeError._from_ptr(err))
+    if trap:
+        raise GuestTrap(wasmtime.Trap._from_ptr(trap))
+
+
+__all__ = ["POINTER", "HostCallback", "ValRaw", "c_size_t"]
