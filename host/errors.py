@@ -117,9 +117,15 @@ class AbiError(InvocationError):
 
 
 class PayloadTooLarge(InvocationError):
-    """An event or response is over the function's payload cap."""
+    """A request or event is over the function's payload cap."""
 
     kind = "PayloadTooLarge"
+
+
+class ResponseTooLarge(InvocationError):
+    """A function's response is over its payload cap."""
+
+    kind = "ResponseTooLarge"
 
 
 class FunctionFailed(InvocationError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import wasmtime
 
 from host.errors import DeployError
+from host.files import atomic_write
 
 log = logging.getLogger("nimbus.cache")
 
@@ -103,18 +103,6 @@ class ModuleCache:
     def _store(self, sha: str, artifact: bytes | bytearray) -> None:
         path = self.path_for(sha)
         digest = hashlib.sha256(artifact).hexdigest()
-        _atomic_write(path.with_suffix(".sum"), f"{len(artifact)} {digest}\n".encode())
-        _atomic_write(path, bytes(artifact))
+        atomic_write(path.with_suffix(".sum"), f"{len(artifact)} {digest}\n".encode())
+        atomic_write(path, bytes(artifact))
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

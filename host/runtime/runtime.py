@@ -29,6 +29,7 @@ from host.errors import (
     InvocationError,
     NimbusError,
     PayloadTooLarge,
+    ResponseTooLarge,
 )
 from host.runtime import abi, native
 from host.runtime.cache import ModuleCache
@@ -206,7 +207,7 @@ class Runtime:
         native.call(ctx, handle, vals, 2)
         rptr, rlen = abi.split_result(vals[0].i64)
         if rlen > fn.limits.max_response_bytes:
-            raise PayloadTooLarge(
+            raise ResponseTooLarge(
                 f"function {fn.name} returned {rlen} bytes; its response cap is "
                 f"{fn.limits.max_response_bytes}"
             )

@@ -1,0 +1,184 @@
+"""The admin API under ``/_admin``: deploy, list, get, delete, invoke, routes, health.
+
+Every endpoint but ``health`` and the OpenAPI document needs the bearer token. A
+deploy is multipart: the ``module`` file (.wasm) and an optional ``config`` field
+(JSON, the same keys as a ``[functions.NAME]`` table of nimbus.toml). The module is
+validated and compiled before the registry switches to it, so a bad upload leaves the
+running version serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import anyio.to_thread
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from host.errors import InvalidRequest, ManifestError
+from host.gateway.auth import AdminAuth
+from host.gateway.errors import error_response
+from host.gateway.invoker import Invoker
+from host.gateway.openapi import OPENAPI
+from host.ids import new_id
+from host.manifest import function_spec_from_dict, route_from_dict
+from host.platform import Platform
+
+MAX_MODULE_BYTES = 64 * 1024 * 1024
+
+
+class AdminApi:
+    """Starlette routes of the admin API, bound to one platform."""
+
+    def __init__(self, platform: Platform, invoker: Invoker, auth: AdminAuth) -> None:
+        self.platform = platform
+        self.invoker = invoker
+        self.auth = auth
+
+    def routes(self) -> list[Route]:
+        guarded = self._guarded
+        return [
+            Route("/health", self.health, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/functions", guarded(self.list_functions), methods=["GET"]),
+            Route("/functions/{name}", guarded(self.get_function), methods=["GET"]),
+            Route("/functions/{name}", guarded(self.deploy), methods=["PUT"]),
+            Route("/functions/{name}", guarded(self.delete_function), methods=["DELETE"]),
+            Route("/functions/{name}/invoke", guarded(self.invoke), methods=["POST"]),
+            Route("/routes", guarded(self.get_routes), methods=["GET"]),
+            Route("/routes", guarded(self.put_routes), methods=["PUT"]),
+            Route("/invocations", guarded(self.invocations), methods=["GET"]),
+        ]
+
+    def _guarded(self, endpoint: Any) -> Any:
+        async def wrapper(request: Request) -> Response:
+            request_id = request.headers.get("x-request-id") or new_id("req")
+            try:
+                self.auth.check(request.headers.get("authorization"))
+                response: Response = await endpoint(request)
+            except Exception as err:
+                return error_response(err, request_id)
+            response.headers["x-request-id"] = request_id
+            return response
+
+        return wrapper
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "functions": len(self.platform.registry.list()), "pid": os.getpid()}
+        )
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def list_functions(self, request: Request) -> Response:
+        routes = self.platform.registry.routes()
+        items = []
+        for dep in self.platform.registry.list():
+            d = dep.to_dict()
+            d["routes"] = [r.to_dict() for r in routes if r.function == dep.name]
+            items.append(d)
+        return JSONResponse({"functions": items})
+
+    async def get_function(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        dep = self.platform.registry.get(name)
+        d = dep.to_dict()
+        d["routes"] = [r.to_dict() for r in self.platform.registry.routes() if r.function == name]
+        return JSONResponse(d)
+
+    async def deploy(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        async with request.form(max_part_size=MAX_MODULE_BYTES) as form:
+            module = form.get("module")
+            if module is None or isinstance(module, str):
+                raise InvalidRequest("the deploy form needs a 'module' file part (the .wasm)")
+            wasm = await module.read()
+            raw_config = form.get("config")
+        config: dict[str, Any] = {}
+        if raw_config is not None:
+            try:
+                loaded = json.loads(raw_config if isinstance(raw_config, str) else "")
+            except json.JSONDecodeError as e:
+                raise InvalidRequest(f"'config' is not valid JSON: {e}") from None
+            if not isinstance(loaded, dict):
+                raise InvalidRequest("'config' must be a JSON object")
+            config = loaded
+        config.setdefault("wasm", f"{name}.wasm")
+        spec = function_spec_from_dict(name, config, where="deploy config")
+        dep = await self._run(lambda: self.platform.deploy(spec, wasm))
+        return JSONResponse(dep.to_dict(), status_code=201)
+
+    async def delete_function(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        self.platform.remove(name)
+        return Response(status_code=204)
+
+    async def invoke(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        raw = await request.body()
+        try:
+            value = json.loads(raw) if raw else None
+        except json.JSONDecodeError as e:
+            raise InvalidRequest(f"the invoke body must be JSON: {e}") from None
+        event = value if isinstance(value, dict) and "kind" in value else {
+            "kind": "invoke",
+            "input": value,
+        }
+        request_id = request.headers.get("x-request-id") or new_id("req")
+        result = await self.invoker.invoke(name, event, request_id)
+        return JSONResponse(
+            {
+                "request_id": result.request_id,
+                "function": result.function,
+                "version": result.version,
+                "cold": result.cold,
+                "duration_ms": round(result.duration_ms, 3),
+                "response": _jsonable(result.response),
+                "logs": [{"level": ln.level, "message": ln.message} for ln in result.logs],
+            }
+        )
+
+    async def get_routes(self, request: Request) -> Response:
+        return JSONResponse({"routes": [r.to_dict() for r in self.platform.registry.routes()]})
+
+    async def put_routes(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            raw_routes = body["routes"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise InvalidRequest(f"expected a JSON body {{'routes': [...]}}: {e}") from None
+        names = {d.name for d in self.platform.registry.list()}
+        routes = [route_from_dict(r, where=f"routes[{i}]") for i, r in enumerate(raw_routes)]
+        missing = sorted({r.function for r in routes} - names)
+        if missing:
+            raise ManifestError(f"routes name functions that are not deployed: {missing}")
+        self.platform.registry.set_routes(routes)
+        return await self.get_routes(request)
+
+    async def invocations(self, request: Request) -> Response:
+        function = request.query_params.get("function")
+        limit = int(request.query_params.get("limit", "100"))
+        records = self.platform.telemetry.recent(function, limit)
+        return JSONResponse({"invocations": [r.to_dict() for r in records]})
+
+    async def _run(self, fn: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return {"$bytes_hex": value.hex()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+

@@ -1,0 +1,40 @@
+"""The Starlette application: the admin API under ``/_admin``, functions everywhere else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+
+from host.gateway.admin import AdminApi
+from host.gateway.auth import AdminAuth, load_or_create_token
+from host.gateway.functions import FunctionRoutes
+from host.gateway.invoker import Invoker
+from host.platform import Platform
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def create_app(platform: Platform, admin_token: str | None = None) -> Starlette:
+    """The gateway for ``platform``; the admin token defaults to the data dir's."""
+    token = admin_token or load_or_create_token(platform.data_dir)
+    invoker = Invoker(platform)
+    admin = AdminApi(platform, invoker, AdminAuth(token))
+    functions = FunctionRoutes(platform.registry, invoker)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        platform.close()
+
+    app = Starlette(
+        routes=[
+            Mount("/_admin", routes=admin.routes()),
+            Route("/{path:path}", functions, methods=ALL_METHODS),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    return app

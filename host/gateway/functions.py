@@ -1,0 +1,124 @@
+"""The function routes: an HTTP request in, the ``http`` event out, the response back.
+
+The request body is read as a stream and refused with 413 as soon as it passes the
+function's cap (or at once, from Content-Length), before it is buffered whole.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from host.errors import PayloadTooLarge
+from host.gateway.errors import error_response
+from host.gateway.invoker import Invoker
+from host.gateway.routing import Match, RouteTable
+from host.ids import new_id
+from host.registry import Registry
+
+REQUEST_ID = "x-request-id"
+
+
+class FunctionRoutes:
+    """The ASGI endpoint behind every path outside ``/_admin``."""
+
+    def __init__(self, registry: Registry, invoker: Invoker) -> None:
+        self._registry = registry
+        self._invoker = invoker
+        self._generation = -1
+        self._table = RouteTable([])
+
+    def table(self) -> RouteTable:
+        generation = self._registry.generation()
+        if generation != self._generation:
+            self._table = RouteTable(self._registry.routes())
+            self._generation = generation
+        return self._table
+
+    async def __call__(self, request: Request) -> Response:
+        request_id = request.headers.get(REQUEST_ID) or new_id("req")
+        try:
+            found = self.table().match(request.method, request.url.path)
+            if found is None:
+                return _plain(404, "no route matches this path", request_id)
+            if isinstance(found, list):
+                resp = _plain(405, f"method not allowed; allowed: {', '.join(found)}", request_id)
+                resp.headers["allow"] = ", ".join(found)
+                return resp
+            cap = self._registry.get(found.route.function).spec.max_request_bytes
+            event = await _http_event(request, found, cap)
+            result = await self._invoker.invoke(found.route.function, event, request_id)
+            return _http_response(result.response, request_id)
+        except Exception as err:
+            return error_response(err, request_id)
+
+
+async def _http_event(request: Request, match: Match, cap: int) -> dict[str, Any]:
+    body = await _read_body(request, cap)
+    headers: dict[str, str] = {}
+    for k, v in request.headers.items():
+        headers[k] = f"{headers[k]},{v}" if k in headers else v
+    query: dict[str, str] = {}
+    for k, v in request.query_params.multi_items():
+        query[k] = f"{query[k]},{v}" if k in query else v
+    return {
+        "kind": "http",
+        "method": request.method,
+        "path": request.url.path,
+        "params": match.params,
+        "query": query,
+        "raw_query": request.url.query,
+        "headers": headers,
+        "body": body,
+    }
+
+
+async def _read_body(request: Request, cap: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"request body is {declared} bytes; this route accepts at most {cap}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise PayloadTooLarge(f"request body is over {cap} bytes, this route's limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _http_response(response: dict[str, Any], request_id: str) -> Response:
+    status = response.get("status", 200)
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        status = 502
+    raw_headers = response.get("headers") or {}
+    headers = {str(k).lower(): str(v) for k, v in raw_headers.items()} if isinstance(
+        raw_headers, dict
+    ) else {}
+    body: Any = response.get("body", response.get("output", b""))
+    if isinstance(body, bytes):
+        content = body
+    elif isinstance(body, str):
+        content = body.encode()
+        headers.setdefault("content-type", "text/plain; charset=utf-8")
+    else:
+        content = json.dumps(body, default=_json_default).encode()
+        headers.setdefault("content-type", "application/json")
+    headers[REQUEST_ID] = request_id
+    return Response(content, status_code=status, headers=headers)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _plain(status: int, message: str, request_id: str) -> Response:
+    body = {"error": {"kind": "NoRoute" if status == 404 else "MethodNotAllowed",
+                      "message": message, "request_id": request_id}}
+    return Response(json.dumps(body), status_code=status,
+                    headers={"content-type": "application/json", REQUEST_ID: request_id})

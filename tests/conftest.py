@@ -1,0 +1,115 @@
+"""Shared fixtures: real guests built once per session, runtimes and platforms on tmp dirs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from host.build import build_function
+from host.hostcalls import all_host_functions
+from host.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+GUESTS = ROOT / "tests" / "guests"
+FUNCTIONS = ROOT / "functions"
+
+_build_lock = threading.Lock()
+
+
+@pytest.fixture(scope="session")
+def build() -> Callable[[str], Path]:
+    """``build(name)``: the .wasm of ``tests/guests/NAME`` or ``functions/NAME``.
+
+    Builds are incremental on disk, so a second session (or a second test asking for
+    the same guest) does not run the compiler again.
+    """
+    built: dict[str, Path] = {}
+
+    def _build(name: str) -> Path:
+        with _build_lock:
+            if name not in built:
+                src = GUESTS / name if (GUESTS / name).is_dir() else FUNCTIONS / name
+                built[name] = build_function(src).wasm
+            return built[name]
+
+    return _build
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    rt = Runtime(tmp_path / "cache", all_host_functions())
+    yield rt
+    rt.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    """A real ``nimbus`` server process on a loopback port."""
+
+    def __init__(self, args: list[str], port: int, env: dict[str, str]) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "host.cli", *args, "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{out}")
+            try:
+                if httpx.get(f"{self.url}/_admin/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.stdout.read().decode() if self.proc.stdout else ""
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``start_server(*args, token=..., port=None)``: a real server, stopped after the test."""
+    servers: list[Server] = []
+
+    def _start(*args: str, token: str = "test-token", port: int | None = None) -> Server:
+        env = {**os.environ, "NIMBUS_ADMIN_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+        server = Server(list(args), port or free_port(), env)
+        servers.append(server)
+        server.wait_ready()
+        return server
+
+    yield _start
+    for s in servers:
+        s.stop()
