@@ -58,9 +58,7 @@ def check_exports(module: wasmtime.Module) -> None:
         raise AbiError("module does not follow the Nimbus ABI: " + "; ".join(problems))
 
 
-def check_imports(
-    module: wasmtime.Module, offered: Mapping[tuple[str, str], HostFunction]
-) -> None:
+def check_imports(module: wasmtime.Module, offered: Mapping[tuple[str, str], HostFunction]) -> None:
     """Raise ``DeployError`` listing every import the host does not offer as typed."""
     missing: list[str] = []
     mistyped: list[str] = []

@@ -105,4 +105,3 @@ class ModuleCache:
         digest = hashlib.sha256(artifact).hexdigest()
         atomic_write(path.with_suffix(".sum"), f"{len(artifact)} {digest}\n".encode())
         atomic_write(path, bytes(artifact))
-

@@ -180,7 +180,8 @@ class Runtime:
                 if inv.error is not None:
                     raise inv.error from None
                 err = _classify(t, fn.name)
-                raise _classify_memory(err, _memory_size(ctx, inv), limits.memory_bytes, fn.name)
+                size = _memory_size(ctx, inv)
+                raise _classify_memory(err, size, limits.memory_bytes, fn.name) from None
         return _decode_response(raw, fn.name)
 
     def _call_handler(
@@ -214,13 +215,33 @@ class Runtime:
         base, size = native.memory_view(ctx, memory)
         if rptr + rlen > size:
             raise AbiError(
-                f"nimbus_handle returned response {rptr}+{rlen}, outside the "
-                f"{size}-byte memory"
+                f"nimbus_handle returned response {rptr}+{rlen}, outside the {size}-byte memory"
             )
         return ctypes.string_at(base + rptr, rlen)
 
     def _instance(self, fn: LoadedFunction, inv: Invocation) -> _FreshInstance:
         return _FreshInstance(self, fn, inv)
+
+    def reused_instance(self, fn: LoadedFunction, inv: Invocation) -> ReusedInstance:
+        """One instance called many times: what Nimbus does *not* do, kept so that
+        ``bench/`` can show the price of a fresh instance per call next to it."""
+        return ReusedInstance(self, fn, inv)
+
+
+class ReusedInstance:
+    """A single store and instance kept across calls (benchmark reference only)."""
+
+    def __init__(self, rt: Runtime, fn: LoadedFunction, inv: Invocation) -> None:
+        self._rt, self._fn, self._inv = rt, fn, inv
+        self._fresh = _FreshInstance(rt, fn, inv)
+        self._ctx, self._inst = self._fresh.__enter__()
+
+    def call(self, event: bytes) -> dict[str, Any]:
+        raw = self._rt._call_handler(self._fn, self._ctx, self._inst, event, self._inv)
+        return _decode_response(raw, self._fn.name)
+
+    def close(self) -> None:
+        self._fresh.__exit__(None, None, None)
 
 
 class _FreshInstance:
@@ -305,7 +326,6 @@ def _decode_response(raw: bytes, name: str) -> dict[str, Any]:
         raise AbiError(f"function {name} returned a response that is not msgpack: {e}") from None
     if not isinstance(value, dict):
         raise AbiError(
-            f"function {name} returned a msgpack {type(value).__name__}; "
-            "the response must be a map"
+            f"function {name} returned a msgpack {type(value).__name__}; the response must be a map"
         )
     return value

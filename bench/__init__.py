@@ -1,0 +1,1 @@
+"""Benchmarks: every figure next to a reference measured in the same run."""

@@ -1,0 +1,10 @@
+/* Returns valid msgpack that is not a map (the integer 42). */
+#define NIMBUS_NO_GLUE
+#include "nimbus.h"
+NIMBUS_EXPORT(nimbus_abi_version) int32_t nimbus_abi_version(void) { return 1; }
+NIMBUS_EXPORT(nimbus_alloc) void *nimbus_alloc(uint32_t len) { return nimbus_try_alloc(len); }
+static const uint8_t answer[] = {42};
+NIMBUS_EXPORT(nimbus_handle) uint64_t nimbus_handle(const uint8_t *ptr, uint32_t len) {
+    (void)ptr; (void)len;
+    return ((uint64_t)(uintptr_t)answer << 32) | sizeof answer;
+}
