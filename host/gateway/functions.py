@@ -95,9 +95,11 @@ def _http_response(response: dict[str, Any], request_id: str) -> Response:
     if not isinstance(status, int) or not 100 <= status <= 599:
         status = 502
     raw_headers = response.get("headers") or {}
-    headers = {str(k).lower(): str(v) for k, v in raw_headers.items()} if isinstance(
-        raw_headers, dict
-    ) else {}
+    headers = (
+        {str(k).lower(): str(v) for k, v in raw_headers.items()}
+        if isinstance(raw_headers, dict)
+        else {}
+    )
     body: Any = response.get("body", response.get("output", b""))
     if isinstance(body, bytes):
         content = body
@@ -118,7 +120,15 @@ def _json_default(value: Any) -> Any:
 
 
 def _plain(status: int, message: str, request_id: str) -> Response:
-    body = {"error": {"kind": "NoRoute" if status == 404 else "MethodNotAllowed",
-                      "message": message, "request_id": request_id}}
-    return Response(json.dumps(body), status_code=status,
-                    headers={"content-type": "application/json", REQUEST_ID: request_id})
+    body = {
+        "error": {
+            "kind": "RouteNotFound" if status == 404 else "MethodNotAllowed",
+            "message": message,
+            "request_id": request_id,
+        }
+    }
+    return Response(
+        json.dumps(body),
+        status_code=status,
+        headers={"content-type": "application/json", REQUEST_ID: request_id},
+    )
