@@ -460,7 +460,7 @@ def _triggers(t: _Table) -> Triggers:
     for kind in out:
         items = t.raw(kind) or []
         if not isinstance(items, list):
-            t.errors.add(t.key(kind), "expected an array of tables ([[triggers.%s]])" % kind)
+            t.errors.add(t.key(kind), f"expected an array of tables ([[triggers.{kind}]])")
             continue
         for i, item in enumerate(items):
             s = _Table(item, f"{t.key(kind)}[{i}]", t.errors)

@@ -11,6 +11,7 @@ whatever started the call.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -112,6 +113,36 @@ class Platform:
         ``idempotency_id`` that was committed before, nothing is applied twice.
         """
         dep = self.registry.get(function)
+        return self._run(
+            dep,
+            lambda: self._load(dep),
+            event,
+            request_id=request_id,
+            on_commit=on_commit,
+            idempotency_id=idempotency_id,
+        )
+
+    def invoke_module(
+        self, spec: FunctionSpec, wasm: bytes, event: dict[str, Any]
+    ) -> InvocationResult:
+        """Run a module that is not deployed (``nimbus invoke DIR``), through the same
+        path as a deployed one: same limits, grants, effects and records."""
+        sha = hashlib.sha256(wasm).hexdigest()
+        dep = Deployment(spec, version=0, sha256=sha, deployed_ms=int(time.time() * 1000))
+        self.pool.drop(dep.key)
+        return self._run(dep, lambda: self.runtime.load(spec.name, wasm, _limits(spec)), event)
+
+    def _run(
+        self,
+        dep: Deployment,
+        load: Callable[[], LoadedFunction],
+        event: dict[str, Any],
+        *,
+        request_id: str | None = None,
+        on_commit: Callable[[Any], None] | None = None,
+        idempotency_id: str | None = None,
+    ) -> InvocationResult:
+        function = dep.name
         request_id = request_id or new_id("req")
         trigger = str(event.get("kind", "direct"))
         started = time.time()
@@ -121,7 +152,7 @@ class Platform:
         outcome, error_text = "ok", None
         inv = Invocation(request_id=request_id, function=function)
         try:
-            fn, cold = self.pool.get(dep.key, lambda: self._load(dep), dep.spec.idle_ttl_s)
+            fn, cold = self.pool.get(dep.key, load, dep.spec.idle_ttl_s)
             envelope = {
                 **event,
                 "id": event.get("id") or request_id,

@@ -186,4 +186,3 @@ def _deployment(record: dict[str, Any]) -> Deployment:
         sha256=str(record["sha256"]),
         deployed_ms=int(record["deployed_ms"]),
     )
-

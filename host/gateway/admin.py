@@ -14,7 +14,6 @@ import os
 from typing import Any
 
 import anyio.to_thread
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,6 +24,7 @@ from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
 from host.gateway.openapi import OPENAPI
 from host.ids import new_id
+from host.jsonable import jsonable
 from host.manifest import function_spec_from_dict, route_from_dict
 from host.platform import Platform
 
@@ -125,10 +125,14 @@ class AdminApi:
             value = json.loads(raw) if raw else None
         except json.JSONDecodeError as e:
             raise InvalidRequest(f"the invoke body must be JSON: {e}") from None
-        event = value if isinstance(value, dict) and "kind" in value else {
-            "kind": "invoke",
-            "input": value,
-        }
+        event = (
+            value
+            if isinstance(value, dict) and "kind" in value
+            else {
+                "kind": "invoke",
+                "input": value,
+            }
+        )
         request_id = request.headers.get("x-request-id") or new_id("req")
         result = await self.invoker.invoke(name, event, request_id)
         return JSONResponse(
@@ -138,7 +142,7 @@ class AdminApi:
                 "version": result.version,
                 "cold": result.cold,
                 "duration_ms": round(result.duration_ms, 3),
-                "response": _jsonable(result.response),
+                "response": jsonable(result.response),
                 "logs": [{"level": ln.level, "message": ln.message} for ln in result.logs],
             }
         )
@@ -168,17 +172,3 @@ class AdminApi:
 
     async def _run(self, fn: Any) -> Any:
         return await anyio.to_thread.run_sync(fn)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return {"$bytes_hex": value.hex()}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
