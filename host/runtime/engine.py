@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 import wasmtime
+from wasmtime import _ffi as ffi
 
 #: how often the ticker advances the engine's epoch; a guest past its deadline is
 #: interrupted at most one tick late.
@@ -26,6 +27,11 @@ class EngineSettings:
 
     opt_level: str = "speed"
     max_wasm_stack: int = 512 * 1024
+    #: instances alive at once in this process (the pooling allocator's slots); an
+    #: invocation beyond it is refused as ``Overloaded``
+    max_instances: int = 1000
+    #: the largest linear memory any function may be given (wasm32's whole space)
+    max_memory_bytes: int = 1 << 32
 
     def config(self) -> wasmtime.Config:
         cfg = wasmtime.Config()
@@ -33,7 +39,24 @@ class EngineSettings:
         cfg.cranelift_opt_level = self.opt_level
         cfg.max_wasm_stack = self.max_wasm_stack
         cfg.parallel_compilation = True
+        _use_pooling_allocator(cfg, self.max_instances, self.max_memory_bytes)
         return cfg
+
+
+def _use_pooling_allocator(cfg: wasmtime.Config, instances: int, memory: int) -> None:
+    """Instances come from preallocated slots that are reset, not mapped and unmapped:
+    creating and dropping a store per invocation then costs a few microseconds, which
+    is what makes a fresh instance per request affordable. (Not in wasmtime-py's
+    Python API; these are the C API's calls.)"""
+    pc = ffi.wasmtime_pooling_allocation_config_new()
+    try:
+        ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pc, instances)
+        ffi.wasmtime_pooling_allocation_config_total_memories_set(pc, instances)
+        ffi.wasmtime_pooling_allocation_config_total_tables_set(pc, instances)
+        ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pc, memory)
+        ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pc)
+    finally:
+        ffi.wasmtime_pooling_allocation_config_delete(pc)
 
 
 def _cpu_features() -> str:

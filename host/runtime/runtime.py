@@ -28,6 +28,7 @@ from host.errors import (
     FunctionTimeout,
     InvocationError,
     NimbusError,
+    Overloaded,
     PayloadTooLarge,
     ResponseTooLarge,
 )
@@ -312,6 +313,11 @@ def _trap_message(t: native.GuestTrap) -> str:
 
 
 def _instantiate_error(t: native.GuestTrap, fn: LoadedFunction) -> InvocationError:
+    if "concurrent" in str(t) and "limit" in str(t):
+        return Overloaded(
+            f"function {fn.name} cannot start: every instance slot of this host is in use; "
+            "retry later"
+        )
     if "memory" in str(t) and ("limit" in str(t) or "minimum" in str(t)):
         return FunctionOutOfMemory(
             f"function {fn.name} needs more memory than its {fn.limits.memory_bytes}-byte cap"
