@@ -348,17 +348,17 @@ def _route(t: _Table) -> Route | None:
         segments = path.strip("/").split("/")
         for i, seg in enumerate(segments):
             if "{" in seg or "}" in seg:
-                m = _PARAM.match(seg)
-                if not m:
+                pm = _PARAM.match(seg)
+                if not pm:
                     t.errors.add(
                         t.key("path"), f"{seg!r}: a parameter is a whole segment '{{name}}'"
                     )
-                elif m.group(1) in seen:
-                    t.errors.add(t.key("path"), f"parameter {m.group(1)!r} appears twice")
-                elif m.group(2) and i != len(segments) - 1:
+                elif pm.group(1) in seen:
+                    t.errors.add(t.key("path"), f"parameter {pm.group(1)!r} appears twice")
+                elif pm.group(2) and i != len(segments) - 1:
                     t.errors.add(t.key("path"), f"{seg!r} must be the last segment")
-                elif m:
-                    seen.add(m.group(1))
+                else:
+                    seen.add(pm.group(1))
     return Route(tuple(methods), path, function)
 
 

@@ -162,7 +162,7 @@ class Platform:
                 "env": dict(dep.spec.env),
             }
             with self._slot(function, dep.spec.concurrency):
-                effects = self.services.begin()
+                effects = self.services.begin(function)
                 inv.services = ServiceAccess(effects, dep.spec.grants, inv)
                 try:
                     response = self.runtime.invoke(fn, msgpack.packb(envelope), inv)

@@ -9,6 +9,7 @@ notice deployments made by another process.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import time
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ class Registry:
             else:
                 version = 1
             record = {
+                "name": spec.name,
                 "version": version,
                 "sha256": sha,
                 "deployed_ms": int(time.time() * 1000),
@@ -146,7 +148,7 @@ class Registry:
 
     # --- routes ----------------------------------------------------------------------
 
-    def set_routes(self, routes: list[Route]) -> None:
+    def set_routes(self, routes: builtins.list[Route]) -> None:
         packed = msgpack.packb([r.to_dict() for r in routes])
 
         def write(txn: Any) -> None:
@@ -156,7 +158,7 @@ class Registry:
 
         self._storage.write(write)
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> builtins.list[Route]:
         with self._storage.read() as txn:
             raw = txn.get(_ROUTES, db=self._db)
         if raw is None:
@@ -181,7 +183,7 @@ def _bump(txn: Any, db: Any) -> None:
 def _deployment(record: dict[str, Any]) -> Deployment:
     config = record["config"]
     return Deployment(
-        spec=function_spec_from_dict(config["name"], config, where="registry"),
+        spec=function_spec_from_dict(record["name"], config, where="registry"),
         version=int(record["version"]),
         sha256=str(record["sha256"]),
         deployed_ms=int(record["deployed_ms"]),

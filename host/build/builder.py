@@ -8,6 +8,7 @@ compiler runs.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import tomllib
 from dataclasses import dataclass
@@ -36,10 +37,10 @@ def _toolchains() -> list[Toolchain]:
 
     found: list[Toolchain] = [ZigToolchain(), CToolchain()]
     try:
-        from host.build.python import PythonToolchain
+        python = importlib.import_module("host.build.python")
     except ImportError:
         return found
-    found.append(PythonToolchain())
+    found.append(python.PythonToolchain())
     return found
 
 

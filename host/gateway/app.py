@@ -32,7 +32,7 @@ def create_app(platform: Platform, admin_token: str | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Mount("/_admin", routes=admin.routes()),
-            Route("/{path:path}", functions, methods=ALL_METHODS),
+            Route("/{path:path}", functions.handle, methods=ALL_METHODS),
         ],
         lifespan=lifespan,
     )

@@ -53,7 +53,7 @@ _PUBLIC_MESSAGE = {
 def status_for(err: e.NimbusError) -> int:
     for cls in type(err).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

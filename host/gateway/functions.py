@@ -38,7 +38,7 @@ class FunctionRoutes:
             self._generation = generation
         return self._table
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         request_id = request.headers.get(REQUEST_ID) or new_id("req")
         try:
             found = self.table().match(request.method, request.url.path)

@@ -6,9 +6,9 @@ Each module here declares the imports of one capability as ``HostFunction`` valu
 
 from __future__ import annotations
 
-from host.hostcalls import core
+from host.hostcalls import core, services
 from host.runtime.imports import HostFunction
 
 
 def all_host_functions() -> list[HostFunction]:
-    return [*core.FUNCTIONS]
+    return [*core.FUNCTIONS, *services.FUNCTIONS]

@@ -100,7 +100,7 @@ def instantiate(pre: wasmtime.InstancePre, ctx: Any) -> Any:
 def export(ctx: Any, inst: Any, name: bytes, kind: int) -> Any:
     """The export ``name`` of ``inst`` as a raw func or memory, or None when absent."""
     item = ffi.wasmtime_extern_t()
-    if not _export_get(ctx, byref(inst), name, len(name), byref(item)) or item.kind != kind:
+    if not _export_get(ctx, byref(inst), name, len(name), byref(item)) or int(item.kind) != kind:
         return None
     return item.of.func if kind == EXTERN_FUNC else item.of.memory
 

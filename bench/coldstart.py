@@ -1,0 +1,144 @@
+"""Cold start, broken down: compile, load from the disk cache in a fresh process, first
+response of a fresh server for a cached module, and first response after scale to zero.
+
+Each cold figure sits next to the warm invocation of the same function measured in
+the same run (in-process for the first two, over HTTP for the last two).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.runtime import hello_event
+from bench.servers import ROOT, nimbus
+from host.build import build_function
+from host.hostcalls import all_host_functions
+from host.runtime import Invocation, Runtime
+
+FUNCTIONS = {"hello": ROOT / "functions" / "hello", "big": ROOT / "bench" / "guests" / "big_c"}
+
+_LOAD_PROBE = """
+import sys, time
+from pathlib import Path
+from host.hostcalls import all_host_functions
+from host.runtime import Runtime
+wasm = Path(sys.argv[2]).read_bytes()
+rt = Runtime(Path(sys.argv[1]), all_host_functions())
+t0 = time.perf_counter()
+fn = rt.load("f", wasm)
+print((time.perf_counter() - t0) * 1000, fn.cache_hit)
+"""
+
+
+def _in_process(name: str, wasm: bytes, runs: int) -> dict[str, Any]:
+    compile_ms = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            rt = Runtime(Path(tmp), all_host_functions())
+            t0 = time.perf_counter()
+            rt.load(name, wasm)
+            compile_ms.append((time.perf_counter() - t0) * 1000)
+            rt.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp)
+        rt = Runtime(cache, all_host_functions())
+        fn = rt.load(name, wasm)
+        event = hello_event()
+        warm = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            rt.invoke(fn, event, Invocation("req-bench", name))
+            warm.append((time.perf_counter() - t0) * 1000)
+        rt.close()
+        load_ms = []
+        for _ in range(runs):
+            out = subprocess.run(
+                [sys.executable, "-c", _LOAD_PROBE, str(cache), str(FUNCTIONS_WASM[name])],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            ).stdout.split()
+            assert out[1] == "True", "the fresh process did not hit the cache"
+            load_ms.append(float(out[0]))
+    return {
+        "module_bytes": len(wasm),
+        "compile_ms": statistics.median(compile_ms),
+        "cache_load_fresh_process_ms": statistics.median(load_ms),
+        "warm_invoke_ms": statistics.median(warm),
+    }
+
+
+FUNCTIONS_WASM: dict[str, Path] = {}
+
+
+def _app(tmp: Path) -> Path:
+    app = tmp / "app"
+    app.mkdir()
+    lines = []
+    for name, wasm in FUNCTIONS_WASM.items():
+        lines += [f"[functions.{name}]", f'wasm = "{wasm}"', 'idle_ttl = "1s"', ""]
+        lines += [
+            "[[routes]]",
+            'method = "GET"',
+            f'path = "/{name}/{{name}}"',
+            f'function = "{name}"',
+            "",
+        ]
+    (app / "nimbus.toml").write_text("\n".join(lines))
+    return app
+
+
+def _timed_get(url: str) -> float:
+    t0 = time.perf_counter()
+    r = httpx.get(url, timeout=30)
+    r.raise_for_status()
+    return (time.perf_counter() - t0) * 1000
+
+
+def _server_side(runs: int) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, list[float]]] = {
+        n: {"first_response_ms": [], "after_idle_ms": [], "warm_http_ms": []} for n in FUNCTIONS
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        first = nimbus("up", str(_app(Path(tmp))), "--data", str(data))  # deploys + caches
+        first.stop()
+        for _ in range(runs):
+            server = nimbus("serve", "--data", str(data))
+            try:
+                for name in FUNCTIONS:
+                    url = f"{server.url}/{name}/x"
+                    out[name]["first_response_ms"].append(_timed_get(url))
+                    out[name]["warm_http_ms"] += [_timed_get(url) for _ in range(20)]
+                time.sleep(2.5)  # idle_ttl 1s + the 1s sweep: both functions dropped
+                for name in FUNCTIONS:
+                    out[name]["after_idle_ms"].append(_timed_get(f"{server.url}/{name}/x"))
+            finally:
+                server.stop()
+    return {n: {k: statistics.median(v) for k, v in d.items()} for n, d in out.items()}
+
+
+def run(quick: bool) -> dict[str, Any]:
+    runs = 2 if quick else 7
+    results: dict[str, Any] = {}
+    for name, src in FUNCTIONS.items():
+        FUNCTIONS_WASM[name] = build_function(src).wasm
+    for name, wasm in FUNCTIONS_WASM.items():
+        results[name] = _in_process(name, wasm.read_bytes(), runs)
+    for name, figures in _server_side(runs).items():
+        results[name].update(figures)
+    for r in results.values():
+        r["compile_over_warm"] = r["compile_ms"] / r["warm_invoke_ms"]
+        r["cache_load_over_warm"] = r["cache_load_fresh_process_ms"] / r["warm_invoke_ms"]
+        r["first_response_over_warm_http"] = r["first_response_ms"] / r["warm_http_ms"]
+        r["after_idle_over_warm_http"] = r["after_idle_ms"] / r["warm_http_ms"]
+    return results

@@ -1,0 +1,59 @@
+"""Turning an app manifest into deployments: build every function, deploy, set routes.
+
+``nimbus up`` runs this before it serves; it is also what a test calls to stand up an
+app in-process. Building happens first for every function, so one that does not
+compile leaves everything deployed before untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from host.build import build_function
+from host.manifest import FunctionSpec, Manifest
+from host.platform import Platform
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying a manifest did to one function."""
+
+    name: str
+    version: int
+    rebuilt: bool
+    language: str
+
+
+def build_app(manifest: Manifest) -> dict[str, tuple[bytes, bool, str]]:
+    """Every function's module bytes, whether it was recompiled, and its language."""
+    out: dict[str, tuple[bytes, bool, str]] = {}
+    for name, spec in manifest.functions.items():
+        out[name] = _module(spec)
+    return out
+
+
+def _module(spec: FunctionSpec) -> tuple[bytes, bool, str]:
+    if spec.source is not None:
+        result = build_function(spec.source, spec.name)
+        return result.wasm.read_bytes(), result.rebuilt, result.language
+    assert spec.wasm is not None
+    return Path(spec.wasm).read_bytes(), False, "wasm"
+
+
+def apply_manifest(
+    platform: Platform,
+    manifest: Manifest,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> list[Applied]:
+    """Build, then deploy every function of ``manifest`` and install its routes."""
+    built = build_app(manifest)
+    applied = []
+    for name, spec in manifest.functions.items():
+        wasm, rebuilt, language = built[name]
+        on_step(f"deploying {name}")
+        dep = platform.deploy(spec, wasm)
+        applied.append(Applied(name, dep.version, rebuilt, language))
+    platform.registry.set_routes(list(manifest.routes))
+    return applied

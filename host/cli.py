@@ -1,0 +1,309 @@
+"""The ``nimbus`` command: run an app, build functions, and talk to a running server.
+
+``nimbus up APP`` builds and deploys the app in ``APP/nimbus.toml`` and serves it;
+``nimbus serve`` serves what a data dir already holds. The other commands are clients
+of the admin API (``ls``, ``deploy``, ``invoke``, …) or work on the data dir directly
+(``backup``). Errors print one clear line and exit with status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from host.errors import InvalidRequest, NimbusError
+from host.jsonable import jsonable
+
+DEFAULT_DATA = Path(".nimbus")
+err = Console(stderr=True)
+out = Console()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int | None] = args.handler
+    try:
+        return handler(args) or 0
+    except NimbusError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- running -------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from host.apply import apply_manifest
+    from host.gateway.server import serve
+    from host.manifest import load_manifest
+    from host.platform import Platform
+
+    manifest = load_manifest(Path(args.app))
+    platform = Platform(args.data)
+    try:
+        with err.status("building functions…"):
+            applied = apply_manifest(platform, manifest)
+    finally:
+        platform.close()
+    for a in applied:
+        note = "built" if a.rebuilt else "up to date"
+        err.print(f"  {a.name} [dim]({a.language}, {note})[/] → version {a.version}")
+    _announce(args)
+    serve(args.data, args.host, args.port, args.workers)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from host.gateway.server import serve
+
+    _announce(args)
+    serve(args.data, args.host, args.port, args.workers)
+
+
+def _announce(args: argparse.Namespace) -> None:
+    from host.gateway.auth import TOKEN_FILE
+
+    err.print(
+        f"serving on http://{args.host}:{args.port} ({args.workers} worker(s)); "
+        f"admin token in {Path(args.data) / TOKEN_FILE} unless NIMBUS_ADMIN_TOKEN is set"
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from host.apply import build_app
+    from host.build import build_function
+    from host.manifest import load_manifest
+
+    target = Path(args.path)
+    if (target / "nimbus.toml").exists() or target.suffix == ".toml":
+        for name, (wasm, rebuilt, language) in build_app(load_manifest(target)).items():
+            note = "built" if rebuilt else "up to date"
+            out.print(f"{name}: {language}, {len(wasm)} bytes, {note}")
+        return
+    result = build_function(target)
+    note = "built" if result.rebuilt else "up to date"
+    out.print(f"{result.wasm} ({result.language}, {result.wasm.stat().st_size} bytes, {note})")
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from host.services import Services
+
+    services = Services(Path(args.data) / "db")
+    try:
+        services.backup(Path(args.dest))
+    finally:
+        services.close()
+    out.print(f"backup written to {args.dest}")
+
+
+# --- admin API clients ---------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from host.client import AdminClient, resolve_token
+
+    return AdminClient(args.url, resolve_token(args.token, Path(args.data)))
+
+
+def cmd_ls(args: argparse.Namespace) -> None:
+    functions = _client(args).functions()
+    if args.json:
+        out.print_json(json.dumps(functions))
+        return
+    table = Table("name", "version", "sha256", "routes")
+    for f in functions:
+        routes = ", ".join(f"{'|'.join(r['methods'])} {r['path']}" for r in f["routes"])
+        table.add_row(f["name"], str(f["version"]), f["sha256"][:12], routes or "-")
+    out.print(table)
+
+
+def cmd_get(args: argparse.Namespace) -> None:
+    out.print_json(json.dumps(_client(args).function(args.name)))
+
+
+def cmd_deploy(args: argparse.Namespace) -> None:
+    from host.build import build_function
+
+    source = Path(args.module)
+    wasm_path = build_function(source).wasm if source.is_dir() else source
+    config = json.loads(args.config) if args.config else {}
+    dep = _client(args).deploy(args.name, wasm_path.read_bytes(), config)
+    out.print(f"deployed {dep['name']} version {dep['version']} ({dep['sha256'][:12]})")
+
+
+def cmd_rm(args: argparse.Namespace) -> None:
+    _client(args).remove(args.name)
+    out.print(f"removed {args.name}")
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    if args.http and args.event:
+        raise InvalidRequest("give either --event or --http, not both")
+    payload = json.loads(args.event) if args.event else None
+    if args.http:
+        payload = _http_event(args.http, args.body)
+    if args.remote:
+        result = _client(args).invoke(args.target, payload)
+        logs = [(line["level"], line["message"]) for line in result["logs"]]
+        response = result["response"]
+    else:
+        local = _invoke_local(args, payload)
+        logs = [(line.level, line.message) for line in local.logs]
+        response = local.response
+    for level, message in logs:
+        err.print(f"[dim]{level}[/] {message}", highlight=False)
+    out.print_json(json.dumps(jsonable(response)))
+    return 0
+
+
+def _http_event(spec: list[str], body: str | None) -> dict[str, Any]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    method, target = spec
+    url = urlsplit(target)
+    return {
+        "kind": "http",
+        "method": method.upper(),
+        "path": url.path or "/",
+        "params": {},
+        "query": dict(parse_qsl(url.query)),
+        "raw_query": url.query,
+        "headers": {},
+        "body": (body or "").encode(),
+    }
+
+
+def _invoke_local(args: argparse.Namespace, payload: Any) -> Any:
+    from host.build import build_function
+    from host.manifest import function_spec_from_dict
+    from host.platform import Platform
+
+    target = Path(args.target)
+    if target.is_dir():
+        with err.status(f"building {target}…"):
+            wasm = build_function(target).wasm
+        name = target.resolve().name
+    elif target.is_file():
+        wasm, name = target, target.stem
+    else:
+        raise InvalidRequest(f"{target}: no such function dir or .wasm (use --remote for a name)")
+    config = json.loads(args.config) if args.config else {}
+    config.setdefault("wasm", str(wasm))
+    spec = function_spec_from_dict(name, config, where="--config")
+    event = (
+        payload
+        if isinstance(payload, dict) and "kind" in payload
+        else {
+            "kind": "invoke",
+            "input": payload,
+        }
+    )
+    platform = Platform(Path(args.data))
+    try:
+        return platform.invoke_module(spec, wasm.read_bytes(), event)
+    finally:
+        platform.close()
+
+
+def cmd_routes(args: argparse.Namespace) -> None:
+    table = Table("methods", "path", "function")
+    for r in _client(args).routes():
+        table.add_row("|".join(r["methods"]), r["path"], r["function"])
+    out.print(table)
+
+
+def cmd_logs(args: argparse.Namespace) -> None:
+    records = _client(args).invocations(args.function, args.limit)
+    table = Table("request", "function", "trigger", "cold", "ms", "outcome", "logs")
+    for r in records:
+        logs = "\n".join(f"{lvl}: {msg}" for lvl, msg in r["logs"])
+        table.add_row(
+            r["request_id"],
+            f"{r['function']}@{r['version']}",
+            r["trigger"],
+            "yes" if r["cold"] else "",
+            f"{r['duration_ms']:.2f}",
+            r["outcome"],
+            logs,
+        )
+    out.print(table)
+
+
+# --- the parser ----------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nimbus", description="Serverless functions on wasm.")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, fn: Callable[..., Any], help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.set_defaults(handler=fn)
+        return c
+
+    def data(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data dir (.nimbus)")
+
+    def serving(c: argparse.ArgumentParser) -> None:
+        data(c)
+        c.add_argument("--host", default="127.0.0.1")
+        c.add_argument("--port", type=int, default=8080)
+        c.add_argument("--workers", type=int, default=1, help="processes sharing the data")
+
+    def remote(c: argparse.ArgumentParser) -> None:
+        data(c)
+        c.add_argument("--url", help="server URL (NIMBUS_URL, default http://127.0.0.1:8080)")
+        c.add_argument("--token", help="admin token (NIMBUS_ADMIN_TOKEN, or the data dir's)")
+
+    c = command("up", cmd_up, "build and deploy the app in APP/nimbus.toml, then serve it")
+    c.add_argument("app", nargs="?", default=".", help="app dir or nimbus.toml")
+    serving(c)
+    serving(command("serve", cmd_serve, "serve the functions already deployed in the data dir"))
+    c = command("build", cmd_build, "build a function dir, or every function of an app")
+    c.add_argument("path", nargs="?", default=".")
+    c = command("backup", cmd_backup, "write a consistent copy of the data (safe while serving)")
+    c.add_argument("dest", help="directory to write the copy into")
+    data(c)
+
+    c = command("ls", cmd_ls, "list deployed functions")
+    c.add_argument("--json", action="store_true")
+    remote(c)
+    c = command("get", cmd_get, "show one deployed function")
+    c.add_argument("name")
+    remote(c)
+    c = command("deploy", cmd_deploy, "deploy a .wasm (or a function dir, built first)")
+    c.add_argument("name")
+    c.add_argument("module", help=".wasm file or function source dir")
+    c.add_argument("--config", help="JSON config, keys as in a [functions.NAME] table")
+    remote(c)
+    c = command("rm", cmd_rm, "remove a deployed function")
+    c.add_argument("name")
+    remote(c)
+    c = command(
+        "invoke", cmd_invoke, "run a function once: a dir/.wasm in-process, or --remote NAME"
+    )
+    c.add_argument("target", help="function dir or .wasm (built if needed), or a deployed name")
+    c.add_argument("--event", help="JSON: a full event (with 'kind') or the input of an invoke")
+    c.add_argument("--http", nargs=2, metavar=("METHOD", "PATH"), help="shape an http event")
+    c.add_argument("--body", help="request body for --http")
+    c.add_argument("--config", help="JSON config for a local run (limits, env, grants)")
+    c.add_argument("--remote", action="store_true", help="invoke a deployed function by name")
+    remote(c)
+    remote(command("routes", cmd_routes, "list HTTP routes"))
+    c = command("logs", cmd_logs, "recent invocations with their log lines")
+    c.add_argument("--function")
+    c.add_argument("--limit", type=int, default=20)
+    remote(c)
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""What a running invocation may do with the managed services: its grants and effects.
+
+The platform makes one ``ServiceAccess`` per invocation and puts it in the
+invocation's ``services`` slot; the service imports go through it, so every call is
+checked against the function's grants before it reaches the staged effects. A denial
+is an error *in the guest* (status ``permission_denied``), logged with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from host.errors import PermissionDenied
+from host.manifest import Grants
+from host.runtime.invocation import Invocation
+from host.services.effects import Effects
+
+log = logging.getLogger("nimbus.grants")
+
+_NOUNS = {"tables": "table", "buckets": "bucket", "queues": "queue", "topics": "topic"}
+
+
+class ServiceAccess:
+    """One invocation's grant-checked view of the services."""
+
+    def __init__(self, effects: Effects, grants: Grants, inv: Invocation) -> None:
+        self.effects = effects
+        self.grants = grants
+        self.inv = inv
+
+    def check(self, kind: str, name: str, write: bool) -> None:
+        """Raise ``PermissionDenied`` unless the manifest grants this access."""
+        if self.grants.allows(kind, name, write):
+            return
+        mode = "read-write" if write else "read"
+        message = (
+            f"function {self.inv.function} has no {mode} grant for {_NOUNS[kind]} {name!r}; "
+            f"add it under [functions.{self.inv.function}.grants] {kind} in nimbus.toml"
+        )
+        log.warning("[%s] denied: %s", self.inv.request_id, message)
+        self.inv.log(2, f"permission denied: {message}")
+        raise PermissionDenied(message)

@@ -1,0 +1,172 @@
+"""Queues: messages stored so that a consumer can lease, ack, retry and dead-letter them.
+
+A message is a record under ``queue + NUL + id`` (ids sort by enqueue time) and an
+entry in a visibility index under ``queue + NUL + visible_ms + id``. Sending writes
+both; leasing takes the first index entries whose time has come, moves them forward
+by the visibility timeout and counts the attempt; an ack deletes both; a nack makes
+the message visible again at a later time with the error; dead-lettering moves it to
+another queue. All of it happens in the caller's write transaction, so a consumer can
+ack in the same transaction that commits a function's effects.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, replace
+from typing import Any
+
+import msgpack
+
+from host.ids import sortable_id
+from host.services.keys import scoped, unscoped
+from host.services.storage import Storage
+
+_TIME = struct.Struct(">Q")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One queued message; ``body`` is msgpack bytes, passed through untouched."""
+
+    id: str
+    queue: str
+    body: bytes
+    enqueued_ms: int
+    visible_ms: int
+    attempt: int = 0
+    last_error: str | None = None
+
+    def pack(self) -> bytes:
+        packed: bytes = msgpack.packb(
+            [self.body, self.enqueued_ms, self.visible_ms, self.attempt, self.last_error]
+        )
+        return packed
+
+    @classmethod
+    def unpack(cls, queue: str, id: str, raw: bytes) -> Message:
+        body, enqueued, visible, attempt, error = msgpack.unpackb(raw)
+        return cls(id, queue, body, enqueued, visible, attempt, error)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "body": msgpack.unpackb(self.body),
+            "enqueued_ms": self.enqueued_ms,
+            "visible_ms": self.visible_ms,
+            "attempt": self.attempt,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    depth: int
+    in_flight: int
+    delayed: int
+
+
+def new_message(queue: str, body: bytes, now_ms: int, delay_ms: int = 0) -> Message:
+    return Message(sortable_id("msg", now_ms), queue, body, now_ms, now_ms + max(delay_ms, 0))
+
+
+class Queues:
+    """Queued messages and their visibility index, in two LMDB databases."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.msgs = storage.db(b"q_msgs")
+        self.index = storage.db(b"q_visible")
+
+    def _ikey(self, m: Message) -> bytes:
+        return scoped(m.queue, _TIME.pack(m.visible_ms) + m.id.encode())
+
+    def send(self, txn: Any, m: Message) -> None:
+        txn.put(scoped(m.queue, m.id.encode()), m.pack(), db=self.msgs)
+        txn.put(self._ikey(m), b"", db=self.index)
+
+    def get(self, txn: Any, queue: str, id: str) -> Message | None:
+        raw = txn.get(scoped(queue, id.encode()), db=self.msgs)
+        return None if raw is None else Message.unpack(queue, id, raw)
+
+    def lease(
+        self, txn: Any, queue: str, limit: int, visibility_ms: int, now_ms: int
+    ) -> list[Message]:
+        """Up to ``limit`` visible messages, hidden for ``visibility_ms``, attempt + 1."""
+        due: list[str] = []
+        cur = txn.cursor(db=self.index)
+        stop = scoped(queue, _TIME.pack(now_ms + 1))
+        if cur.set_range(scoped(queue)):
+            for ikey in cur.iternext(values=False):
+                if ikey >= stop or len(due) >= limit:
+                    break
+                due.append(unscoped(queue, ikey)[8:].decode())
+        leased = []
+        for id in due:
+            m = self.get(txn, queue, id)
+            if m is None:
+                continue
+            txn.delete(self._ikey(m), db=self.index)
+            m = replace(m, visible_ms=now_ms + visibility_ms, attempt=m.attempt + 1)
+            self.send(txn, m)
+            leased.append(m)
+        return leased
+
+    def ack(self, txn: Any, queue: str, id: str) -> bool:
+        m = self.get(txn, queue, id)
+        if m is None:
+            return False
+        txn.delete(self._ikey(m), db=self.index)
+        txn.delete(scoped(queue, id.encode()), db=self.msgs)
+        return True
+
+    def retry_at(self, txn: Any, queue: str, id: str, visible_ms: int, error: str) -> None:
+        """Make a leased message visible again at ``visible_ms``, remembering ``error``."""
+        m = self.get(txn, queue, id)
+        if m is None:
+            return
+        txn.delete(self._ikey(m), db=self.index)
+        self.send(txn, replace(m, visible_ms=visible_ms, last_error=error))
+
+    def move(self, txn: Any, queue: str, id: str, to_queue: str, now_ms: int, error: str) -> None:
+        """Move a message to ``to_queue`` (a dead-letter queue), visible now."""
+        m = self.get(txn, queue, id)
+        if m is None:
+            return
+        self.ack(txn, queue, id)
+        self.send(txn, replace(m, queue=to_queue, visible_ms=now_ms, last_error=error))
+
+    def peek(self, txn: Any, queue: str, limit: int) -> list[Message]:
+        """The first ``limit`` messages in enqueue order, without leasing them."""
+        out: list[Message] = []
+        stop = scoped(queue)[:-1] + b"\x01"
+        cur = txn.cursor(db=self.msgs)
+        if cur.set_range(scoped(queue)):
+            for key, raw in cur:
+                if key >= stop or len(out) >= limit:
+                    break
+                out.append(Message.unpack(queue, unscoped(queue, key).decode(), raw))
+        return out
+
+    def stats(self, txn: Any, queue: str, now_ms: int) -> QueueStats:
+        depth = in_flight = delayed = 0
+        for m in self.peek(txn, queue, 1 << 62):
+            depth += 1
+            if m.visible_ms > now_ms:
+                if m.attempt:
+                    in_flight += 1
+                else:
+                    delayed += 1
+        return QueueStats(depth, in_flight, delayed)
+
+    def names(self, txn: Any) -> list[str]:
+        """Every queue that holds a message."""
+        found: list[str] = []
+        cur = txn.cursor(db=self.msgs)
+        key = b"" if cur.first() else None
+        while key is not None:
+            name = cur.key().split(b"\x00", 1)[0]
+            found.append(name.decode())
+            key = name + b"\x01"
+            if not cur.set_range(key):
+                break
+        return found

@@ -1,0 +1,145 @@
+"""The ``nimbus`` command as a user runs it: real processes, real builds, real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, Server
+
+Start = Callable[..., Server]
+
+
+def nimbus(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "host.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["up", "serve", "build", "backup", "ls", "get", "deploy", "rm", "invoke", "routes", "logs"],
+)
+def test_every_command_has_help(command: str) -> None:
+    r = nimbus(command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "usage: nimbus" in r.stdout
+
+
+def test_build_is_incremental_and_shows_compiler_errors(tmp_path: Path) -> None:
+    fn = tmp_path / "greet"
+    shutil.copytree(ROOT / "functions" / "hello", fn, ignore=shutil.ignore_patterns("build"))
+    first = nimbus("build", str(fn))
+    assert first.returncode == 0, first.stderr
+    assert "built" in first.stdout
+    again = nimbus("build", str(fn))
+    assert "up to date" in again.stdout
+    (fn / "main.zig").write_text((fn / "main.zig").read_text() + "\nthis is not zig\n")
+    broken = nimbus("build", str(fn))
+    assert broken.returncode == 1
+    assert "main.zig" in broken.stderr and "error" in broken.stderr
+    assert "Traceback" not in broken.stderr
+
+
+def test_local_invoke_http_and_event(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    r = nimbus("invoke", "functions/hello", "--http", "GET", "/hello?name=cli", "--data", data)
+    assert r.returncode == 0, r.stderr
+    assert "hello, cli" in r.stdout
+    assert "saying hello" in r.stderr  # the function's log line
+    r = nimbus("invoke", "tests/guests/sdk_zig", "--event", '{"n": 7}', "--data", data)
+    assert r.returncode == 0, r.stderr
+    assert '"n": 7' in r.stdout
+
+
+def test_bad_manifest_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "nimbus.toml").write_text('[functions.hello]\nsource = "hello"\ntimeout = "soon"\n')
+    r = nimbus("up", str(tmp_path), "--data", str(tmp_path / "data"))
+    assert r.returncode == 1
+    assert "functions.hello.timeout" in r.stderr and "duration" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_remote_commands_against_a_server(
+    start_server: Start, tmp_path: Path, build: Callable[[str], Path]
+) -> None:
+    server = start_server("serve", "--data", str(tmp_path / "data"))
+    remote = ["--url", server.url, "--token", "test-token"]
+    r = nimbus(
+        "deploy", "counter", str(build("counter_zig")), "--config", '{"timeout": "1s"}', *remote
+    )
+    assert r.returncode == 0, r.stderr
+    assert "version 1" in r.stdout
+    r = nimbus("ls", *remote)
+    assert "counter" in r.stdout
+    r = nimbus("invoke", "--remote", "counter", "--event", "{}", *remote)
+    assert r.returncode == 0, r.stderr
+    assert '"output": 1' in r.stdout
+    r = nimbus("rm", "counter", *remote)
+    assert r.returncode == 0
+    r = nimbus("get", "counter", *remote)
+    assert r.returncode == 1 and "404" in r.stderr
+    r = nimbus("ls", "--url", server.url, "--token", "wrong")
+    assert r.returncode == 1 and "403" in r.stderr
+
+
+def test_make_up_serves_the_example_app() -> None:
+    """The README's first command, exactly as written (port 8080, data in ./.nimbus)."""
+    with socket_free(8080):
+        proc = subprocess.Popen(
+            ["make", "up"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                try:
+                    r = httpx.get("http://127.0.0.1:8080/hello/make", timeout=2)
+                    if r.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            assert r.text == "hello, make\n"
+            echo = httpx.post("http://127.0.0.1:8080/echo", content=b"ping")
+            assert echo.content == b"ping"
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+class socket_free:
+    """Skips nothing: fails clearly when the README's port is already taken."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def __enter__(self) -> None:
+        try:
+            httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
+        except httpx.HTTPError:
+            return
+        pytest.fail(f"port {self.port} is already in use; `make up` needs it")
+
+    def __exit__(self, *exc: object) -> None:
+        pass
