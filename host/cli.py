@@ -237,6 +237,57 @@ def cmd_logs(args: argparse.Namespace) -> None:
     out.print(table)
 
 
+def cmd_kv(args: argparse.Namespace) -> None:
+    c = _client(args)
+    if args.action == "get":
+        out.print_json(json.dumps(c.kv_get(args.table, args.key)))
+    elif args.action == "put":
+        out.print_json(json.dumps(c.kv_put(args.table, args.key, json.loads(args.value))))
+    elif args.action == "rm":
+        out.print_json(json.dumps(c.kv_delete(args.table, args.key)))
+    else:
+        page = c.kv_scan(args.table, args.prefix, args.limit, args.cursor)
+        table = Table("key", "version", "value")
+        for item in page["items"]:
+            table.add_row(str(item["key"]), str(item["version"]), json.dumps(item["value"]))
+        out.print(table)
+        if page["cursor"]:
+            out.print(f"more: --cursor {page['cursor']}")
+
+
+def cmd_blob(args: argparse.Namespace) -> None:
+    c = _client(args)
+    if args.action == "put":
+        data = Path(args.file).read_bytes()
+        out.print_json(json.dumps(c.blob_put(args.bucket, args.key, data, args.content_type)))
+    elif args.action == "get":
+        data = c.blob_get(args.bucket, args.key)
+        if args.output:
+            Path(args.output).write_bytes(data)
+        else:
+            sys.stdout.buffer.write(data)
+    else:
+        table = Table("key", "size", "content type", "etag")
+        for item in c.blob_list(args.bucket, args.prefix, args.limit)["items"]:
+            table.add_row(
+                str(item["key"]), str(item["size"]), item["content_type"], item["etag"][:12]
+            )
+        out.print(table)
+
+
+def cmd_queue(args: argparse.Namespace) -> None:
+    c = _client(args)
+    if args.action == "send":
+        out.print_json(json.dumps(c.queue_send(args.queue, json.loads(args.body), args.delay_ms)))
+    elif args.action == "peek":
+        out.print_json(json.dumps(c.queue_peek(args.queue, args.limit)))
+    else:
+        table = Table("queue", "depth", "in flight", "delayed")
+        for name, st in c.queue_stats().items():
+            table.add_row(name, str(st["depth"]), str(st["in_flight"]), str(st["delayed"]))
+        out.print(table)
+
+
 # --- the parser ----------------------------------------------------------------------
 
 
@@ -302,7 +353,69 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--function")
     c.add_argument("--limit", type=int, default=20)
     remote(c)
+    _service_commands(sub, remote)
     return p
+
+
+def _service_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None]) -> None:
+    kv = sub.add_parser("kv", help="read and write tables (debugging)").add_subparsers(
+        dest="action", required=True
+    )
+    for action, helptext in (("get", "read a key"), ("put", "write a key"), ("rm", "delete a key")):
+        c = kv.add_parser(action, help=helptext)
+        c.add_argument("table")
+        c.add_argument("key")
+        if action == "put":
+            c.add_argument("value", help="the value as JSON")
+        c.set_defaults(handler=cmd_kv)
+        remote(c)
+    c = kv.add_parser("scan", help="list keys in order")
+    c.add_argument("table")
+    c.add_argument("--prefix", default="")
+    c.add_argument("--limit", type=int, default=100)
+    c.add_argument("--cursor")
+    c.set_defaults(handler=cmd_kv)
+    remote(c)
+
+    blob = sub.add_parser("blob", help="read and write buckets (debugging)").add_subparsers(
+        dest="action", required=True
+    )
+    c = blob.add_parser("put", help="upload a file")
+    c.add_argument("bucket")
+    c.add_argument("key")
+    c.add_argument("file")
+    c.add_argument("--content-type", default="application/octet-stream")
+    c.set_defaults(handler=cmd_blob)
+    remote(c)
+    c = blob.add_parser("get", help="download an object (to stdout or -o FILE)")
+    c.add_argument("bucket")
+    c.add_argument("key")
+    c.add_argument("-o", "--output")
+    c.set_defaults(handler=cmd_blob)
+    remote(c)
+    c = blob.add_parser("ls", help="list objects")
+    c.add_argument("bucket")
+    c.add_argument("--prefix", default="")
+    c.add_argument("--limit", type=int, default=100)
+    c.set_defaults(handler=cmd_blob)
+    remote(c)
+
+    queue = sub.add_parser("queue", help="send to and look into queues").add_subparsers(
+        dest="action", required=True
+    )
+    c = queue.add_parser("send", help="send a message (JSON)")
+    c.add_argument("queue")
+    c.add_argument("body", help="the message as JSON")
+    c.add_argument("--delay-ms", type=int, default=0)
+    c.set_defaults(handler=cmd_queue)
+    remote(c)
+    c = queue.add_parser("peek", help="look at the first messages without taking them")
+    c.add_argument("queue")
+    c.add_argument("--limit", type=int, default=20)
+    c.set_defaults(handler=cmd_queue)
+    remote(c)
+    remote(queue.add_parser("stats", help="depth, in flight and delayed per queue"))
+    queue.choices["stats"].set_defaults(handler=cmd_queue)
 
 
 if __name__ == "__main__":

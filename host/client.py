@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -46,7 +47,8 @@ class AdminClient:
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The raw response of an admin call; ``ClientError`` for any error status."""
         try:
             r = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
@@ -58,6 +60,11 @@ class AdminClient:
             except (ValueError, KeyError, TypeError):
                 message = r.text.strip() or r.reason_phrase
             raise ClientError(f"{method} {path} failed with {r.status_code}: {message}")
+        return r
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """An admin call's decoded JSON body (None for an empty one)."""
+        r = self.send(method, path, **kwargs)
         if r.status_code == 204 or not r.content:
             return None
         if r.headers.get("content-type", "").startswith("application/json"):
@@ -101,4 +108,64 @@ class AdminClient:
         result: list[dict[str, Any]] = self.request("GET", "/invocations", params=params)[
             "invocations"
         ]
+        return result
+
+    # --- managed services (debugging) ------------------------------------------------
+
+    def kv_get(self, table: str, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/tables/{table}/keys/{quote(key)}")
+        return result
+
+    def kv_put(self, table: str, key: str, value: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT", f"/tables/{table}/keys/{quote(key)}", content=json.dumps(value)
+        )
+        return result
+
+    def kv_delete(self, table: str, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("DELETE", f"/tables/{table}/keys/{quote(key)}")
+        return result
+
+    def kv_scan(self, table: str, prefix: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"prefix": prefix, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        result: dict[str, Any] = self.request("GET", f"/tables/{table}/keys", params=params)
+        return result
+
+    def blob_put(self, bucket: str, key: str, data: bytes, content_type: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT",
+            f"/buckets/{bucket}/objects/{quote(key)}",
+            content=data,
+            headers={"content-type": content_type},
+        )
+        return result
+
+    def blob_get(self, bucket: str, key: str) -> bytes:
+        return self.send("GET", f"/buckets/{bucket}/objects/{quote(key)}").content
+
+    def blob_list(self, bucket: str, prefix: str, limit: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "GET", f"/buckets/{bucket}/objects", params={"prefix": prefix, "limit": limit}
+        )
+        return result
+
+    def queue_send(self, queue: str, body: Any, delay_ms: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/queues/{queue}/messages",
+            content=json.dumps(body),
+            params={"delay_ms": delay_ms},
+        )
+        return result
+
+    def queue_peek(self, queue: str, limit: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/queues/{queue}/messages", params={"limit": limit}
+        )["messages"]
+        return result
+
+    def queue_stats(self) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = self.request("GET", "/queues")["queues"]
         return result

@@ -30,6 +30,7 @@ from host.registry import Deployment, Registry
 from host.runtime import Invocation, Limits, LoadedFunction, LogLine, Runtime
 from host.runtime.pool import WarmPool
 from host.services import Services
+from host.services.blobs import MAX_OBJECT_BYTES
 from host.telemetry import InvocationRecord, Telemetry
 
 #: how often idle functions are looked for (scale to zero)
@@ -54,6 +55,7 @@ class PlatformOptions:
     """Knobs of one platform instance (the CLI sets them; tests shrink them)."""
 
     initial_map_size: int = 64 * 1024 * 1024
+    max_object_bytes: int = MAX_OBJECT_BYTES
     sweep_interval_s: float = SWEEP_INTERVAL_S
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -65,7 +67,11 @@ class Platform:
         self.options = options or PlatformOptions()
         self.data_dir = data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.services = Services(self.data_dir / "db", map_size=self.options.initial_map_size)
+        self.services = Services(
+            self.data_dir / "db",
+            map_size=self.options.initial_map_size,
+            max_object_bytes=self.options.max_object_bytes,
+        )
         self.runtime = Runtime(self.data_dir / "cache", all_host_functions())
         self.registry = Registry(self.services.storage, self.data_dir / "modules")
         self.pool = WarmPool()

@@ -16,6 +16,7 @@ import pytest
 
 from host.build import build_function
 from host.hostcalls import all_host_functions
+from host.platform import Platform, PlatformOptions
 from host.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,16 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt = Runtime(tmp_path / "cache", all_host_functions())
     yield rt
     rt.close()
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    """A platform on a fresh data dir, with a small LMDB map that has to grow."""
+    p = Platform(
+        tmp_path / "data", PlatformOptions(initial_map_size=1 << 20, max_object_bytes=1 << 20)
+    )
+    yield p
+    p.close()
 
 
 def free_port() -> int:

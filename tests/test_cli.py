@@ -143,3 +143,47 @@ class socket_free:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def test_kv_blob_queue_and_backup_commands(start_server: Start, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = start_server("serve", "--data", str(data))
+    remote = ["--url", server.url, "--token", "test-token"]
+    assert nimbus("kv", "put", "orders", "o1", '{"total": 12}', *remote).returncode == 0
+    assert nimbus("kv", "put", "orders", "o2", "[1, 2]", *remote).returncode == 0
+    r = nimbus("kv", "get", "orders", "o1", *remote)
+    assert '"total": 12' in r.stdout and '"version": 1' in r.stdout
+    r = nimbus("kv", "scan", "orders", "--prefix", "o", *remote)
+    assert "o1" in r.stdout and "o2" in r.stdout
+    r = nimbus("kv", "get", "orders", "nope", *remote)
+    assert r.returncode == 1 and "404" in r.stderr
+    (tmp_path / "f.txt").write_bytes(b"file body")
+    r = nimbus(
+        "blob",
+        "put",
+        "docs",
+        "a/f.txt",
+        str(tmp_path / "f.txt"),
+        "--content-type",
+        "text/plain",
+        *remote,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "a/f.txt" in nimbus("blob", "ls", "docs", *remote).stdout
+    r = nimbus("blob", "get", "docs", "a/f.txt", "-o", str(tmp_path / "out.txt"), *remote)
+    assert (tmp_path / "out.txt").read_bytes() == b"file body"
+    assert nimbus("queue", "send", "jobs", '{"n": 1}', *remote).returncode == 0
+    r = nimbus("queue", "peek", "jobs", *remote)
+    assert '"n": 1' in r.stdout
+    r = nimbus("queue", "stats", *remote)
+    assert "jobs" in r.stdout
+    r = nimbus("backup", str(tmp_path / "copy"), "--data", str(data))  # while serving
+    assert r.returncode == 0, r.stderr
+    server.stop()
+    again = start_server("serve", "--data", str(tmp_path / "restored"))
+    again.stop()
+    shutil.rmtree(tmp_path / "restored" / "db")
+    shutil.copytree(tmp_path / "copy", tmp_path / "restored" / "db")
+    restored = start_server("serve", "--data", str(tmp_path / "restored"))
+    r = nimbus("kv", "get", "orders", "o1", "--url", restored.url, "--token", "test-token")
+    assert '"total": 12' in r.stdout

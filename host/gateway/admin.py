@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from host.errors import InvalidRequest, ManifestError
 from host.gateway.auth import AdminAuth
+from host.gateway.data_api import DataApi
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
 from host.gateway.openapi import OPENAPI
@@ -52,6 +53,7 @@ class AdminApi:
             Route("/routes", guarded(self.get_routes), methods=["GET"]),
             Route("/routes", guarded(self.put_routes), methods=["PUT"]),
             Route("/invocations", guarded(self.invocations), methods=["GET"]),
+            *DataApi(self.platform).routes(guarded),
         ]
 
     def _guarded(self, endpoint: Any) -> Any:
