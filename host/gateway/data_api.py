@@ -56,7 +56,8 @@ class DataApi:
         limit = min(int(request.query_params.get("limit", "100")), 1000)
         start = bytes.fromhex(cursor) if cursor else prefix
         end = successor(prefix) if prefix else None
-        items, nxt = self.services.begin(ADMIN_SOURCE).kv_scan(table, start, end, limit)
+        with self.services.begin(ADMIN_SOURCE) as effects:
+            items, nxt = effects.kv_scan(table, start, end, limit)
         return JSONResponse(
             {
                 "items": [
@@ -69,7 +70,8 @@ class DataApi:
 
     async def kv_get(self, request: Request) -> Response:
         table, key = self._table_key(request)
-        found = self.services.begin(ADMIN_SOURCE).kv_get(table, key)
+        with self.services.begin(ADMIN_SOURCE) as effects:
+            found = effects.kv_get(table, key)
         if found is None:
             raise NotFound(f"table {table} has no key {key.decode(errors='replace')!r}")
         return JSONResponse({"value": jsonable(msgpack.unpackb(found[0])), "version": found[1]})
@@ -104,7 +106,8 @@ class DataApi:
         cursor = request.query_params.get("cursor")
         limit = min(int(request.query_params.get("limit", "100")), 1000)
         start = bytes.fromhex(cursor) if cursor else b""
-        infos, nxt = self.services.begin(ADMIN_SOURCE).blob_list(bucket, prefix, start, limit)
+        with self.services.begin(ADMIN_SOURCE) as effects:
+            infos, nxt = effects.blob_list(bucket, prefix, start, limit)
         return JSONResponse(
             {
                 "items": [{"key": jsonable(i.key), **i.to_dict()} for i in infos],
@@ -114,7 +117,8 @@ class DataApi:
 
     async def blob_get(self, request: Request) -> Response:
         bucket, key = self._bucket_key(request)
-        found = self.services.begin(ADMIN_SOURCE).blob_get(bucket, key)
+        with self.services.begin(ADMIN_SOURCE) as effects:
+            found = effects.blob_get(bucket, key)
         if found is None:
             raise NotFound(f"bucket {bucket} has no object {key.decode(errors='replace')!r}")
         data, info = found

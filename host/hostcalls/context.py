@@ -27,10 +27,14 @@ class ServiceAccess:
         self.effects = effects
         self.grants = grants
         self.inv = inv
+        self._allowed: set[tuple[str, str, bool]] = set()
 
     def check(self, kind: str, name: str, write: bool) -> None:
         """Raise ``PermissionDenied`` unless the manifest grants this access."""
+        if (kind, name, write) in self._allowed:
+            return
         if self.grants.allows(kind, name, write):
+            self._allowed.add((kind, name, write))
             return
         mode = "read-write" if write else "read"
         message = (

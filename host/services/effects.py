@@ -26,6 +26,7 @@ from host.ids import sortable_id
 from host.services.blobs import BlobInfo, check_size, make_info
 from host.services.keys import successor
 from host.services.queues import Message, new_message
+from host.services.storage import Snapshot
 
 if TYPE_CHECKING:
     from host.services import Services
@@ -48,6 +49,25 @@ class Effects:
         self._blobs: dict[tuple[str, bytes], tuple[BlobInfo, bytes] | None] = {}
         self._sends: list[Message] = []
         self._outbox: list[dict[str, Any]] = []
+        self._snapshot: Snapshot | None = None
+
+    def _txn(self) -> Any:
+        """The invocation's read snapshot, opened on first use."""
+        if self._snapshot is None:
+            self._snapshot = self._s.storage.snapshot()
+        return self._snapshot.txn
+
+    def close(self) -> None:
+        """Release the read snapshot (commit and discard do it too)."""
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
+
+    def __enter__(self) -> Effects:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def empty(self) -> bool:
@@ -56,8 +76,7 @@ class Effects:
     # --- tables ------------------------------------------------------------------------
 
     def _committed(self, table: str, key: bytes) -> tuple[bytes, int] | None:
-        with self._s.storage.read() as txn:
-            return self._s.tables.get(txn, table, key)
+        return self._s.tables.get(self._txn(), table, key)
 
     def kv_get(self, table: str, key: bytes) -> tuple[bytes, int] | None:
         """The value and version the invocation sees under ``key``, or None."""
@@ -114,17 +133,16 @@ class Effects:
             k for (t, k) in self._kv if t == table and k >= start and (end is None or k < end)
         )
         out: list[tuple[bytes, Any, int]] = []
-        with self._s.storage.read() as txn:
-            committed = self._s.tables.items(txn, table, start, end)
-            for key, value, version in _merge(committed, staged):
-                if len(out) == limit:
-                    return out, key
-                if (table, key) in self._kv:
-                    staged_value = self._kv[(table, key)]
-                    if staged_value is None:
-                        continue
-                    value, version = staged_value, (version or 0) + 1
-                out.append((key, value, version or 0))
+        committed = self._s.tables.items(self._txn(), table, start, end)
+        for key, value, version in _merge(committed, staged):
+            if len(out) == limit:
+                return out, key
+            if (table, key) in self._kv:
+                staged_value = self._kv[(table, key)]
+                if staged_value is None:
+                    continue
+                value, version = staged_value, (version or 0) + 1
+            out.append((key, value, version or 0))
         return out, None
 
     # --- blobs -------------------------------------------------------------------------
@@ -133,8 +151,7 @@ class Effects:
         if (bucket, key) in self._blobs:
             staged = self._blobs[(bucket, key)]
             return staged[0] if staged else None
-        with self._s.storage.read() as txn:
-            return self._s.blobs.head(txn, bucket, key)
+        return self._s.blobs.head(self._txn(), bucket, key)
 
     def blob_get(
         self, bucket: str, key: bytes, start: int = 0, end: int | None = None
@@ -145,8 +162,7 @@ class Effects:
                 return None
             info, data = staged
             return data[start:end], info
-        with self._s.storage.read() as txn:
-            return self._s.blobs.get(txn, bucket, key, start, end)
+        return self._s.blobs.get(self._txn(), bucket, key, start, end)
 
     def blob_put(
         self, bucket: str, key: bytes, data: bytes, content_type: str, metadata: dict[str, str]
@@ -196,23 +212,22 @@ class Effects:
             k for (b, k) in self._blobs if b == bucket and k >= start and (end is None or k < end)
         )
         out: list[BlobInfo] = []
-        with self._s.storage.read() as txn:
-            committed = (
-                (i.key, i, 0)
-                for i in self._s.blobs.infos(txn, bucket, start)
-                if end is None or i.key < end
-            )
-            for key, found, _ in _merge(committed, staged):
-                if end is not None and key >= end:
-                    break
-                if len(out) == limit:
-                    return out, key
-                if (bucket, key) in self._blobs:
-                    staged_blob = self._blobs[(bucket, key)]
-                    if staged_blob is None:
-                        continue
-                    found = staged_blob[0]
-                out.append(found)
+        committed = (
+            (i.key, i, 0)
+            for i in self._s.blobs.infos(self._txn(), bucket, start)
+            if end is None or i.key < end
+        )
+        for key, found, _ in _merge(committed, staged):
+            if end is not None and key >= end:
+                break
+            if len(out) == limit:
+                return out, key
+            if (bucket, key) in self._blobs:
+                staged_blob = self._blobs[(bucket, key)]
+                if staged_blob is None:
+                    continue
+                found = staged_blob[0]
+            out.append(found)
         return out, None
 
     # --- queues and events -------------------------------------------------------------
@@ -240,6 +255,7 @@ class Effects:
     # --- the end -------------------------------------------------------------------------
 
     def discard(self) -> None:
+        self.close()
         self._kv.clear()
         self._expect.clear()
         self._blobs.clear()
@@ -249,6 +265,7 @@ class Effects:
     def commit(self, extra: Extra | None = None, idempotency_id: str | None = None) -> bool:
         """Apply everything in one transaction; False when ``idempotency_id`` had
         already been committed (then only ``extra`` runs: nothing is applied twice)."""
+        self.close()
         if self.empty and extra is None and idempotency_id is None:
             return True  # a read-only invocation takes no write lock
         s = self._s

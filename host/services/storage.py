@@ -38,19 +38,25 @@ class _Gate:
         self._active = 0
         self._resizing = False
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
+    def enter(self) -> None:
         with self._cond:
             while self._resizing:
                 self._cond.wait()
             self._active += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            if self._active == 0:
+                self._cond.notify_all()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        self.enter()
         try:
             yield
         finally:
-            with self._cond:
-                self._active -= 1
-                if self._active == 0:
-                    self._cond.notify_all()
+            self.leave()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -66,6 +72,21 @@ class _Gate:
             with self._cond:
                 self._resizing = False
                 self._cond.notify_all()
+
+
+class Snapshot:
+    """An open read transaction and the gate slot it holds."""
+
+    __slots__ = ("_gate", "txn")
+
+    def __init__(self, txn: Any, gate: _Gate) -> None:
+        self.txn, self._gate = txn, gate
+
+    def close(self) -> None:
+        if self.txn is not None:
+            self.txn.abort()
+            self.txn = None
+            self._gate.leave()
 
 
 class Storage:
@@ -120,6 +141,19 @@ class Storage:
                     finally:
                         txn.abort()
                     return
+            self._adopt_size()
+        raise ServiceUnavailable("the data store kept being resized; retry")
+
+    def snapshot(self) -> Snapshot:
+        """A read transaction held until ``close()``: one consistent view for a whole
+        invocation, without the cost of a transaction per read. A map resize waits
+        for open snapshots, so hold one only while an invocation runs."""
+        for _ in range(3):
+            self._gate.enter()
+            try:
+                return Snapshot(self.env.begin(buffers=False), self._gate)
+            except lmdb.MapResizedError:
+                self._gate.leave()
             self._adopt_size()
         raise ServiceUnavailable("the data store kept being resized; retry")
 

@@ -1,0 +1,104 @@
+"""Table get and put from a guest through the host import, next to py-lmdb directly.
+
+One invocation loops over N keys, so instantiation is not counted; the per-operation
+time is the invocation's time divided by N. The references run on the same LMDB
+environment and keys in the same run: a get in its own read transaction (what an
+independent lookup costs) and a get inside one long transaction (the floor)::
+
+    python -m bench.services [--n 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.servers import ROOT
+from host.build import build_function
+from host.manifest import function_spec_from_dict
+from host.platform import Platform
+from host.services.keys import scoped
+
+
+def _per_op_us(fn: Any, n: int, repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - t0) * 1e6 / n)
+    return statistics.median(runs)
+
+
+def run(quick: bool, n: int | None = None) -> dict[str, Any]:
+    n = n or (2_000 if quick else 20_000)
+    repeat = 3 if quick else 5
+    wasm = build_function(ROOT / "bench" / "guests" / "kvloop_zig").wasm.read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        platform = Platform(Path(tmp))
+        try:
+            config = {"wasm": "kvloop.wasm", "grants": {"tables": {"bench": "read-write"}}}
+            config["memory"] = "512MiB"
+            platform.deploy(function_spec_from_dict("kvloop", config), wasm)
+
+            def guest(op: str) -> None:
+                platform.invoke("kvloop", {"kind": "invoke", "input": {"op": op, "n": n}})
+
+            guest("put")
+            put_us = _per_op_us(lambda: guest("put"), n, repeat)
+            get_us = _per_op_us(lambda: guest("get"), n, repeat)
+            found = platform.invoke("kvloop", {"kind": "invoke", "input": {"op": "get", "n": n}})
+            assert found.response["output"] == n, "the guest did not find every key"
+
+            storage = platform.services.storage
+            env, db = storage.env, platform.services.tables.db
+            keys = [scoped("bench", i.to_bytes(4, "big")) for i in range(n)]
+
+            def raw_get_own_txn() -> None:
+                for k in keys:
+                    with env.begin(db=db) as txn:
+                        txn.get(k)
+
+            def raw_get_one_txn() -> None:
+                with env.begin(db=db) as txn:
+                    for k in keys:
+                        txn.get(k)
+
+            def raw_put_one_txn() -> None:
+                with env.begin(db=db, write=True) as txn:
+                    for i, k in enumerate(keys):
+                        txn.put(k, i.to_bytes(8, "big") + b"\x01")
+
+            raw_get_own = _per_op_us(raw_get_own_txn, n, repeat)
+            raw_get_one = _per_op_us(raw_get_one_txn, n, repeat)
+            raw_put = _per_op_us(raw_put_one_txn, n, repeat)
+        finally:
+            platform.close()
+    return {
+        "n": n,
+        "guest_get_us": get_us,
+        "guest_put_us": put_us,
+        "raw_get_own_txn_us": raw_get_own,
+        "raw_get_one_txn_us": raw_get_one,
+        "raw_put_one_txn_us": raw_put,
+        "guest_get_over_raw_own_txn": get_us / raw_get_own,
+        "guest_get_over_raw_one_txn": get_us / raw_get_one,
+        "guest_put_over_raw_one_txn": put_us / raw_put,
+        "guest_get_ops_per_s": 1e6 / get_us,
+        "guest_put_ops_per_s": 1e6 / put_us,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000)
+    args = parser.parse_args()
+    print(json.dumps(run(False, args.n), indent=2))
+
+
+if __name__ == "__main__":
+    main()
