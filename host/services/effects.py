@@ -63,6 +63,9 @@ class Effects:
             self._snapshot.close()
             self._snapshot = None
 
+    def __del__(self) -> None:
+        self.close()  # a caller that forgot close() must not block map growth forever
+
     def __enter__(self) -> Effects:
         return self
 
