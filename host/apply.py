@@ -56,4 +56,6 @@ def apply_manifest(
         dep = platform.deploy(spec, wasm)
         applied.append(Applied(name, dep.version, rebuilt, language))
     platform.registry.set_routes(list(manifest.routes))
+    platform.registry.set_app_config("triggers", manifest.triggers_raw)
+    platform.registry.set_app_config("workflows", manifest.workflows)
     return applied

@@ -536,6 +536,8 @@ class Manifest:
     routes: tuple[Route, ...] = ()
     triggers: Triggers = field(default_factory=Triggers)
     workflows: dict[str, Any] = field(default_factory=dict)
+    #: the ``[triggers]`` table as written, kept so a deployment can store and re-read it
+    triggers_raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -578,6 +580,7 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
             if route.function and route.function not in functions:
                 errors.add(f"routes[{i}].function", f"names no function: {route.function!r}")
     _check_collisions(routes, errors)
+    triggers_raw = top.data.get("triggers") or {}
     triggers = _triggers(top.table("triggers"))
     for kind in ("queue", "schedule", "storage", "event"):
         for i, trig in enumerate(getattr(triggers, kind)):
@@ -591,4 +594,14 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
         workflows = {}
     top.finish()
     errors.raise_if_any()
-    return Manifest(name, path, functions, tuple(routes), triggers, dict(workflows))
+    return Manifest(
+        name, path, functions, tuple(routes), triggers, dict(workflows), dict(triggers_raw)
+    )
+
+
+def triggers_from_dict(data: dict[str, Any], where: str = "triggers") -> Triggers:
+    """The ``[triggers]`` table of a manifest, validated (as stored by a deployment)."""
+    errors = _Errors(where)
+    triggers = _triggers(_Table(data, "triggers", errors))
+    errors.raise_if_any()
+    return triggers

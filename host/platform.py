@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ class InvocationResult:
     logs: list[LogLine]
     cold: bool
     duration_ms: float
+    #: False when the event's id had been committed before: its effects were not re-applied
+    applied: bool = True
 
 
 @dataclass
@@ -110,7 +112,7 @@ class Platform:
         *,
         request_id: str | None = None,
         on_commit: Callable[[Any], None] | None = None,
-        idempotency_id: str | None = None,
+        idempotency_id: str | Sequence[str] | None = None,
     ) -> InvocationResult:
         """Run ``function`` on ``event`` (an ABI envelope without the common fields).
 
@@ -146,7 +148,7 @@ class Platform:
         *,
         request_id: str | None = None,
         on_commit: Callable[[Any], None] | None = None,
-        idempotency_id: str | None = None,
+        idempotency_id: str | Sequence[str] | None = None,
     ) -> InvocationResult:
         function = dep.name
         request_id = request_id or new_id("req")
@@ -173,7 +175,7 @@ class Platform:
                 try:
                     response = self.runtime.invoke(fn, msgpack.packb(envelope), inv)
                     _raise_for_error(response, function)
-                    effects.commit(extra=on_commit, idempotency_id=idempotency_id)
+                    applied = effects.commit(extra=on_commit, idempotency_id=idempotency_id)
                 except BaseException:
                     effects.discard()
                     raise
@@ -197,10 +199,11 @@ class Platform:
                     outcome=outcome,
                     error=error_text,
                     logs=[(line.level, line.message) for line in inv.logs],
+                    event_id=str(event.get("id") or request_id),
                 )
             )
         return InvocationResult(
-            request_id, function, version, response, inv.logs, cold, duration_ms
+            request_id, function, version, response, inv.logs, cold, duration_ms, applied
         )
 
     def _load(self, dep: Deployment) -> LoadedFunction:

@@ -20,13 +20,21 @@ import msgpack
 
 from host.errors import FunctionNotFound
 from host.files import atomic_write
-from host.manifest import FunctionSpec, Route, function_spec_from_dict, route_from_dict
+from host.manifest import (
+    FunctionSpec,
+    Route,
+    Triggers,
+    function_spec_from_dict,
+    route_from_dict,
+    triggers_from_dict,
+)
 from host.services.storage import Storage
 
 _DB = b"registry"
 _FN = b"fn/"
 _ROUTES = b"routes"
 _GENERATION = b"generation"
+_APP = b"app/"
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,28 @@ class Registry:
         if raw is None:
             return []
         return [route_from_dict(d) for d in msgpack.unpackb(raw)]
+
+    # --- triggers and workflows: stored as written in the manifest --------------------
+
+    def set_app_config(self, name: str, config: dict[str, Any]) -> None:
+        """Store a manifest section (``triggers``, ``workflows``) for every process."""
+        key = _APP + name.encode()
+        packed = msgpack.packb(config)
+
+        def write(txn: Any) -> None:
+            if txn.get(key, db=self._db) != packed:
+                txn.put(key, packed, db=self._db)
+                _bump(txn, self._db)
+
+        self._storage.write(write)
+
+    def app_config(self, name: str) -> dict[str, Any]:
+        with self._storage.read() as txn:
+            raw = txn.get(_APP + name.encode(), db=self._db)
+        return {} if raw is None else dict(msgpack.unpackb(raw))
+
+    def triggers(self) -> Triggers:
+        return triggers_from_dict(self.app_config("triggers"), where="registry")
 
     def generation(self) -> int:
         """A number that changes whenever a deployment or the routes change."""

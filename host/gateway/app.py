@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
@@ -17,7 +18,19 @@ from host.platform import Platform
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def create_app(platform: Platform, admin_token: str | None = None) -> Starlette:
+class Background(Protocol):
+    """Something that runs beside the gateway (the triggers) for the app's lifetime."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def create_app(
+    platform: Platform,
+    admin_token: str | None = None,
+    background: Sequence[Background] = (),
+) -> Starlette:
     """The gateway for ``platform``; the admin token defaults to the data dir's."""
     token = admin_token or load_or_create_token(platform.data_dir)
     invoker = Invoker(platform)
@@ -26,7 +39,11 @@ def create_app(platform: Platform, admin_token: str | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for b in background:
+            b.start()
         yield
+        for b in background:
+            b.stop()
         platform.close()
 
     app = Starlette(

@@ -18,8 +18,10 @@ from starlette.routing import Route
 
 from host.errors import InvalidRequest, NotFound
 from host.jsonable import jsonable
+from host.manifest import TOPIC
 from host.platform import Platform
 from host.services.keys import check_key, check_name, successor
+from host.services.queues import new_message
 
 ADMIN_SOURCE = "admin"
 
@@ -28,6 +30,7 @@ class DataApi:
     """Routes under ``/_admin/tables``, ``/_admin/buckets`` and ``/_admin/queues``."""
 
     def __init__(self, platform: Platform) -> None:
+        self.platform = platform
         self.services = platform.services
 
     def routes(self, guard: Any) -> list[Route]:
@@ -45,6 +48,10 @@ class DataApi:
             Route("/queues", guard(self.queue_stats), methods=["GET"]),
             Route("/queues/{queue}/messages", guard(self.queue_peek), methods=["GET"]),
             Route("/queues/{queue}/messages", guard(self.queue_send), methods=["POST"]),
+            Route("/queues/{queue}/dlq", guard(self.dlq_peek), methods=["GET"]),
+            Route("/queues/{queue}/dlq/replay", guard(self.dlq_replay), methods=["POST"]),
+            Route("/events/{topic}", guard(self.publish), methods=["POST"]),
+            Route("/schedules", guard(self.schedules), methods=["GET"]),
         ]
 
     # --- tables ----------------------------------------------------------------------
@@ -171,3 +178,73 @@ class DataApi:
         message_id = effects.queue_send(queue, msgpack.packb(body), delay)
         effects.commit()
         return JSONResponse({"id": message_id}, status_code=201)
+
+    # --- triggers: dead letters, events, schedules ----------------------------------
+
+    def _dead_letter(self, queue: str) -> str:
+        for t in self.platform.registry.triggers().queue:
+            if t.queue == queue:
+                return t.delivery.dead_letter or f"{queue}.dlq"
+        return f"{queue}.dlq"
+
+    async def dlq_peek(self, request: Request) -> Response:
+        queue = check_name("queue", request.path_params["queue"])
+        dlq = self._dead_letter(queue)
+        limit = min(int(request.query_params.get("limit", "20")), 1000)
+        with self.services.storage.read() as txn:
+            messages = self.services.queues.peek(txn, dlq, limit)
+        return JSONResponse(
+            {"dead_letter": dlq, "messages": [jsonable(m.to_dict()) for m in messages]}
+        )
+
+    async def dlq_replay(self, request: Request) -> Response:
+        """Send every dead-lettered message back to its queue, attempts reset."""
+        queue = check_name("queue", request.path_params["queue"])
+        dlq = self._dead_letter(queue)
+        s = self.services
+        now = int(time.time() * 1000)
+
+        def write(txn: Any) -> int:
+            moved = 0
+            for m in s.queues.peek(txn, dlq, 1 << 62):
+                s.queues.ack(txn, dlq, m.id)
+                s.queues.send(txn, new_message(queue, m.body, now))
+                moved += 1
+            return moved
+
+        moved = s.storage.write(write)
+        return JSONResponse({"replayed": moved, "from": dlq, "to": queue})
+
+    async def publish(self, request: Request) -> Response:
+        topic = request.path_params["topic"]
+        if not TOPIC.match(topic) or "*" in topic or "#" in topic:
+            raise InvalidRequest(f"{topic!r} is not a topic name like 'order.created'")
+        try:
+            payload = json.loads(await request.body())
+        except json.JSONDecodeError as e:
+            raise InvalidRequest(f"the body must be the event payload as JSON: {e}") from None
+        effects = self.services.begin(ADMIN_SOURCE)
+        event_id = effects.event_publish(topic, msgpack.packb(payload))
+        effects.commit()
+        return JSONResponse({"id": event_id}, status_code=201)
+
+    async def schedules(self, request: Request) -> Response:
+        from host.triggers.clock import WallClock
+        from host.triggers.schedules import Scheduler
+
+        triggers = self.platform.registry.triggers().schedule
+        nxt = Scheduler(self.services, triggers, WallClock()).next_fire_times()
+        return JSONResponse(
+            {
+                "schedules": [
+                    {
+                        "name": t.name,
+                        "cron": t.cron,
+                        "timezone": t.timezone,
+                        "function": t.function,
+                        "next_ms": nxt[t.name],
+                    }
+                    for t in triggers
+                ]
+            }
+        )

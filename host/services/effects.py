@@ -18,7 +18,7 @@ unless an unconditional writer commits in between.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from host.errors import ConditionFailed
@@ -265,16 +265,20 @@ class Effects:
         self._sends.clear()
         self._outbox.clear()
 
-    def commit(self, extra: Extra | None = None, idempotency_id: str | None = None) -> bool:
-        """Apply everything in one transaction; False when ``idempotency_id`` had
-        already been committed (then only ``extra`` runs: nothing is applied twice)."""
+    def commit(
+        self, extra: Extra | None = None, idempotency_id: str | Sequence[str] | None = None
+    ) -> bool:
+        """Apply everything in one transaction; False when an ``idempotency_id`` (one,
+        or one per message of a batch) had already been committed: then only ``extra``
+        runs, and nothing is applied twice."""
         self.close()
-        if self.empty and extra is None and idempotency_id is None:
+        ids = [idempotency_id] if isinstance(idempotency_id, str) else list(idempotency_id or ())
+        if self.empty and extra is None and not ids:
             return True  # a read-only invocation takes no write lock
         s = self._s
 
         def apply(txn: Any) -> bool:
-            if idempotency_id is not None and s.seen(txn, idempotency_id):
+            if any(s.seen(txn, i) for i in ids):
                 if extra is not None:
                     extra(txn)
                 return False
@@ -298,8 +302,8 @@ class Effects:
                 s.queues.send(txn, message)
             for record in self._outbox:
                 s.outbox.append(txn, record)
-            if idempotency_id is not None:
-                s.remember(txn, idempotency_id)
+            for i in ids:
+                s.remember(txn, i)
             if extra is not None:
                 extra(txn)
             return True

@@ -22,10 +22,14 @@ class Outbox:
 
     def __init__(self, storage: Storage) -> None:
         self.db = storage.db(b"outbox")
+        self._meta = storage.db(b"outbox_meta")
 
     def append(self, txn: Any, record: dict[str, Any]) -> int:
-        cur = txn.cursor(db=self.db)
-        seq = _SEQ.unpack(cur.key())[0] + 1 if cur.last() else 1
+        # the last sequence number lives apart from the records: trimming every record
+        # must not make numbers start over below a reader's cursor
+        raw = txn.get(b"last", db=self._meta)
+        seq = (int(raw) if raw else 0) + 1
+        txn.put(b"last", str(seq).encode(), db=self._meta)
         txn.put(_SEQ.pack(seq), msgpack.packb(record), db=self.db)
         return seq
 

@@ -119,13 +119,17 @@ class Queues:
         txn.delete(scoped(queue, id.encode()), db=self.msgs)
         return True
 
-    def retry_at(self, txn: Any, queue: str, id: str, visible_ms: int, error: str) -> None:
-        """Make a leased message visible again at ``visible_ms``, remembering ``error``."""
+    def retry_at(
+        self, txn: Any, queue: str, id: str, visible_ms: int, error: str, count: bool = True
+    ) -> None:
+        """Make a leased message visible again at ``visible_ms``, remembering ``error``;
+        with ``count=False`` the lease does not count as an attempt (e.g. overloaded)."""
         m = self.get(txn, queue, id)
         if m is None:
             return
         txn.delete(self._ikey(m), db=self.index)
-        self.send(txn, replace(m, visible_ms=visible_ms, last_error=error))
+        attempt = m.attempt if count else max(m.attempt - 1, 0)
+        self.send(txn, replace(m, visible_ms=visible_ms, last_error=error, attempt=attempt))
 
     def move(self, txn: Any, queue: str, id: str, to_queue: str, now_ms: int, error: str) -> None:
         """Move a message to ``to_queue`` (a dead-letter queue), visible now."""

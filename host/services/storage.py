@@ -105,6 +105,7 @@ class Storage:
             metasync=True,
             sync=True,
         )
+        self.env.reader_check()  # free reader slots left by processes that were killed
         self._gate = _Gate()
         self._write_lock = threading.Lock()
         self._dbs: dict[bytes, Any] = {}

@@ -33,6 +33,8 @@ class InvocationRecord:
     outcome: str  # "ok" or the error kind
     error: str | None = None
     logs: list[tuple[str, str]] = field(default_factory=list)
+    #: the event's stable id (the same on every redelivery of one event)
+    event_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,7 +43,7 @@ class InvocationRecord:
 class Telemetry:
     """Keeps recent records and the metrics derived from them."""
 
-    def __init__(self, keep: int = 1000) -> None:
+    def __init__(self, keep: int = 10000) -> None:
         self._recent: deque[InvocationRecord] = deque(maxlen=keep)
         self._lock = threading.Lock()
         self.registry = CollectorRegistry()

@@ -1,0 +1,145 @@
+"""Delivering queued messages to a function: lease, invoke, ack or retry, dead-letter.
+
+Every trigger ends here. A user queue's messages, the storage and bus events fanned
+out from the outbox, and schedule firings are all messages on a queue; a
+``Subscription`` says which function gets them, how they become an event, and the
+retry policy. ``Deliverer.poll_once`` is one step (tests drive it with an injected
+clock); ``run`` loops it on a thread.
+
+At-least-once, effects once: the messages are acked in the same LMDB transaction
+that commits the function's effects, and each message id is recorded there as
+committed, so a redelivery (after a crash, or after a visibility timeout ran out
+while the function was still running) never applies the effects twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from host.errors import NimbusError, Overloaded
+from host.manifest import Delivery
+from host.platform import Platform
+from host.services.queues import Message
+from host.triggers.backoff import retry_delay_ms
+from host.triggers.clock import Clock
+
+log = logging.getLogger("nimbus.triggers")
+
+#: how long an idle deliverer waits before looking at its queue again
+IDLE_POLL_S = 0.02
+#: an overloaded function's messages come back after this long, without an attempt
+OVERLOADED_RETRY_MS = 100
+
+EventMaker = Callable[[list[Message]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A function consuming one queue."""
+
+    name: str
+    queue: str
+    function: str
+    make_event: EventMaker
+    delivery: Delivery
+    dead_letter: str
+    batch_size: int = 1
+    visibility_ms: int = 30_000
+    concurrency: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DeliveryStats:
+    delivered: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+
+
+class Deliverer:
+    """Runs one subscription's deliveries."""
+
+    def __init__(self, platform: Platform, sub: Subscription, clock: Clock) -> None:
+        self.platform = platform
+        self.sub = sub
+        self.clock = clock
+        self.stats = DeliveryStats()
+        self._services = platform.services
+
+    def poll_once(self) -> int:
+        """Lease a batch and deliver it; the number of messages handled (0: none due)."""
+        sub, s = self.sub, self._services
+        now = self.clock.now_ms()
+        batch: list[Message] = s.storage.write(
+            lambda txn: s.queues.lease(txn, sub.queue, sub.batch_size, sub.visibility_ms, now)
+        )
+        if not batch:
+            return 0
+        ids = [f"{sub.name}:{m.id}" for m in batch]
+
+        def ack(txn: Any) -> None:
+            for m in batch:
+                s.queues.ack(txn, sub.queue, m.id)
+
+        try:
+            result = self.platform.invoke(
+                sub.function, sub.make_event(batch), on_commit=ack, idempotency_id=ids
+            )
+        except Overloaded as e:
+            self._retry(batch, str(e), overloaded=True)
+        except NimbusError as e:
+            self.stats.failed += 1
+            self._retry(batch, f"{e.kind}: {e}")
+        except Exception as e:
+            log.exception("delivery to %s failed unexpectedly", sub.function)
+            self.stats.failed += 1
+            self._retry(batch, f"InternalError: {e!r}")
+        else:
+            self.stats.delivered += len(batch)
+            if not result.applied:
+                self.stats.duplicates += len(batch)
+        return len(batch)
+
+    def _retry(self, batch: list[Message], error: str, overloaded: bool = False) -> None:
+        sub, s = self.sub, self._services
+        now = self.clock.now_ms()
+        dead: list[str] = []
+
+        def write(txn: Any) -> None:
+            for m in batch:
+                if overloaded:
+                    s.queues.retry_at(txn, sub.queue, m.id, now + OVERLOADED_RETRY_MS, error, False)
+                elif m.attempt >= sub.delivery.max_attempts:
+                    s.queues.move(txn, sub.queue, m.id, sub.dead_letter, now, error)
+                    dead.append(m.id)
+                else:
+                    delay = retry_delay_ms(sub.delivery.backoff, m.attempt)
+                    s.queues.retry_at(txn, sub.queue, m.id, now + delay, error)
+
+        s.storage.write(write)
+        if dead:
+            self.stats.dead_lettered += len(dead)
+            log.warning(
+                "%s: %d message(s) moved to %s after %d attempts: %s",
+                sub.name,
+                len(dead),
+                sub.dead_letter,
+                sub.delivery.max_attempts,
+                error,
+            )
+
+    def run(self, stop: threading.Event) -> None:
+        """Deliver until ``stop`` is set; errors in the machinery are logged, not fatal."""
+        while not stop.is_set():
+            try:
+                handled = self.poll_once()
+            except Exception:
+                log.exception("deliverer %s failed; retrying", self.sub.name)
+                handled = 0
+            if not handled:
+                stop.wait(IDLE_POLL_S)
