@@ -21,13 +21,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import coldstart, http, isolation, memory
+from bench import coldstart, http, isolation, memory, services, triggers
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "coldstart": coldstart.run,
     "isolation": isolation.run,
     "http": http.run,
     "memory": memory.run,
+    "services": services.run,
+    "triggers": triggers.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 console = Console()

@@ -288,6 +288,33 @@ def cmd_queue(args: argparse.Namespace) -> None:
         out.print(table)
 
 
+def cmd_dlq(args: argparse.Namespace) -> None:
+    c = _client(args)
+    if args.action == "replay":
+        r = c.dlq_replay(args.queue)
+        out.print(f"replayed {r['replayed']} message(s) from {r['from']} to {r['to']}")
+        return
+    r = c.dlq(args.queue, args.limit)
+    table = Table("id", "attempts", "last error", "body", title=f"dead letters: {r['dead_letter']}")
+    for m in r["messages"]:
+        table.add_row(m["id"], str(m["attempt"]), m["last_error"] or "", json.dumps(m["body"]))
+    out.print(table)
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    out.print_json(json.dumps(_client(args).publish(args.topic, json.loads(args.payload))))
+
+
+def cmd_schedules(args: argparse.Namespace) -> None:
+    import datetime
+
+    table = Table("name", "cron", "timezone", "function", "next fire (UTC)")
+    for sc in _client(args).schedules():
+        when = datetime.datetime.fromtimestamp(sc["next_ms"] / 1000, datetime.UTC)
+        table.add_row(sc["name"], sc["cron"], sc["timezone"], sc["function"], when.isoformat())
+    out.print(table)
+
+
 # --- the parser ----------------------------------------------------------------------
 
 
@@ -416,6 +443,27 @@ def _service_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None
     remote(c)
     remote(queue.add_parser("stats", help="depth, in flight and delayed per queue"))
     queue.choices["stats"].set_defaults(handler=cmd_queue)
+
+    dlq = sub.add_parser("dlq", help="dead-lettered messages of a queue").add_subparsers(
+        dest="action", required=True
+    )
+    for action, helptext in (
+        ("ls", "list a queue's dead letters"),
+        ("replay", "send a queue's dead letters back to it, attempts reset"),
+    ):
+        c = dlq.add_parser(action, help=helptext)
+        c.add_argument("queue")
+        c.add_argument("--limit", type=int, default=50)
+        c.set_defaults(handler=cmd_dlq)
+        remote(c)
+    c = sub.add_parser("publish", help="publish an event on the bus (JSON payload)")
+    c.add_argument("topic")
+    c.add_argument("payload")
+    c.set_defaults(handler=cmd_publish)
+    remote(c)
+    c = sub.add_parser("schedules", help="schedules with their next fire time")
+    c.set_defaults(handler=cmd_schedules)
+    remote(c)
 
 
 if __name__ == "__main__":

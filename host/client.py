@@ -169,3 +169,25 @@ class AdminClient:
     def queue_stats(self) -> dict[str, dict[str, int]]:
         result: dict[str, dict[str, int]] = self.request("GET", "/queues")["queues"]
         return result
+
+    # --- triggers ----------------------------------------------------------------------
+
+    def dlq(self, queue: str, limit: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "GET", f"/queues/{queue}/dlq", params={"limit": limit}
+        )
+        return result
+
+    def dlq_replay(self, queue: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", f"/queues/{queue}/dlq/replay")
+        return result
+
+    def publish(self, topic: str, payload: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"/events/{topic}", content=json.dumps(payload)
+        )
+        return result
+
+    def schedules(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/schedules")["schedules"]
+        return result

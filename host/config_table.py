@@ -26,7 +26,9 @@ class Problems:
         self.items: list[str] = []
 
     def add(self, where: str, message: str) -> None:
-        self.items.append(f"{self.origin}: {where}: {message}" if where else f"{self.origin}: {message}")
+        self.items.append(
+            f"{self.origin}: {where}: {message}" if where else f"{self.origin}: {message}"
+        )
 
     def raise_if_any(self) -> None:
         if len(self.items) == 1:
@@ -61,7 +63,7 @@ class ConfigTable:
         return self.data.get(k)
 
     def string(self, k: str, default: str | None = None, required: bool = False) -> str | None:
-        v = self.raw(k)
+        v: object = self.raw(k)
         if v is None:
             if required:
                 self.error(k, "is required (a string)")

@@ -7,6 +7,7 @@ imports in ``host/hostcalls`` translate to these calls.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,18 @@ class Services:
         self.queues = Queues(self.storage)
         self.outbox = Outbox(self.storage)
         self._idempotency = self.storage.db(b"idempotency")
+        #: notified after every commit in this process, so consumers wake at once
+        self.committed = threading.Condition()
+
+    def notify_committed(self) -> None:
+        with self.committed:
+            self.committed.notify_all()
+
+    def wait_for_commit(self, timeout: float) -> None:
+        """Block until a commit in this process, or ``timeout`` (commits made by other
+        processes are only seen by polling)."""
+        with self.committed:
+            self.committed.wait(timeout)
 
     def begin(self, source: str = "") -> Effects:
         """A new staging area for one invocation of function ``source``."""

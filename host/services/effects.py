@@ -308,8 +308,11 @@ class Effects:
                 extra(txn)
             return True
 
+        wakes = bool(self._sends or self._outbox)
         applied: bool = s.storage.write(apply)
         self.discard()
+        if wakes:
+            s.notify_committed()
         return applied
 
 

@@ -141,5 +141,5 @@ class Deliverer:
             except Exception:
                 log.exception("deliverer %s failed; retrying", self.sub.name)
                 handled = 0
-            if not handled:
-                stop.wait(IDLE_POLL_S)
+            if not handled and not stop.is_set():
+                self._services.wait_for_commit(IDLE_POLL_S)

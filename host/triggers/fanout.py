@@ -55,6 +55,8 @@ class Dispatcher:
             return len(records)
 
         moved: int = s.storage.write(write)
+        if moved:
+            s.notify_committed()
         return moved
 
     def _targets(self, record: dict[str, Any]) -> list[str]:
@@ -74,5 +76,5 @@ class Dispatcher:
             except Exception:
                 log.exception("outbox dispatch failed; retrying")
                 moved = 0
-            if not moved:
-                stop.wait(idle_s)
+            if not moved and not stop.is_set():
+                self.services.wait_for_commit(idle_s)

@@ -64,6 +64,8 @@ class Scheduler:
             at = self._fire(sc, now)
             if at is not None:
                 fired.append((sc.name, at))
+        if fired:
+            self.services.notify_committed()
         return fired
 
     def _fire(self, sc: ScheduleTrigger, now: int) -> int | None:

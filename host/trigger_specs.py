@@ -1,0 +1,230 @@
+"""The ``[triggers]`` of an app manifest: what starts an invocation besides HTTP.
+
+One frozen dataclass per trigger kind (queue, schedule, storage, event), read and
+validated here so that the manifest and a deployment's stored copy (the registry keeps
+the table as written and reads it back with ``triggers_from_dict``) share one set of
+rules. The trigger machinery in ``host/triggers/`` consumes these objects; it never
+reads TOML. See ``host.manifest`` for the schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from host.config_table import ConfigTable, Problems
+from host.grants import RESOURCE, is_topic_pattern
+
+KINDS = ("queue", "schedule", "storage", "event")
+STORAGE_EVENTS = ("put", "delete")
+MISSED = ("latest", "skip")
+_NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit, at most 128"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry delays: ``initial * multiplier**(attempt-1)``, capped at ``max``, jittered."""
+
+    initial_s: float = 1.0
+    max_s: float = 300.0
+    multiplier: float = 2.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Retry and dead-letter policy shared by the delivered trigger kinds."""
+
+    max_attempts: int = 5
+    backoff: Backoff = field(default_factory=Backoff)
+    #: where a message goes after ``max_attempts`` failures (None: a default per kind)
+    dead_letter: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueTrigger:
+    """Run ``function`` on messages of a managed queue, ``batch_size`` at a time."""
+
+    queue: str
+    function: str
+    batch_size: int = 1
+    visibility_timeout_s: float = 30.0
+    concurrency: int = 1
+    delivery: Delivery = field(default_factory=Delivery)
+
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    """Run ``function`` at the times of a cron expression, in ``timezone``."""
+
+    name: str
+    cron: str
+    function: str
+    timezone: str = "UTC"
+    #: after downtime: "latest" runs once for the latest missed time, "skip" runs none
+    missed: str = "latest"
+
+
+@dataclass(frozen=True)
+class StorageTrigger:
+    """Run ``function`` when objects whose keys match are put into or deleted from a bucket."""
+
+    bucket: str
+    function: str
+    prefix: str = ""
+    suffix: str = ""
+    events: tuple[str, ...] = STORAGE_EVENTS
+    delivery: Delivery = field(default_factory=Delivery)
+
+
+@dataclass(frozen=True)
+class EventTrigger:
+    """Run ``function`` on bus events whose topic matches ``topic`` (a pattern)."""
+
+    topic: str
+    function: str
+    delivery: Delivery = field(default_factory=Delivery)
+
+
+@dataclass(frozen=True)
+class Triggers:
+    """Every trigger of an app, by kind, in manifest order."""
+
+    queue: tuple[QueueTrigger, ...] = ()
+    schedule: tuple[ScheduleTrigger, ...] = ()
+    storage: tuple[StorageTrigger, ...] = ()
+    event: tuple[EventTrigger, ...] = ()
+
+
+def triggers_from_dict(data: dict[str, Any], where: str = "triggers") -> Triggers:
+    """The ``[triggers]`` table of a manifest, validated (as stored by a deployment).
+
+    Function names are not checked against a list here: the caller knows which exist.
+    """
+    problems = Problems(where)
+    triggers = read_triggers(ConfigTable(data, "triggers", problems))
+    problems.raise_if_any()
+    return triggers
+
+
+def read_triggers(t: ConfigTable) -> Triggers:
+    """Read ``[triggers]`` from ``t``, noting every problem in ``t.problems``."""
+    queue = tuple(_queue(s) for s in t.tables("queue", "[[triggers.queue]]"))
+    schedule = tuple(_schedule(s) for s in t.tables("schedule", "[[triggers.schedule]]"))
+    storage = tuple(_storage(s) for s in t.tables("storage", "[[triggers.storage]]"))
+    event = tuple(_event(s) for s in t.tables("event", "[[triggers.event]]"))
+    t.finish()
+    _check_unique(t, "schedule", [s.name for s in schedule], "two schedules named {!r}")
+    _check_unique(
+        t,
+        "queue",
+        [f"{q.queue} → {q.function}" for q in queue],
+        "the queue trigger {} appears twice",
+    )
+    return Triggers(queue, schedule, storage, event)
+
+
+def _check_unique(t: ConfigTable, kind: str, keys: list[str], message: str) -> None:
+    seen: set[str] = set()
+    for i, key in enumerate(keys):
+        if key and key in seen:
+            t.problems.add(f"{t.key(kind)}[{i}]", message.format(key))
+        seen.add(key)
+
+
+def _resource(s: ConfigTable, k: str, what: str, required: bool = True) -> str | None:
+    value = s.string(k, required=required)
+    if value and not RESOURCE.match(value):
+        s.error(k, f"{value!r} is not a valid {what} name ({_NAME_RULE})")
+    return value
+
+
+def _delivery(s: ConfigTable) -> Delivery:
+    b = s.table("backoff")
+    initial = b.duration("initial", 1.0)
+    maximum = b.duration("max", 300.0)
+    multiplier = b.number("multiplier", 2.0, minimum=1.0)
+    b.finish()
+    if maximum < initial:
+        b.error("max", f"must be at least 'initial' ({initial:g}s), got {maximum:g}s")
+    return Delivery(
+        max_attempts=s.integer("max_attempts", 5, minimum=1),
+        backoff=Backoff(initial, maximum, multiplier),
+        dead_letter=_resource(s, "dead_letter", "dead-letter queue", required=False),
+    )
+
+
+def _queue(s: ConfigTable) -> QueueTrigger:
+    trig = QueueTrigger(
+        queue=_resource(s, "queue", "queue") or "",
+        function=s.string("function", required=True) or "",
+        batch_size=s.integer("batch_size", 1, minimum=1),
+        visibility_timeout_s=s.duration("visibility_timeout", 30.0, positive=True),
+        concurrency=s.integer("concurrency", 1, minimum=1),
+        delivery=_delivery(s),
+    )
+    s.finish()
+    return trig
+
+
+def _schedule(s: ConfigTable) -> ScheduleTrigger:
+    trig = ScheduleTrigger(
+        name=_resource(s, "name", "schedule") or "",
+        cron=s.string("cron", required=True) or "",
+        function=s.string("function", required=True) or "",
+        timezone=s.string("timezone", "UTC") or "UTC",
+        missed=s.string("missed", "latest") or "latest",
+    )
+    s.finish()
+    if trig.cron and not croniter.is_valid(trig.cron):
+        s.error(
+            "cron",
+            f"{trig.cron!r} is not a valid cron expression "
+            "(five fields 'minute hour day month weekday', e.g. '0 3 * * *', or '@daily')",
+        )
+    try:
+        ZoneInfo(trig.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        s.error("timezone", f"{trig.timezone!r} is not a known IANA time zone (e.g. 'UTC')")
+    if trig.missed not in MISSED:
+        s.error("missed", f"expected 'latest' or 'skip', got {trig.missed!r}")
+    return trig
+
+
+def _storage(s: ConfigTable) -> StorageTrigger:
+    raw = s.raw("events")
+    events = STORAGE_EVENTS if raw is None else raw
+    if (
+        not isinstance(events, list | tuple)
+        or not events
+        or not all(isinstance(e, str) and e in STORAGE_EVENTS for e in events)
+    ):
+        s.error("events", f"expected a non-empty list of 'put' and 'delete', got {raw!r}")
+        events = STORAGE_EVENTS
+    trig = StorageTrigger(
+        bucket=_resource(s, "bucket", "bucket") or "",
+        function=s.string("function", required=True) or "",
+        prefix=s.string("prefix", "") or "",
+        suffix=s.string("suffix", "") or "",
+        events=tuple(dict.fromkeys(events)),
+        delivery=_delivery(s),
+    )
+    s.finish()
+    return trig
+
+
+def _event(s: ConfigTable) -> EventTrigger:
+    topic = s.string("topic", required=True) or ""
+    if topic and not is_topic_pattern(topic):
+        s.error(
+            "topic",
+            f"{topic!r} is not a topic or pattern: dot-separated words, '*' for one "
+            "segment, '#' (last) for the rest, e.g. 'order.*'",
+        )
+    trig = EventTrigger(
+        topic=topic, function=s.string("function", required=True) or "", delivery=_delivery(s)
+    )
+    s.finish()
+    return trig
