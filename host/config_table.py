@@ -50,7 +50,7 @@ class ConfigTable:
 
     def key(self, k: str) -> str:
         """The full key path of ``k`` in this table, for messages."""
-        return f"{self.where}.{_quote(k)}" if self.where else _quote(k)
+        return f"{self.where}.{quote_key(k)}" if self.where else quote_key(k)
 
     def error(self, k: str, message: str) -> None:
         self.problems.add(self.key(k), message)
@@ -129,7 +129,7 @@ class ConfigTable:
                 out[name] = value
             else:
                 self.problems.add(
-                    f"{self.key(k)}.{_quote(name)}", f"expected a string, got {_show(value)}"
+                    f"{self.key(k)}.{quote_key(name)}", f"expected a string, got {_show(value)}"
                 )
         return out
 
@@ -156,7 +156,7 @@ class ConfigTable:
             self.error(k, f"unknown key (expected one of: {known})" if known else "unknown key")
 
 
-def _quote(k: str) -> str:
+def quote_key(k: str) -> str:
     """A key as TOML would need it written in a dotted path."""
     bare = k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k)
     return k if bare else f'"{k}"'

@@ -53,9 +53,14 @@ dot-separated words, and in grants and event triggers a segment may be ``*`` or 
 collide (a method both accept and the same path shape: ``/a/{x}`` and ``/a/{y}``),
 ``/_admin`` (reserved for the admin API), two schedules of one name.
 
-``function_spec_from_dict`` and ``route_from_dict`` apply the same rules to a JSON
-config (the admin API's deploy, the registry's stored deployments): a spec's
-``to_dict()`` is what they read back.
+``function_spec_from_dict``, ``route_from_dict`` (``routes_from_list`` for a whole
+table) and ``triggers_from_dict`` apply the same rules to a JSON config (the admin
+API's deploy, the registry's stored deployments): a spec's ``to_dict()`` is what they
+read back.
+
+This module holds functions and the manifest as a whole; routes, triggers, grants and
+the typed TOML reading live in ``route_specs``, ``trigger_specs``, ``grants`` and
+``config_table`` (all re-exported here), and durations and sizes in ``units``.
 """
 
 from __future__ import annotations
@@ -66,10 +71,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host.config_table import ConfigTable, Problems
+from host.config_table import ConfigTable, Problems, quote_key
 from host.errors import ManifestError
 from host.grants import KINDS, MODES, RESOURCE, TOPIC, Grants, is_topic_pattern, topic_matches
-from host.route_specs import METHODS, Route, check_collisions, read_route, route_from_dict
+from host.route_specs import (
+    METHODS,
+    Route,
+    check_collisions,
+    read_route,
+    route_from_dict,
+    routes_from_list,
+)
 from host.trigger_specs import (
     Backoff,
     Delivery,
@@ -107,6 +119,7 @@ __all__ = [
     "load_manifest",
     "parse_manifest",
     "route_from_dict",
+    "routes_from_list",
     "topic_matches",
     "triggers_from_dict",
 ]
@@ -160,9 +173,10 @@ class FunctionSpec:
 def function_spec_from_dict(name: str, data: dict[str, Any], where: str = "config") -> FunctionSpec:
     """A ``FunctionSpec`` from a JSON/TOML mapping (the admin API's deploy config).
 
-    The keys are those of a ``[functions.NAME]`` table; ``source``/``wasm`` are kept as
-    given (there is no manifest directory to resolve them against) and at most one of
-    them may be present. Raises ``ManifestError`` naming ``where`` and the key.
+    The keys are those of a ``[functions.NAME]`` table; ``source``/``wasm`` are
+    optional and kept as given (there is no manifest directory to resolve them against;
+    the module comes with the deploy). Raises ``ManifestError`` naming ``where`` and
+    each key that is wrong.
     """
     problems = Problems(where)
     spec = _function(name, ConfigTable(data, "", problems), None)
@@ -197,16 +211,17 @@ def _function(name: str, t: ConfigTable, base: Path | None) -> FunctionSpec:
 
 def _module_location(t: ConfigTable, base: Path | None) -> tuple[Path | None, Path | None]:
     """``source`` and ``wasm``: exactly one in a manifest, resolved against its directory
-    and checked to exist; at most one, kept as given, in a config dict."""
+    and checked to exist; in a config dict, optional and kept as given (the module
+    itself comes with the request)."""
     source, wasm = (
         t.string("source", required=t.has("source")),
         t.string("wasm", required=t.has("wasm")),
     )
+    if base is None:  # a config dict: where the module came from is only recorded
+        return (Path(source) if source else None), (Path(wasm) if wasm else None)
     if source is not None and wasm is not None:
         t.problems.add(t.where, "has both 'source' and 'wasm'; give exactly one of the two")
         return None, None
-    if base is None:
-        return (Path(source) if source else None), (Path(wasm) if wasm else None)
     if source is None and wasm is None:
         t.problems.add(
             t.where, "needs 'source' (a function directory) or 'wasm' (a prebuilt module)"
@@ -250,7 +265,7 @@ def _grants(t: ConfigTable) -> Grants:
         modes = t.str_map(kind)
         sub = t.key(kind)
         for name, mode in modes.items():
-            where = f"{sub}.{name}" if RESOURCE.match(name) else f'{sub}."{name}"'
+            where = f"{sub}.{quote_key(name)}"
             if mode not in MODES:
                 t.problems.add(where, f"expected a mode 'read' or 'read-write', got {mode!r}")
             if kind == "topics":
@@ -376,5 +391,5 @@ def _workflows(top: ConfigTable) -> dict[str, Any]:
         return {}
     for name, body in raw.items():
         if not isinstance(body, dict):
-            top.problems.add(f"workflows.{name}", "expected a table ([workflows.NAME])")
+            top.problems.add(f"workflows.{quote_key(name)}", "expected a table ([workflows.NAME])")
     return dict(raw)

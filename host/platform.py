@@ -59,6 +59,8 @@ class PlatformOptions:
     initial_map_size: int = 64 * 1024 * 1024
     max_object_bytes: int = MAX_OBJECT_BYTES
     sweep_interval_s: float = SWEEP_INTERVAL_S
+    #: > 1 makes the engine's time limits pass faster than real time (tests only)
+    time_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,7 +76,9 @@ class Platform:
             map_size=self.options.initial_map_size,
             max_object_bytes=self.options.max_object_bytes,
         )
-        self.runtime = Runtime(self.data_dir / "cache", all_host_functions())
+        self.runtime = Runtime(
+            self.data_dir / "cache", all_host_functions(), time_scale=self.options.time_scale
+        )
         self.registry = Registry(self.services.storage, self.data_dir / "modules")
         self.pool = WarmPool()
         self.telemetry = Telemetry()
@@ -113,6 +117,8 @@ class Platform:
         request_id: str | None = None,
         on_commit: Callable[[Any], None] | None = None,
         idempotency_id: str | Sequence[str] | None = None,
+        timeout_s: float | None = None,
+        before_commit: Callable[[dict[str, Any]], None] | None = None,
     ) -> InvocationResult:
         """Run ``function`` on ``event`` (an ABI envelope without the common fields).
 
@@ -128,6 +134,8 @@ class Platform:
             request_id=request_id,
             on_commit=on_commit,
             idempotency_id=idempotency_id,
+            timeout_s=timeout_s,
+            before_commit=before_commit,
         )
 
     def invoke_module(
@@ -149,6 +157,8 @@ class Platform:
         request_id: str | None = None,
         on_commit: Callable[[Any], None] | None = None,
         idempotency_id: str | Sequence[str] | None = None,
+        timeout_s: float | None = None,
+        before_commit: Callable[[dict[str, Any]], None] | None = None,
     ) -> InvocationResult:
         function = dep.name
         request_id = request_id or new_id("req")
@@ -166,15 +176,17 @@ class Platform:
                 "id": event.get("id") or request_id,
                 "request_id": request_id,
                 "function": function,
-                "deadline_ms": int((started + dep.spec.timeout_s) * 1000),
+                "deadline_ms": int((started + (timeout_s or dep.spec.timeout_s)) * 1000),
                 "env": dict(dep.spec.env),
             }
             with self._slot(function, dep.spec.concurrency):
                 effects = self.services.begin(function)
                 inv.services = ServiceAccess(effects, dep.spec.grants, inv)
                 try:
-                    response = self.runtime.invoke(fn, msgpack.packb(envelope), inv)
+                    response = self.runtime.invoke(fn, msgpack.packb(envelope), inv, timeout_s)
                     _raise_for_error(response, function)
+                    if before_commit is not None:
+                        before_commit(response)
                     applied = effects.commit(extra=on_commit, idempotency_id=idempotency_id)
                 except BaseException:
                     effects.discard()

@@ -128,3 +128,19 @@ def check_collisions(routes: list[tuple[str, Route]], problems: Problems) -> Non
                     f"({'/'.join(b.methods)} {b.path}): same method and path shape; "
                     "one of them would never be reached",
                 )
+
+
+def routes_from_list(items: Any, where: str = "route table") -> list[Route]:
+    """Routes from a JSON list (the admin API's route table), each checked as in
+    ``[[routes]]`` and all against each other for collisions."""
+    problems = Problems(where)
+    if not isinstance(items, list):
+        problems.add("routes", f"expected a list of routes, got {type(items).__name__}")
+        problems.raise_if_any()
+    pairs = [
+        (f"routes[{i}]", read_route(ConfigTable(d, f"routes[{i}]", problems)))
+        for i, d in enumerate(items)
+    ]
+    check_collisions(pairs, problems)
+    problems.raise_if_any()
+    return [r for _, r in pairs]

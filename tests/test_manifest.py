@@ -17,6 +17,7 @@ from host.manifest import (
     function_spec_from_dict,
     load_manifest,
     route_from_dict,
+    routes_from_list,
     triggers_from_dict,
 )
 from host.platform import Platform
@@ -96,7 +97,8 @@ def test_the_example_app_serves_through_the_platform(
         "body": b"",
     }
     result = platform.invoke("hello", event)
-    assert "ada" in repr(result.response)
+    assert result.response["status"] == 200
+    assert result.response["body"] == b"hello, ada\n"
 
 
 def test_defaults_and_every_function_key(tmp_path: Path) -> None:
@@ -599,3 +601,13 @@ def test_a_manifest_is_frozen(tmp_path: Path) -> None:
     assert isinstance(m, Manifest)
     with pytest.raises(AttributeError):
         m.name = "other"  # type: ignore[misc]
+
+
+def test_routes_from_list_checks_collisions() -> None:
+    ok = [{"methods": ["GET"], "path": "/a/{x}", "function": "f"}]
+    assert routes_from_list(ok) == [Route(("GET",), "/a/{x}", "f")]
+    with pytest.raises(ManifestError) as e:
+        routes_from_list([*ok, {"method": "*", "path": "/a/{y}", "function": "g"}], where="PUT")
+    assert "PUT: routes[1]: * /a/{y} collides with routes[0] (GET /a/{x})" in str(e.value)
+    with pytest.raises(ManifestError, match="expected a list of routes"):
+        routes_from_list({"path": "/a"})

@@ -67,12 +67,13 @@ class Runtime:
         cache_dir: Path,
         host_functions: Iterable[HostFunction],
         settings: EngineSettings | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         settings = settings or EngineSettings()
         self.engine = make_engine(settings)
         self.fingerprint = fingerprint(settings)
         self.cache = ModuleCache(cache_dir, self.engine, self.fingerprint)
-        self._ticker = EpochTicker(self.engine)
+        self._ticker = EpochTicker(self.engine, time_scale=time_scale)
         self._linker = wasmtime.Linker(self.engine)
         self._live: dict[int, Invocation] = {}
         self._ids = itertools.count(1)
@@ -166,7 +167,9 @@ class Runtime:
 
     # --- invoking ------------------------------------------------------------------
 
-    def invoke(self, fn: LoadedFunction, event: bytes, inv: Invocation) -> dict[str, Any]:
+    def invoke(
+        self, fn: LoadedFunction, event: bytes, inv: Invocation, timeout_s: float | None = None
+    ) -> dict[str, Any]:
         """Run ``event`` (msgpack) through a fresh instance of ``fn``; the decoded response."""
         limits = fn.limits
         if len(event) > limits.max_request_bytes:
@@ -174,7 +177,7 @@ class Runtime:
                 f"event is {len(event)} bytes; function {fn.name} accepts at most "
                 f"{limits.max_request_bytes}"
             )
-        with self._instance(fn, inv) as (ctx, inst):
+        with _FreshInstance(self, fn, inv, timeout_s) as (ctx, inst):
             try:
                 raw = self._call_handler(fn, ctx, inst, event, inv)
             except native.GuestTrap as t:
@@ -248,10 +251,13 @@ class ReusedInstance:
 class _FreshInstance:
     """A new store and instance for one call, deleted on exit whatever happened."""
 
-    __slots__ = ("fn", "inv", "key", "rt", "store")
+    __slots__ = ("fn", "inv", "key", "rt", "store", "timeout_s")
 
-    def __init__(self, rt: Runtime, fn: LoadedFunction, inv: Invocation) -> None:
+    def __init__(
+        self, rt: Runtime, fn: LoadedFunction, inv: Invocation, timeout_s: float | None = None
+    ) -> None:
         self.rt, self.fn, self.inv = rt, fn, inv
+        self.timeout_s = fn.limits.timeout_s if timeout_s is None else timeout_s
 
     def __enter__(self) -> tuple[Any, Any]:
         rt, fn = self.rt, self.fn
@@ -259,7 +265,7 @@ class _FreshInstance:
         rt._live[self.key] = self.inv
         self.store = native.NativeStore(rt.engine, self.key, fn.limits.memory_bytes)
         try:
-            self.store.set_deadline(rt._ticker.ticks_for(fn.limits.timeout_s))
+            self.store.set_deadline(rt._ticker.ticks_for(self.timeout_s))
             inst = native.instantiate(fn.pre, self.store.ctx)
         except native.GuestTrap as t:
             self._close()

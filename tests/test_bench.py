@@ -1,0 +1,53 @@
+"""The benchmark harness runs every scenario in --quick mode and writes sane figures.
+
+Nothing here asserts a time: only that the figures exist, are positive, and are
+ordered where they must be (a p99 is not below its median, and so on).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["machine"]["versions"]["wasmtime"]
+    s = results["scenarios"]
+    assert set(s) == {"coldstart", "isolation", "http", "memory", "services", "triggers"}
+
+    for name in ("hello", "big"):
+        c = s["coldstart"][name]
+        assert all(
+            c[k] > 0 for k in ("compile_ms", "cache_load_fresh_process_ms", "first_response_ms")
+        )
+        assert c["module_bytes"] > (1 << 20 if name == "big" else 0)
+    iso = s["isolation"]
+    assert iso["fresh_p99_us"] >= iso["fresh_median_us"] > iso["instantiate_median_us"] > 0
+    assert iso["reused_p99_us"] >= iso["reused_median_us"] > 0
+    for key in ("a_bare_starlette", "b_hello", "c_hello_table_read", "d_hello_2_workers"):
+        h = s["http"][key]
+        assert h["rps"] > 0 and h["p99_ms"] >= h["p50_ms"] > 0 and h["errors"] == 0
+    mem = s["memory"]
+    assert mem["warm_1_rss_mib"] >= mem["empty_rss_mib"] > 0
+    sv = s["services"]
+    assert sv["guest_get_us"] > 0 and sv["raw_get_one_txn_us"] > 0
+    tr = s["triggers"]
+    assert tr["msgs_per_s_1_worker"] > 0 and tr["msgs_per_s_2_workers"] > 0
+    assert tr["trigger_ms_median"] > 0
