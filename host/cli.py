@@ -315,6 +315,67 @@ def cmd_schedules(args: argparse.Namespace) -> None:
     out.print(table)
 
 
+def cmd_wf(args: argparse.Namespace) -> int:
+    c = _client(args)
+    if args.action == "start":
+        run = c.wf_start(args.name, json.loads(args.input) if args.input else None, args.key)
+        if args.wait:
+            import time
+
+            deadline = time.monotonic() + args.wait
+            while run["status"] == "running" and time.monotonic() < deadline:
+                time.sleep(0.2)
+                run = c.wf_run(run["id"])
+        out.print_json(json.dumps(run))
+        return 0 if run["status"] in ("running", "succeeded") else 1
+    if args.action == "ls":
+        table = Table("run", "workflow", "status", "current step", "started", "took")
+        for r in c.wf_runs(args.workflow, args.status, args.limit):
+            took = f"{(r['ended_ms'] - r['started_ms']) / 1000:.2f}s" if r["ended_ms"] else ""
+            table.add_row(
+                r["id"],
+                r["workflow"],
+                r["status"],
+                r["current"] or "",
+                _when(r["started_ms"]),
+                took,
+            )
+        out.print(table)
+        return 0
+    if args.action == "cancel":
+        out.print_json(json.dumps(c.wf_cancel(args.run)))
+        return 0
+    run = c.wf_run(args.run)
+    out.print(f"run {run['id']} of {run['workflow']}: [bold]{run['status']}[/]", highlight=False)
+    if run["current"]:
+        out.print(f"current step: {run['current']}")
+    if run["error"]:
+        out.print(
+            f"error: {run['error']['kind']} in {run['error']['step']}: {run['error']['message']}"
+        )
+    for warning in run["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}")
+    table = Table("step", "attempt", "status", "started", "duration", "output / error")
+    for h in run["history"]:
+        detail = h.get("error") or h.get("output")
+        table.add_row(
+            h["step"],
+            str(h["attempt"]),
+            h["status"],
+            _when(h["started_ms"]),
+            f"{h['ended_ms'] - h['started_ms']} ms",
+            json.dumps(detail)[:80],
+        )
+    out.print(table)
+    return 0
+
+
+def _when(ms: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
 # --- the parser ----------------------------------------------------------------------
 
 
@@ -461,6 +522,27 @@ def _service_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None
     c.add_argument("payload")
     c.set_defaults(handler=cmd_publish)
     remote(c)
+    wf = sub.add_parser("wf", help="start, list, show and cancel workflow runs").add_subparsers(
+        dest="action", required=True
+    )
+    c = wf.add_parser("start", help="start a run")
+    c.add_argument("name")
+    c.add_argument("--input", help="the run's input as JSON")
+    c.add_argument("--key", help="idempotency key: a second start with it returns the first run")
+    c.add_argument("--wait", type=float, default=0, help="wait up to N seconds for the end")
+    c.set_defaults(handler=cmd_wf)
+    remote(c)
+    c = wf.add_parser("ls", help="list runs, newest first")
+    c.add_argument("--workflow")
+    c.add_argument("--status", choices=["running", "succeeded", "failed", "cancelled"])
+    c.add_argument("--limit", type=int, default=50)
+    c.set_defaults(handler=cmd_wf)
+    remote(c)
+    for action, helptext in (("show", "a run's status and history"), ("cancel", "cancel a run")):
+        c = wf.add_parser(action, help=helptext)
+        c.add_argument("run")
+        c.set_defaults(handler=cmd_wf)
+        remote(c)
     c = sub.add_parser("schedules", help="schedules with their next fire time")
     c.set_defaults(handler=cmd_schedules)
     remote(c)

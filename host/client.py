@@ -191,3 +191,29 @@ class AdminClient:
     def schedules(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.request("GET", "/schedules")["schedules"]
         return result
+
+    # --- workflows ---------------------------------------------------------------------
+
+    def wf_start(self, name: str, input: Any, key: str | None) -> dict[str, Any]:
+        body = {"input": input, "idempotency_key": key}
+        result: dict[str, Any] = self.request(
+            "POST", f"/workflows/{name}/runs", content=json.dumps(body)
+        )
+        return result
+
+    def wf_runs(self, workflow: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if workflow:
+            params["workflow"] = workflow
+        if status:
+            params["status"] = status
+        result: list[dict[str, Any]] = self.request("GET", "/runs", params=params)["runs"]
+        return result
+
+    def wf_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/runs/{run_id}")
+        return result
+
+    def wf_cancel(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", f"/runs/{run_id}/cancel")
+        return result

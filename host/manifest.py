@@ -354,6 +354,7 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
                 )
 
     workflows = _workflows(top)
+    _check_workflows(workflows, set(functions), routes, triggers, top)
     top.finish()
     problems.raise_if_any()
     return Manifest(
@@ -380,6 +381,33 @@ def _app_name(app: ConfigTable, path: Path) -> str:
 def _no_function(name: str, functions: dict[str, FunctionSpec]) -> str:
     known = ", ".join(functions) or "none are defined"
     return f"names no function: {name!r} (functions: {known})"
+
+
+def _check_workflows(
+    workflows: dict[str, Any],
+    functions: set[str],
+    routes: list[tuple[str, Route]],
+    triggers: Triggers,
+    top: ConfigTable,
+) -> None:
+    """Workflow definitions are valid, and routes and triggers start only known ones."""
+    from host.orchestrator.definition import parse_workflows
+
+    try:
+        parse_workflows(workflows, functions, where=top.problems.origin)
+    except ManifestError as e:
+        for line in str(e).splitlines():
+            if line.strip() and not line.endswith("problems:"):
+                top.problems.items.append(line.strip())
+    for where, route in routes:
+        if route.workflow and route.workflow not in workflows:
+            top.problems.add(f"{where}.workflow", f"names no workflow: {route.workflow!r}")
+    for kind in ("queue", "schedule", "storage", "event"):
+        for i, trig in enumerate(getattr(triggers, kind)):
+            if trig.workflow and trig.workflow not in workflows:
+                top.problems.add(
+                    f"triggers.{kind}[{i}].workflow", f"names no workflow: {trig.workflow!r}"
+                )
 
 
 def _workflows(top: ConfigTable) -> dict[str, Any]:

@@ -29,9 +29,16 @@ class Route:
     methods: tuple[str, ...]
     path: str
     function: str
+    #: a workflow to start instead (the route answers 202 with the run)
+    workflow: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"methods": list(self.methods), "path": self.path, "function": self.function}
+        d: dict[str, Any] = {"methods": list(self.methods), "path": self.path}
+        if self.workflow:
+            d["workflow"] = self.workflow
+        else:
+            d["function"] = self.function
+        return d
 
     def shape(self) -> tuple[str, ...]:
         """The path's segments with parameter names erased: two routes of one shape match
@@ -60,11 +67,14 @@ def route_from_dict(data: dict[str, Any], where: str = "route") -> Route:
 def read_route(t: ConfigTable) -> Route:
     methods = _methods(t)
     path = t.string("path", required=True) or ""
-    function = t.string("function", required=True) or ""
+    workflow = t.string("workflow", "") or ""
+    function = t.string("function", required=not workflow) or ""
+    if function and workflow:
+        t.error("workflow", "a route runs a function or starts a workflow, not both")
     t.finish()
     if path:
         _check_path(t, path)
-    return Route(methods, path, function)
+    return Route(methods, path, function, workflow)
 
 
 def _methods(t: ConfigTable) -> tuple[str, ...]:

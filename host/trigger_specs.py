@@ -53,6 +53,8 @@ class QueueTrigger:
     visibility_timeout_s: float = 30.0
     concurrency: int = 1
     delivery: Delivery = field(default_factory=Delivery)
+    #: a workflow to start instead of a function to run (one of the two)
+    workflow: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class ScheduleTrigger:
     timezone: str = "UTC"
     #: after downtime: "latest" runs once for the latest missed time, "skip" runs none
     missed: str = "latest"
+    workflow: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class StorageTrigger:
     suffix: str = ""
     events: tuple[str, ...] = STORAGE_EVENTS
     delivery: Delivery = field(default_factory=Delivery)
+    workflow: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class EventTrigger:
     topic: str
     function: str
     delivery: Delivery = field(default_factory=Delivery)
+    workflow: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,10 +161,20 @@ def _delivery(s: ConfigTable) -> Delivery:
     )
 
 
+def _function(s: ConfigTable) -> str:
+    """The function a trigger runs; a trigger names a function or a workflow, not both."""
+    has_workflow = s.data.get("workflow") is not None
+    function = s.string("function", required=not has_workflow) or ""
+    if function and has_workflow:
+        s.error("workflow", "a trigger runs a function or starts a workflow, not both")
+    return function
+
+
 def _queue(s: ConfigTable) -> QueueTrigger:
     trig = QueueTrigger(
         queue=_resource(s, "queue", "queue") or "",
-        function=s.string("function", required=True) or "",
+        function=_function(s),
+        workflow=s.string("workflow", "") or "",
         batch_size=s.integer("batch_size", 1, minimum=1),
         visibility_timeout_s=s.duration("visibility_timeout", 30.0, positive=True),
         concurrency=s.integer("concurrency", 1, minimum=1),
@@ -173,7 +188,8 @@ def _schedule(s: ConfigTable) -> ScheduleTrigger:
     trig = ScheduleTrigger(
         name=_resource(s, "name", "schedule") or "",
         cron=s.string("cron", required=True) or "",
-        function=s.string("function", required=True) or "",
+        function=_function(s),
+        workflow=s.string("workflow", "") or "",
         timezone=s.string("timezone", "UTC") or "UTC",
         missed=s.string("missed", "latest") or "latest",
     )
@@ -205,7 +221,8 @@ def _storage(s: ConfigTable) -> StorageTrigger:
         events = STORAGE_EVENTS
     trig = StorageTrigger(
         bucket=_resource(s, "bucket", "bucket") or "",
-        function=s.string("function", required=True) or "",
+        function=_function(s),
+        workflow=s.string("workflow", "") or "",
         prefix=s.string("prefix", "") or "",
         suffix=s.string("suffix", "") or "",
         events=tuple(dict.fromkeys(events)),
@@ -224,7 +241,10 @@ def _event(s: ConfigTable) -> EventTrigger:
             "segment, '#' (last) for the rest, e.g. 'order.*'",
         )
     trig = EventTrigger(
-        topic=topic, function=s.string("function", required=True) or "", delivery=_delivery(s)
+        topic=topic,
+        function=_function(s),
+        delivery=_delivery(s),
+        workflow=s.string("workflow", "") or "",
     )
     s.finish()
     return trig

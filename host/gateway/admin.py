@@ -24,9 +24,11 @@ from host.gateway.data_api import DataApi
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
 from host.gateway.openapi import OPENAPI
+from host.gateway.workflow_api import WorkflowApi
 from host.ids import new_id
 from host.jsonable import jsonable
 from host.manifest import function_spec_from_dict, route_from_dict
+from host.orchestrator import WorkflowRunner
 from host.platform import Platform
 
 MAX_MODULE_BYTES = 64 * 1024 * 1024
@@ -35,10 +37,13 @@ MAX_MODULE_BYTES = 64 * 1024 * 1024
 class AdminApi:
     """Starlette routes of the admin API, bound to one platform."""
 
-    def __init__(self, platform: Platform, invoker: Invoker, auth: AdminAuth) -> None:
+    def __init__(
+        self, platform: Platform, invoker: Invoker, auth: AdminAuth, workflows: WorkflowRunner
+    ) -> None:
         self.platform = platform
         self.invoker = invoker
         self.auth = auth
+        self.workflows = workflows
 
     def routes(self) -> list[Route]:
         guarded = self._guarded
@@ -54,6 +59,7 @@ class AdminApi:
             Route("/routes", guarded(self.put_routes), methods=["PUT"]),
             Route("/invocations", guarded(self.invocations), methods=["GET"]),
             *DataApi(self.platform).routes(guarded),
+            *WorkflowApi(self.workflows).routes(guarded),
         ]
 
     def _guarded(self, endpoint: Any) -> Any:

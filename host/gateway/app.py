@@ -13,6 +13,7 @@ from host.gateway.admin import AdminApi
 from host.gateway.auth import AdminAuth, load_or_create_token
 from host.gateway.functions import FunctionRoutes
 from host.gateway.invoker import Invoker
+from host.orchestrator import WorkflowRunner
 from host.platform import Platform
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -30,12 +31,15 @@ def create_app(
     platform: Platform,
     admin_token: str | None = None,
     background: Sequence[Background] = (),
+    workflows: WorkflowRunner | None = None,
 ) -> Starlette:
     """The gateway for ``platform``; the admin token defaults to the data dir's."""
     token = admin_token or load_or_create_token(platform.data_dir)
     invoker = Invoker(platform)
-    admin = AdminApi(platform, invoker, AdminAuth(token))
-    functions = FunctionRoutes(platform.registry, invoker)
+    runner = workflows or WorkflowRunner(platform)
+    admin = AdminApi(platform, invoker, AdminAuth(token), runner)
+
+    functions = FunctionRoutes(platform.registry, invoker, runner.start_run)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -7,12 +7,14 @@ function's cap (or at once, from Content-Length), before it is buffered whole.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
-from host.errors import PayloadTooLarge
+from host.errors import InvalidRequest, PayloadTooLarge
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
 from host.gateway.routing import Match, RouteTable
@@ -20,14 +22,21 @@ from host.ids import new_id
 from host.registry import Registry
 
 REQUEST_ID = "x-request-id"
+WORKFLOW_INPUT_BYTES = 1024 * 1024
 
 
 class FunctionRoutes:
     """The ASGI endpoint behind every path outside ``/_admin``."""
 
-    def __init__(self, registry: Registry, invoker: Invoker) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        invoker: Invoker,
+        start_workflow: Callable[[str, Any, str | None], dict[str, Any]] | None = None,
+    ) -> None:
         self._registry = registry
         self._invoker = invoker
+        self._start_workflow = start_workflow
         self._generation = -1
         self._table = RouteTable([])
 
@@ -48,12 +57,37 @@ class FunctionRoutes:
                 resp = _plain(405, f"method not allowed; allowed: {', '.join(found)}", request_id)
                 resp.headers["allow"] = ", ".join(found)
                 return resp
+            if found.route.workflow:
+                return await self._start(found, request, request_id)
             cap = self._registry.get(found.route.function).spec.max_request_bytes
             event = await _http_event(request, found, cap)
             result = await self._invoker.invoke(found.route.function, event, request_id)
             return _http_response(result.response, request_id)
         except Exception as err:
             return error_response(err, request_id)
+
+    async def _start(self, found: Match, request: Request, request_id: str) -> Response:
+        """A workflow route: the JSON body (plus the path params) is the run's input;
+        an ``idempotency-key`` header makes a retried request return the first run."""
+        if self._start_workflow is None:
+            raise InvalidRequest("this server does not run workflows")
+        body = await _read_body(request, WORKFLOW_INPUT_BYTES)
+        try:
+            value = json.loads(body) if body else {}
+        except json.JSONDecodeError as e:
+            raise InvalidRequest(f"a workflow route takes a JSON body: {e}") from None
+        if isinstance(value, dict) and found.params:
+            value = {**found.params, **value}
+        key = request.headers.get("idempotency-key")
+        start = self._start_workflow
+        run = await anyio.to_thread.run_sync(lambda: start(found.route.workflow, value, key))
+        payload = {"run_id": run["id"], "workflow": run["workflow"], "status": run["status"]}
+        return Response(
+            json.dumps(payload),
+            status_code=202,
+            media_type="application/json",
+            headers={REQUEST_ID: request_id, "location": f"/_admin/runs/{run['id']}"},
+        )
 
 
 async def _http_event(request: Request, match: Match, cap: int) -> dict[str, Any]:

@@ -17,10 +17,13 @@ DATA_DIR_ENV = "NIMBUS_DATA_DIR"
 def app_from_env() -> Starlette:
     """Uvicorn's app factory: every worker process opens the data dir on its own and
     runs the triggers beside the gateway."""
+    from host.orchestrator import WorkflowRunner
     from host.triggers import TriggerManager
 
     platform = Platform(Path(os.environ[DATA_DIR_ENV]))
-    return create_app(platform, background=[TriggerManager(platform)])
+    workflows = WorkflowRunner(platform)
+    triggers = TriggerManager(platform, start_workflow=workflows.start_run)
+    return create_app(platform, background=[triggers, workflows], workflows=workflows)
 
 
 def serve(data_dir: Path, host: str, port: int, workers: int = 1, log_level: str = "info") -> None:

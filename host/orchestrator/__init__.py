@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from host.orchestrator.definition import Workflow, parse_workflows
 from host.orchestrator.engine import Orchestrator
@@ -34,6 +35,18 @@ class WorkflowRunner:
         self.orchestrator = Orchestrator(platform, {})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._generation = -1
+
+    def engine(self) -> Orchestrator:
+        """The orchestrator with the workflows deployed now (reloaded on change)."""
+        generation = self.platform.registry.generation()
+        if generation != self._generation:
+            self.orchestrator.workflows = load_workflows(self.platform)
+            self._generation = generation
+        return self.orchestrator
+
+    def start_run(self, workflow: str, input: Any, key: str | None) -> dict[str, Any]:
+        return self.engine().start(workflow, input, key)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="nimbus-workflows", daemon=True)

@@ -28,7 +28,10 @@ from host.triggers.clock import Clock, WallClock
 log = logging.getLogger("nimbus.workflows")
 
 #: a running step's lease is its timeout plus this
-LEASE_MARGIN_MS = 30_000
+LEASE_MARGIN_MS = 5_000
+#: an attempt cut short by its host dying is retried at once, outside the step's
+#: retry policy (it is not the step's failure), at most this many times
+MAX_INTERRUPTIONS = 10
 #: choice steps followed in one go before the run is declared looping
 MAX_CHOICES = 100
 CLEANUP_EVERY_S = 10.0
@@ -318,6 +321,19 @@ class Orchestrator:
             }
         )
         run.pop("running", None)
+        interrupted = (
+            [
+                h
+                for h in run["history"]
+                if h["step"] == step.name and (h.get("error") or {}).get("kind") == "Interrupted"
+            ]
+            if kind == "Interrupted"
+            else []
+        )
+        if kind == "Interrupted" and len(interrupted) <= MAX_INTERRUPTIONS:
+            self._set_timer(txn, run, Timer(now, run["id"], step.name, attempt + 1))
+            self.store.put(txn, run)
+            return
         if kind in step.retry.on and attempt < step.retry.max_attempts:
             self._set_timer(
                 txn,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from host.manifest import Triggers
 from host.platform import Platform
 from host.triggers.clock import Clock, WallClock
-from host.triggers.delivery import Deliverer, Subscription
+from host.triggers.delivery import Deliverer, StartWorkflow, Subscription
 from host.triggers.fanout import Dispatcher
 from host.triggers.schedules import Scheduler
 from host.triggers.subscriptions import subscriptions
@@ -32,8 +32,14 @@ RELOAD_S = 1.0
 class TriggerManager:
     """The trigger threads of one host process."""
 
-    def __init__(self, platform: Platform, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        clock: Clock | None = None,
+        start_workflow: StartWorkflow | None = None,
+    ) -> None:
         self.platform = platform
+        self.start_workflow = start_workflow
         self.clock = clock or WallClock()
         self.deliverers: list[Deliverer] = []
         self.dispatcher: Dispatcher | None = None
@@ -48,7 +54,8 @@ class TriggerManager:
         """Make (but do not start) the parts for ``triggers``."""
         s = self.platform.services
         self.deliverers = [
-            Deliverer(self.platform, sub, self.clock) for sub in subscriptions(triggers)
+            Deliverer(self.platform, sub, self.clock, self.start_workflow)
+            for sub in subscriptions(triggers)
         ]
         self.dispatcher = Dispatcher(s, triggers, self.clock)
         self.scheduler = Scheduler(s, triggers.schedule, self.clock)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from host.errors import NimbusError, Overloaded
@@ -35,6 +35,8 @@ IDLE_POLL_S = 0.02
 OVERLOADED_RETRY_MS = 100
 
 EventMaker = Callable[[list[Message]], dict[str, Any]]
+#: starts a workflow run: (workflow, input, idempotency key) -> the run
+StartWorkflow = Callable[[str, Any, str | None], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class Subscription:
     batch_size: int = 1
     visibility_ms: int = 30_000
     concurrency: int = 1
-    labels: dict[str, str] = field(default_factory=dict)
+    #: start this workflow with the event as input, instead of running ``function``
+    workflow: str = ""
 
 
 @dataclass
@@ -64,8 +67,15 @@ class DeliveryStats:
 class Deliverer:
     """Runs one subscription's deliveries."""
 
-    def __init__(self, platform: Platform, sub: Subscription, clock: Clock) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        sub: Subscription,
+        clock: Clock,
+        start_workflow: StartWorkflow | None = None,
+    ) -> None:
         self.platform = platform
+        self.start_workflow = start_workflow
         self.sub = sub
         self.clock = clock
         self.stats = DeliveryStats()
@@ -87,6 +97,9 @@ class Deliverer:
                 s.queues.ack(txn, sub.queue, m.id)
 
         try:
+            if sub.workflow:
+                self._start_run(batch, ack)
+                return len(batch)
             result = self.platform.invoke(
                 sub.function, sub.make_event(batch), on_commit=ack, idempotency_id=ids
             )
@@ -104,6 +117,16 @@ class Deliverer:
             if not result.applied:
                 self.stats.duplicates += len(batch)
         return len(batch)
+
+    def _start_run(self, batch: list[Message], ack: Callable[[Any], None]) -> None:
+        """Start the subscription's workflow with the event; the key (the first message
+        id) makes a redelivery return the run already started, then the ack lands."""
+        if self.start_workflow is None:
+            raise RuntimeError("this host does not run workflows")
+        key = f"{self.sub.name}:{batch[0].id}"
+        self.start_workflow(self.sub.workflow, self.sub.make_event(batch), key)
+        self._services.storage.write(ack)
+        self.stats.delivered += len(batch)
 
     def _retry(self, batch: list[Message], error: str, overloaded: bool = False) -> None:
         sub, s = self.sub, self._services

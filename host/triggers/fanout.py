@@ -63,10 +63,10 @@ class Dispatcher:
         out = []
         for i, st in enumerate(self.triggers.storage):
             if storage_matches(st, record):
-                out.append(record_queue("storage", i, st.function))
+                out.append(record_queue("storage", i, st.function or st.workflow))
         for i, ev in enumerate(self.triggers.event):
             if event_matches(ev, record):
-                out.append(record_queue("event", i, ev.function))
+                out.append(record_queue("event", i, ev.function or ev.workflow))
         return out
 
     def run(self, stop: threading.Event, idle_s: float = 0.02) -> None:

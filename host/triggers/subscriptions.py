@@ -92,7 +92,7 @@ def subscriptions(triggers: Triggers) -> list[Subscription]:
     for q in triggers.queue:
         subs.append(
             Subscription(
-                name=f"queue:{q.queue}:{q.function}",
+                name=f"queue:{q.queue}:{q.function or q.workflow}",
                 queue=q.queue,
                 function=q.function,
                 make_event=queue_event(q.queue),
@@ -101,12 +101,13 @@ def subscriptions(triggers: Triggers) -> list[Subscription]:
                 batch_size=q.batch_size,
                 visibility_ms=int(q.visibility_timeout_s * 1000),
                 concurrency=q.concurrency,
+                workflow=q.workflow,
             )
         )
     for i, st in enumerate(triggers.storage):
-        subs.append(_record_sub("storage", i, st.function, st.delivery))
+        subs.append(_record_sub("storage", i, st.function, st.delivery, st.workflow))
     for i, ev in enumerate(triggers.event):
-        subs.append(_record_sub("event", i, ev.function, ev.delivery))
+        subs.append(_record_sub("event", i, ev.function, ev.delivery, ev.workflow))
     for sc in triggers.schedule:
         subs.append(
             Subscription(
@@ -115,20 +116,25 @@ def subscriptions(triggers: Triggers) -> list[Subscription]:
                 function=sc.function,
                 make_event=schedule_event,
                 delivery=Delivery(max_attempts=3),
-                dead_letter=f"{sc.function}.dlq",
+                dead_letter=f"{sc.function or sc.workflow}.dlq",
+                workflow=sc.workflow,
             )
         )
     return subs
 
 
-def _record_sub(kind: str, i: int, function: str, delivery: Delivery) -> Subscription:
+def _record_sub(
+    kind: str, i: int, function: str, delivery: Delivery, workflow: str = ""
+) -> Subscription:
+    target = function or workflow
     return Subscription(
-        name=f"{kind}:{i}:{function}",
-        queue=record_queue(kind, i, function),
+        name=f"{kind}:{i}:{target}",
+        queue=record_queue(kind, i, target),
         function=function,
         make_event=record_event,
         delivery=delivery,
-        dead_letter=delivery.dead_letter or f"{function}.dlq",
+        dead_letter=delivery.dead_letter or f"{target}.dlq",
+        workflow=workflow,
     )
 
 

@@ -1,7 +1,8 @@
 //! One step of the test workflows, named by env STEP. It fails when the input's
 //! "fail" list names its step, never returns when the "hang" list does, and
 //! otherwise increments "count.<STEP>" in table "wf" (compare-and-set) and outputs
-//! {"step": STEP, "orderId": input.orderId, "attempt": attempt}.
+//! {"step": STEP, "orderId": input.orderId, "attempt": attempt}. SLEEP_MS=<n> makes
+//! it busy-wait n milliseconds first.
 const nimbus = @import("nimbus");
 const Value = nimbus.Value;
 const eql = nimbus.msgpack.eql;
@@ -27,6 +28,12 @@ pub fn handle(ev: *const nimbus.Event, res: *nimbus.Response) !void {
         var spins: u64 = 0;
         const p: *volatile u64 = &spins;
         while (true) p.* +%= 1;
+    }
+    if (ev.env("SLEEP_MS")) |ms| {
+        var n: i64 = 0;
+        for (ms) |c| n = n * 10 + (c - '0');
+        const until = nimbus.now() + n * 1_000_000;
+        while (nimbus.now() < until) {}
     }
     const key = nimbus.alloc(6 + step.len);
     @memcpy(key[0..6], "count.");
