@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import coldstart, http, isolation, memory, services, triggers
+from bench import coldstart, http, isolation, memory, services, triggers, workflows
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "coldstart": coldstart.run,
@@ -30,6 +30,7 @@ SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "memory": memory.run,
     "services": services.run,
     "triggers": triggers.run,
+    "workflows": workflows.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 console = Console()

@@ -30,7 +30,15 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert results["machine"]["versions"]["wasmtime"]
     s = results["scenarios"]
-    assert set(s) == {"coldstart", "isolation", "http", "memory", "services", "triggers"}
+    assert set(s) == {
+        "coldstart",
+        "isolation",
+        "http",
+        "memory",
+        "services",
+        "triggers",
+        "workflows",
+    }
 
     for name in ("hello", "big"):
         c = s["coldstart"][name]
@@ -51,3 +59,5 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     tr = s["triggers"]
     assert tr["msgs_per_s_1_worker"] > 0 and tr["msgs_per_s_2_workers"] > 0
     assert tr["trigger_ms_median"] > 0
+    wf = s["workflows"]
+    assert wf["run_of_10_steps_ms"] > wf["10_direct_invokes_ms"] > 0
