@@ -215,7 +215,8 @@ topic = "order.#"
 function = "fn"
 
 [workflows.OrderFulfillment]
-steps = ["reserve", "charge"]
+start = "reserve"
+steps = { reserve = { function = "fn" } }
 """,
         )
     )
@@ -242,7 +243,9 @@ steps = ["reserve", "charge"]
     assert st.delivery.max_attempts == 5
     (ev,) = m.triggers.event
     assert ev.topic == "order.#"
-    assert m.workflows == {"OrderFulfillment": {"steps": ["reserve", "charge"]}}
+    assert m.workflows == {
+        "OrderFulfillment": {"start": "reserve", "steps": {"reserve": {"function": "fn"}}}
+    }
     assert triggers_from_dict(m.triggers_raw) == m.triggers
 
 

@@ -24,22 +24,37 @@ TrapPtr = POINTER(ffi.wasm_trap_t)
 HostCallback = ffi.wasmtime_func_unchecked_callback_t
 _NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, c_void_p))
 
-_store_new = ffi.dll.wasmtime_store_new
-_store_context = ffi.dll.wasmtime_store_context
-_store_delete = ffi.dll.wasmtime_store_delete
-_store_limiter = ffi.dll.wasmtime_store_limiter
-_set_epoch_deadline = ffi.dll.wasmtime_context_set_epoch_deadline
-_get_data = ffi.dll.wasmtime_context_get_data
-_caller_context = ffi.dll.wasmtime_caller_context
+# Short calls keep the GIL (a PyDLL view of the same library): releasing and
+# re-taking it around a call of a microsecond lets other threads in, and with many
+# invocation threads the hand-offs cost more than the calls. Calls that run guest
+# code (instantiate, call) release it, so guests run in parallel.
+_keep_gil = ctypes.PyDLL(ffi.dll._name, handle=ffi.dll._handle)
+
+
+def _fast(name: str) -> Any:
+    configured = getattr(ffi.dll, name)
+    fn = _keep_gil[name]
+    fn.restype = configured.restype
+    fn.argtypes = configured.argtypes
+    return fn
+
+
+_store_new = _fast("wasmtime_store_new")
+_store_context = _fast("wasmtime_store_context")
+_store_delete = _fast("wasmtime_store_delete")
+_store_limiter = _fast("wasmtime_store_limiter")
+_set_epoch_deadline = _fast("wasmtime_context_set_epoch_deadline")
+_get_data = _fast("wasmtime_context_get_data")
+_caller_context = _fast("wasmtime_caller_context")
 _pre_instantiate = ffi.dll.wasmtime_instance_pre_instantiate
-_export_get = ffi.dll.wasmtime_instance_export_get
+_export_get = _fast("wasmtime_instance_export_get")
 _call_unchecked = ffi.dll.wasmtime_func_call_unchecked
-_memory_data_size = ffi.dll.wasmtime_memory_data_size
+_memory_data_size = _fast("wasmtime_memory_data_size")
 
 
 def _raw(name: str, restype: Any, argtypes: list[Any]) -> Any:
     """A private handle on a C function, typed to return plain integers for speed."""
-    fn = ffi.dll[name]  # indexing makes a new function object; wasmtime-py's stays as is
+    fn = _keep_gil[name]
     fn.restype = restype
     fn.argtypes = argtypes
     return fn
