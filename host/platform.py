@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 
 from host.errors import FunctionFailed, NimbusError, Overloaded
-from host.hostcalls import all_host_functions
+from host.hostcalls import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
 from host.ids import new_id
 from host.manifest import FunctionSpec
@@ -77,7 +77,10 @@ class Platform:
             max_object_bytes=self.options.max_object_bytes,
         )
         self.runtime = Runtime(
-            self.data_dir / "cache", all_host_functions(), time_scale=self.options.time_scale
+            self.data_dir / "cache",
+            all_host_functions(),
+            time_scale=self.options.time_scale,
+            component_imports=component_imports(),
         )
         self.registry = Registry(self.services.storage, self.data_dir / "modules")
         self.pool = WarmPool()

@@ -219,28 +219,31 @@ def event_publish(a: ServiceAccess, req: dict[str, Any]) -> Any:
     return {"id": a.effects.event_publish(topic, _packed(req, "payload"))}
 
 
-# --- the import wrapper --------------------------------------------------------------
+# --- the import wrappers -------------------------------------------------------------
 
 Operation = Callable[[ServiceAccess, dict[str, Any]], Any]
+
+
+def reply_to(op: Operation, inv: Invocation, request: bytes) -> bytes:
+    """The msgpack ``[status, value]`` answer to one request (core and component
+    guests both come through here)."""
+    access = inv.services
+    try:
+        req = msgpack.unpackb(request, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as e:
+        return _pack([2, f"the request is not msgpack: {e}"])
+    if not isinstance(req, dict):
+        return _pack([2, "the request must be a msgpack map"])
+    if not isinstance(access, ServiceAccess):
+        return _pack([5, "managed services are not available to this invocation"])
+    return _call(op, access, req)
 
 
 def _serve(op: Operation) -> Callable[[Invocation, int, int], int]:
     def impl(inv: Invocation, ptr: int, length: int) -> int:
         if length > MAX_REQUEST_BYTES:
             raise inv.fail(AbiError(f"a service request of {length} bytes is over the cap"))
-        access = inv.services
-        try:
-            req = msgpack.unpackb(inv.read(ptr, length), raw=False, strict_map_key=False)
-        except (ValueError, msgpack.UnpackException) as e:
-            reply = _pack([2, f"the request is not msgpack: {e}"])
-        else:
-            if not isinstance(req, dict):
-                reply = _pack([2, "the request must be a msgpack map"])
-            elif not isinstance(access, ServiceAccess):
-                reply = _pack([5, "managed services are not available to this invocation"])
-            else:
-                reply = _call(op, access, req)
-        return inv.give(reply)
+        return inv.give(reply_to(op, inv, inv.read(ptr, length)))
 
     return impl
 
@@ -266,5 +269,7 @@ _OPS: list[Operation] = [
     queue_send,
     event_publish,
 ]
+
+OPERATIONS: dict[str, Operation] = {op.__name__: op for op in _OPS}
 
 FUNCTIONS = tuple(HostFunction(op.__name__, ("i32", "i32"), ("i64",), _serve(op)) for op in _OPS)

@@ -15,8 +15,10 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 
@@ -28,9 +30,9 @@ log = logging.getLogger("nimbus.cache")
 
 @dataclass(frozen=True)
 class CachedModule:
-    """A module ready to link, and whether it came from the disk cache."""
+    """A module (or component) ready to link, and whether it came from the disk cache."""
 
-    module: wasmtime.Module
+    module: Any
     sha256: str
     cache_hit: bool
 
@@ -38,7 +40,16 @@ class CachedModule:
 class ModuleCache:
     """Compiles a .wasm once per engine fingerprint and loads it from disk afterwards."""
 
-    def __init__(self, root: Path, engine: wasmtime.Engine, fingerprint: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        engine: wasmtime.Engine,
+        fingerprint: str,
+        compile: Callable[[wasmtime.Engine, bytes], Any] = wasmtime.Module,
+        deserialize_file: Callable[[wasmtime.Engine, str], Any] = wasmtime.Module.deserialize_file,
+    ) -> None:
+        self._new = compile
+        self._deserialize_file = deserialize_file
         self.dir = root / fingerprint
         self.dir.mkdir(parents=True, exist_ok=True)
         self._engine = engine
@@ -62,16 +73,16 @@ class ModuleCache:
         self._store(sha, module.serialize())
         return CachedModule(module, sha, cache_hit=False)
 
-    def _compile(self, wasm: bytes) -> wasmtime.Module:
+    def _compile(self, wasm: bytes) -> Any:
         try:
-            module = wasmtime.Module(self._engine, wasm)
+            module = self._new(self._engine, wasm)
         except wasmtime.WasmtimeError as e:
             raise DeployError(f"not a valid WebAssembly module: {e}") from e
         with self._lock:
             self.compiles += 1
         return module
 
-    def _load_cached(self, sha: str) -> wasmtime.Module | None:
+    def _load_cached(self, sha: str) -> Any:
         path = self.path_for(sha)
         sum_path = path.with_suffix(".sum")
         try:
@@ -88,7 +99,7 @@ class ModuleCache:
             self._reject(path, "checksum mismatch (corrupt or truncated)")
             return None
         try:
-            return wasmtime.Module.deserialize_file(self._engine, str(path))
+            return self._deserialize_file(self._engine, str(path))
         except wasmtime.WasmtimeError as e:
             self._reject(path, f"incompatible with this engine: {e}")
             return None

@@ -71,6 +71,12 @@ EXTERN_FUNC: int = ffi.WASMTIME_EXTERN_FUNC.value
 EXTERN_MEMORY: int = ffi.WASMTIME_EXTERN_MEMORY.value
 
 
+_TRAP_TEXT = (
+    ("wasm trap: interrupt", wasmtime.TrapCode.INTERRUPT),
+    ("wasm trap: call stack exhausted", wasmtime.TrapCode.STACK_OVERFLOW),
+)
+
+
 class GuestTrap(Exception):
     """A trap or error that ended a call into the guest (wraps the wasmtime object)."""
 
@@ -83,6 +89,11 @@ class GuestTrap(Exception):
         if isinstance(self.trap, wasmtime.Trap):
             code: wasmtime.TrapCode | None = self.trap.trap_code
             return code
+        # a component call reports its trap as an error whose cause names it
+        text = str(self.trap)
+        for marker, trap_code in _TRAP_TEXT:
+            if marker in text:
+                return trap_code
         return None
 
 

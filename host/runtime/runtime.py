@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from host.errors import (
 )
 from host.runtime import abi, native
 from host.runtime.cache import ModuleCache
+from host.runtime.components import ComponentHost, ComponentImport, is_component
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint, make_engine
 from host.runtime.imports import HostFunction
 from host.runtime.invocation import Invocation
@@ -53,10 +55,11 @@ class LoadedFunction:
 
     name: str
     sha256: str
-    module: wasmtime.Module
-    pre: wasmtime.InstancePre
+    module: Any  # a wasmtime Module, or a Component for kind "component"
+    pre: wasmtime.InstancePre | None
     limits: Limits
     cache_hit: bool
+    kind: str = "module"
 
 
 class Runtime:
@@ -68,12 +71,19 @@ class Runtime:
         host_functions: Iterable[HostFunction],
         settings: EngineSettings | None = None,
         time_scale: float = 1.0,
+        component_imports: dict[str, ComponentImport] | None = None,
     ) -> None:
         settings = settings or EngineSettings()
         self.engine = make_engine(settings)
         self.fingerprint = fingerprint(settings)
         self.cache = ModuleCache(cache_dir, self.engine, self.fingerprint)
         self._ticker = EpochTicker(self.engine, time_scale=time_scale)
+        self._cache_dir = cache_dir
+        self._settings = settings
+        self._time_scale = time_scale
+        self._component_imports = component_imports or {}
+        self._component_host: ComponentHost | None = None
+        self._component_lock = threading.Lock()
         self._linker = wasmtime.Linker(self.engine)
         self._live: dict[int, Invocation] = {}
         self._ids = itertools.count(1)
@@ -84,6 +94,19 @@ class Runtime:
 
     def close(self) -> None:
         self._ticker.stop()
+        if self._component_host is not None:
+            self._component_host.close()
+
+    def _components(self) -> ComponentHost:
+        with self._component_lock:
+            if self._component_host is None:
+                self._component_host = ComponentHost(
+                    self._cache_dir,
+                    self._component_imports,
+                    self._time_scale,
+                    self._settings.max_wasm_stack,
+                )
+            return self._component_host
 
     # --- host functions ------------------------------------------------------------
 
@@ -133,6 +156,11 @@ class Runtime:
     def load(self, name: str, wasm: bytes, limits: Limits | None = None) -> LoadedFunction:
         """Compile (or load from the cache), check against the ABI, and link ``wasm``."""
         limits = limits or Limits()
+        if is_component(wasm):
+            host = self._components()
+            component, sha, hit = host.load(wasm)
+            host.check(name, component, limits)
+            return LoadedFunction(name, sha, component, None, limits, hit, kind="component")
         cached = self.cache.load(wasm)
         abi.check_imports(cached.module, self.host_functions)
         abi.check_exports(cached.module)
@@ -172,6 +200,10 @@ class Runtime:
     ) -> dict[str, Any]:
         """Run ``event`` (msgpack) through a fresh instance of ``fn``; the decoded response."""
         limits = fn.limits
+        if fn.kind == "component":
+            return self._components().invoke(
+                fn.name, fn.module, limits, event, inv, timeout_s, _classify
+            )
         if len(event) > limits.max_request_bytes:
             raise PayloadTooLarge(
                 f"event is {len(event)} bytes; function {fn.name} accepts at most "
@@ -266,6 +298,7 @@ class _FreshInstance:
         self.store = native.NativeStore(rt.engine, self.key, fn.limits.memory_bytes)
         try:
             self.store.set_deadline(rt._ticker.ticks_for(self.timeout_s))
+            assert fn.pre is not None, "components are instantiated by the ComponentHost"
             inst = native.instantiate(fn.pre, self.store.ctx)
         except native.GuestTrap as t:
             self._close()

@@ -1,11 +1,13 @@
 """The component's export: decode the event, call the function's ``handle``, encode
 what it returned. An exception becomes the response's ``error`` (the invocation
-fails; its writes are dropped)."""
+fails; its writes are dropped). Everything is imported at build time: componentize-py
+snapshots the initialised interpreter, and a module imported later is not there."""
 
 from __future__ import annotations
 
 import traceback
 
+import handler  # the function's module: imported now, so the build snapshots it
 import msgpack
 import wit_world
 
@@ -16,8 +18,6 @@ from nimbus.response import to_map
 
 class WitWorld(wit_world.WitWorld):
     def handle(self, event: bytes) -> bytes:
-        import handler  # the function's module, bundled beside the SDK
-
         try:
             result = to_map(handler.handle(decode(event)))
         except Exception as e:  # the function failed: report it, keep nothing

@@ -1,0 +1,41 @@
+"""The imports of component guests (Python functions): one implementation with the
+core imports, adapted to the component world's signatures (see nimbus.wit)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from host.hostcalls.core import MAX_LOG_BYTES, MAX_RANDOM_BYTES
+from host.hostcalls.services import MAX_REQUEST_BYTES, OPERATIONS, _pack, reply_to
+from host.runtime.components import ComponentImport
+from host.runtime.invocation import Invocation
+
+
+def log(inv: Invocation, level: int, message: str) -> None:
+    inv.log(level, message[:MAX_LOG_BYTES])
+
+
+def now(inv: Invocation) -> int:
+    return time.time_ns()
+
+
+def random_bytes(inv: Invocation, n: int) -> bytes:
+    return os.urandom(min(n, MAX_RANDOM_BYTES))
+
+
+def call(inv: Invocation, op: str, request: bytes) -> bytes:
+    operation = OPERATIONS.get(op)
+    if operation is None:
+        return _pack([2, f"no service operation named {op!r}"])
+    if len(request) > MAX_REQUEST_BYTES:
+        return _pack([4, f"a service request is at most {MAX_REQUEST_BYTES} bytes"])
+    return reply_to(operation, inv, bytes(request))
+
+
+IMPORTS: dict[str, ComponentImport] = {
+    "log": log,
+    "now": now,
+    "random-bytes": random_bytes,
+    "call": call,
+}

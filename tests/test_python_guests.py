@@ -1,0 +1,144 @@
+"""Python functions: built with componentize-py, run as components with the same
+limits, errors, imports and services as Zig and C functions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from host.build import build_function
+from host.errors import BuildError, FunctionFailed, FunctionOutOfMemory, FunctionTimeout
+from host.hostcalls import all_host_functions, component_imports
+from host.manifest import function_spec_from_dict
+from host.platform import Platform
+from host.runtime import Runtime
+
+Build = Callable[[str], Path]
+
+
+@pytest.fixture(scope="module")
+def py(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One platform for the module: a Python component compiles in seconds, once."""
+    from tests.conftest import GUESTS
+
+    p = Platform(tmp_path_factory.mktemp("py") / "data")
+    hello = build_function(GUESTS / "hello_py").wasm.read_bytes()
+    services = build_function(GUESTS / "services_py").wasm.read_bytes()
+    p.deploy(
+        function_spec_from_dict("hello", {"wasm": "h.wasm", "timeout": "1s", "memory": "96MiB"}),
+        hello,
+    )
+    grants = {
+        "tables": {"t": "read-write"},
+        "buckets": {"b": "read-write"},
+        "queues": {"q": "read-write"},
+        "topics": {"order.*": "read-write"},
+    }
+    p.deploy(function_spec_from_dict("svc", {"wasm": "s.wasm", "grants": grants}), services)
+    yield p
+    p.close()
+
+
+def invoke(p: Platform, name: str, input: Any = None, **event: Any) -> Any:
+    return p.invoke(name, event or {"kind": "invoke", "input": input})
+
+
+def test_hello_over_http_with_its_log(py: Platform) -> None:
+    r = invoke(
+        py,
+        "hello",
+        kind="http",
+        method="GET",
+        path="/hello/ada",
+        params={"name": "ada"},
+        query={},
+        headers={},
+        body=b"",
+    )
+    assert r.response["status"] == 200 and r.response["body"] == b"hello, ada\n"
+    assert [(line.level, line.message) for line in r.logs] == [("info", "saying hello to ada")]
+
+
+def test_events_are_typed(py: Platform) -> None:
+    r = invoke(
+        py,
+        "hello",
+        kind="queue",
+        queue="q",
+        messages=[{"id": "m1", "body": 1, "attempt": 1, "enqueued_ms": 0}],
+    )
+    assert r.response["output"]["type"] == "QueueEvent"
+    r = invoke(py, "hello", kind="schedule", schedule="s", scheduled_ms=5)
+    assert r.response["output"]["type"] == "ScheduleEvent"
+    r = invoke(py, "hello", {"do": "random"})
+    assert len(r.response["output"]["random"]) == 16
+    assert abs(r.response["output"]["now"] - time.time_ns()) < 60 * 10**9
+
+
+def test_time_limit_memory_limit_and_exceptions(py: Platform) -> None:
+    with pytest.raises(FunctionTimeout):
+        invoke(py, "hello", {"do": "loop"})
+    with pytest.raises(FunctionOutOfMemory):
+        invoke(py, "hello", {"do": "bomb"})
+    with pytest.raises(FunctionFailed, match="ValueError"):
+        invoke(py, "hello", {"do": "raise"})
+    assert (
+        invoke(
+            py,
+            "hello",
+            kind="http",
+            method="GET",
+            path="/",
+            params={},
+            query={},
+            headers={},
+            body=b"",
+        ).response["status"]
+        == 200
+    )
+
+
+def test_every_service_and_atomicity(py: Platform) -> None:
+    out = invoke(py, "svc", {}).response["output"]
+    assert out["put"] == 1 and out["get"] == [{"n": 1}, 1]
+    assert out["conflict"] is True
+    assert out["scan"] == [[b"k", {"n": 1}, 1]]
+    assert out["blob"] == 4 and out["blob_get"] == b"data" and out["blob_list"] == [b"x.txt"]
+    assert out["sent"] and out["published"]
+    assert "grant" in out["denied"]
+    with py.services.storage.read() as txn:
+        before = len(py.services.queues.peek(txn, "q", 100))
+    with pytest.raises(FunctionFailed):
+        invoke(py, "svc", {"fail": True})
+    with py.services.storage.read() as txn:
+        assert len(py.services.queues.peek(txn, "q", 100)) == before  # nothing kept
+        assert msgpack.unpackb(py.services.tables.get(txn, "t", b"k")[0]) == {"n": 1}  # type: ignore[index]
+
+
+def test_component_cache_hit_in_a_new_runtime(py: Platform) -> None:
+    wasm = build_function(Path(__file__).parent / "guests" / "hello_py").wasm.read_bytes()
+    rt = Runtime(py.data_dir / "cache", all_host_functions(), component_imports=component_imports())
+    try:
+        t0 = time.perf_counter()
+        fn = rt.load("hello", wasm)
+        assert fn.cache_hit and fn.kind == "component"
+        print(f"\ncomponent load from cache: {(time.perf_counter() - t0) * 1000:.1f} ms")
+    finally:
+        rt.close()
+
+
+def test_c_extensions_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "handler.py").write_text("def handle(event):\n    return 1\n")
+    (tmp_path / "_speedups.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
+    with pytest.raises(BuildError, match=r"C extensions.*_speedups"):
+        build_function(tmp_path)
+
+
+def test_python_build_is_incremental() -> None:
+    again = build_function(Path(__file__).parent / "guests" / "hello_py")
+    assert again.language == "python" and not again.rebuilt
