@@ -20,18 +20,22 @@ import httpx
 from bench.runtime import hello_event
 from bench.servers import ROOT, nimbus
 from host.build import build_function
-from host.hostcalls import all_host_functions
+from host.hostcalls import all_host_functions, component_imports
 from host.runtime import Invocation, Runtime
 
-FUNCTIONS = {"hello": ROOT / "functions" / "hello", "big": ROOT / "bench" / "guests" / "big_c"}
+FUNCTIONS = {
+    "hello": ROOT / "functions" / "hello",
+    "big": ROOT / "bench" / "guests" / "big_c",
+    "python": ROOT / "tests" / "guests" / "hello_py",
+}
 
 _LOAD_PROBE = """
 import sys, time
 from pathlib import Path
-from host.hostcalls import all_host_functions
+from host.hostcalls import all_host_functions, component_imports
 from host.runtime import Runtime
 wasm = Path(sys.argv[2]).read_bytes()
-rt = Runtime(Path(sys.argv[1]), all_host_functions())
+rt = Runtime(Path(sys.argv[1]), all_host_functions(), component_imports=component_imports())
 t0 = time.perf_counter()
 fn = rt.load("f", wasm)
 print((time.perf_counter() - t0) * 1000, fn.cache_hit)
@@ -42,14 +46,14 @@ def _in_process(name: str, wasm: bytes, runs: int) -> dict[str, Any]:
     compile_ms = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
-            rt = Runtime(Path(tmp), all_host_functions())
+            rt = Runtime(Path(tmp), all_host_functions(), component_imports=component_imports())
             t0 = time.perf_counter()
             rt.load(name, wasm)
             compile_ms.append((time.perf_counter() - t0) * 1000)
             rt.close()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
-        rt = Runtime(cache, all_host_functions())
+        rt = Runtime(cache, all_host_functions(), component_imports=component_imports())
         fn = rt.load(name, wasm)
         event = hello_event()
         warm = []
@@ -133,7 +137,7 @@ def _server_side(runs: int) -> dict[str, dict[str, float]]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    runs = 2 if quick else 7
+    runs = 1 if quick else 5
     results: dict[str, Any] = {}
     for name, src in FUNCTIONS.items():
         FUNCTIONS_WASM[name] = build_function(src).wasm

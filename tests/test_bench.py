@@ -40,7 +40,7 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
         "workflows",
     }
 
-    for name in ("hello", "big"):
+    for name in ("hello", "big", "python"):
         c = s["coldstart"][name]
         assert all(
             c[k] > 0 for k in ("compile_ms", "cache_load_fresh_process_ms", "first_response_ms")

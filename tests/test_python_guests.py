@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from host.build import build_function
-from host.errors import BuildError, FunctionFailed, FunctionOutOfMemory, FunctionTimeout
+from host.errors import BuildError, FunctionCrashed, FunctionOutOfMemory, FunctionTimeout
 from host.hostcalls import all_host_functions, component_imports
 from host.manifest import function_spec_from_dict
 from host.platform import Platform
@@ -62,19 +62,83 @@ def test_hello_over_http_with_its_log(py: Platform) -> None:
     )
     assert r.response["status"] == 200 and r.response["body"] == b"hello, ada\n"
     assert [(line.level, line.message) for line in r.logs] == [("info", "saying hello to ada")]
+    record = py.telemetry.recent("hello", 1)[0]
+    assert record.request_id == r.request_id and record.logs == [("info", "saying hello to ada")]
 
 
-def test_events_are_typed(py: Platform) -> None:
-    r = invoke(
-        py,
-        "hello",
-        kind="queue",
-        queue="q",
-        messages=[{"id": "m1", "body": 1, "attempt": 1, "enqueued_ms": 0}],
-    )
-    assert r.response["output"]["type"] == "QueueEvent"
-    r = invoke(py, "hello", kind="schedule", schedule="s", scheduled_ms=5)
-    assert r.response["output"]["type"] == "ScheduleEvent"
+ENVELOPES = [
+    (
+        {
+            "kind": "queue",
+            "queue": "q",
+            "messages": [{"id": "m1", "body": {"n": 1}, "attempt": 2, "enqueued_ms": 7}],
+        },
+        "QueueEvent",
+        {
+            "queue": "q",
+            "messages": [{"id": "m1", "body": {"n": 1}, "attempt": 2, "enqueued_ms": 7}],
+        },
+    ),
+    (
+        {"kind": "schedule", "schedule": "nightly", "cron": "0 3 * * *", "scheduled_ms": 5},
+        "ScheduleEvent",
+        {"schedule": "nightly", "cron": "0 3 * * *", "scheduled_ms": 5},
+    ),
+    (
+        {
+            "kind": "storage",
+            "bucket": "b",
+            "key": "a.png",
+            "op": "put",
+            "size": 3,
+            "content_type": "image/png",
+            "etag": "e",
+            "time_ms": 9,
+        },
+        "StorageEvent",
+        {"bucket": "b", "key": "a.png", "op": "put", "size": 3, "etag": "e"},
+    ),
+    (
+        {"kind": "event", "topic": "order.created", "payload": {"id": 1}, "source": "f"},
+        "BusEvent",
+        {"topic": "order.created", "payload": {"id": 1}, "source": "f"},
+    ),
+    (
+        {
+            "kind": "workflow",
+            "workflow": "W",
+            "run_id": "run-1",
+            "step": "s",
+            "attempt": 2,
+            "input": [1],
+        },
+        "WorkflowEvent",
+        {"workflow": "W", "run_id": "run-1", "step": "s", "attempt": 2, "input": [1]},
+    ),
+    ({"kind": "invoke", "input": {"x": 1}}, "InvokeEvent", {"input": {"x": 1}}),
+]
+
+
+@pytest.mark.parametrize(("event", "typed", "fields"), ENVELOPES)
+def test_every_envelope_is_typed(
+    py: Platform, event: dict[str, Any], typed: str, fields: dict[str, Any]
+) -> None:
+    out = py.invoke("hello", {**event, "id": "evt-1"}).response["output"]
+    assert out["type"] == typed and out["id"] == "evt-1" and out["kind"] == event["kind"]
+    assert {k: out[k] for k in fields} == fields
+
+
+def test_fresh_state_and_no_escape(py: Platform) -> None:
+    assert [invoke(py, "hello", {"do": "counter"}).response["output"] for _ in range(3)] == [
+        1,
+        1,
+        1,
+    ]
+    out = invoke(py, "hello", {"do": "escape"}).response["output"]
+    assert out["file"].startswith("denied") and out["network"].startswith("denied")
+
+
+def test_random_and_clock(py: Platform) -> None:
     r = invoke(py, "hello", {"do": "random"})
     assert len(r.response["output"]["random"]) == 16
     assert abs(r.response["output"]["now"] - time.time_ns()) < 60 * 10**9
@@ -85,8 +149,15 @@ def test_time_limit_memory_limit_and_exceptions(py: Platform) -> None:
         invoke(py, "hello", {"do": "loop"})
     with pytest.raises(FunctionOutOfMemory):
         invoke(py, "hello", {"do": "bomb"})
-    with pytest.raises(FunctionFailed, match="ValueError"):
-        invoke(py, "hello", {"do": "raise"})
+    with pytest.raises(FunctionCrashed, match="ValueError: asked to fail"):
+        invoke(
+            py,
+            "hello",
+            {"do": "raise"},
+        )
+    record = py.telemetry.recent("hello", 1)[0]
+    assert record.outcome == "FunctionCrashed"
+    assert any("Traceback" in msg and "asked to fail" in msg for _, msg in record.logs)
     assert (
         invoke(
             py,
@@ -113,7 +184,7 @@ def test_every_service_and_atomicity(py: Platform) -> None:
     assert "grant" in out["denied"]
     with py.services.storage.read() as txn:
         before = len(py.services.queues.peek(txn, "q", 100))
-    with pytest.raises(FunctionFailed):
+    with pytest.raises(FunctionCrashed):
         invoke(py, "svc", {"fail": True})
     with py.services.storage.read() as txn:
         assert len(py.services.queues.peek(txn, "q", 100)) == before  # nothing kept

@@ -25,6 +25,7 @@ import wasmtime.component as wc
 from host.errors import (
     AbiError,
     DeployError,
+    FunctionCrashed,
     FunctionOutOfMemory,
     NimbusError,
     PayloadTooLarge,
@@ -37,6 +38,10 @@ from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
 
 HOST_INSTANCE = "nimbus:guest/host@1.0.0"
+#: what the Python SDK reports for an exception escaping ``handle`` (its traceback is
+#: in the invocation's log) and for MemoryError
+GUEST_CRASHED = "nimbus.UnhandledException"
+GUEST_OUT_OF_MEMORY = "nimbus.MemoryError"
 EXPORT = "handle"
 #: a component's guest calls these with the current invocation first
 ComponentImport = Callable[..., Any]
@@ -174,9 +179,13 @@ class ComponentHost:
                 "the response must be a map"
             )
         error = value.get("error")
-        if isinstance(error, dict) and error.get("kind") == "MemoryError":
+        kind = error.get("kind") if isinstance(error, dict) else None
+        if kind == GUEST_OUT_OF_MEMORY:
             raise FunctionOutOfMemory(
                 f"function {name} ran out of memory: it reached its "
                 f"{limits.memory_bytes // (1024 * 1024)} MiB cap"
             )
+        if kind == GUEST_CRASHED:
+            message = error.get("message", "") if isinstance(error, dict) else ""
+            raise FunctionCrashed(f"function {name} crashed: {message}")
         return value

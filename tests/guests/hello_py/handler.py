@@ -1,10 +1,15 @@
-"""A Python function: hello over HTTP, its event echoed for any other kind, and
-misbehaviour on request (an endless loop, a memory bomb, an exception)."""
+"""A Python function: hello over HTTP, each event echoed back typed for any other kind,
+and misbehaviour on request (an endless loop, a memory bomb, an exception, reaching
+for files or the network, a module-level counter)."""
 
 import nimbus
 
+calls = 0
+
 
 def handle(event: nimbus.Event):
+    global calls
+    calls += 1
     if isinstance(event, nimbus.HttpEvent):
         name = event.params.get("name") or event.query.get("name") or "world"
         nimbus.log.info(f"saying hello to {name}")
@@ -22,4 +27,27 @@ def handle(event: nimbus.Event):
             raise ValueError("asked to fail")
         if what == "random":
             return {"now": nimbus.now_ns(), "random": nimbus.random_bytes(16)}
-    return {"kind": event.kind, "id": event.id, "type": type(event).__name__}
+        if what == "counter":
+            return calls
+        if what == "escape":
+            return {"file": _try_file(), "network": _try_network()}
+    fields = {k: v for k, v in vars(event).items() if k not in ("raw", "env")}
+    return {"type": type(event).__name__, **fields}
+
+
+def _try_file() -> str:
+    try:
+        with open("/etc/passwd") as f:
+            return "read " + f.read(10)
+    except Exception as e:
+        return f"denied: {type(e).__name__}"
+
+
+def _try_network() -> str:
+    try:
+        import socket
+
+        socket.create_connection(("127.0.0.1", 9), timeout=1)
+        return "connected"
+    except Exception as e:
+        return f"denied: {type(e).__name__}"
