@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
@@ -43,6 +44,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # the first thread hop imports anyio's backend (~25 ms): pay it before the
+        # first request, not in it
+        await anyio.to_thread.run_sync(lambda: None)
         for b in background:
             b.start()
         yield

@@ -1,7 +1,10 @@
 """The on-disk cache of compiled modules, so that a new process never recompiles.
 
 An entry is ``<dir>/<engine fingerprint>/<sha256 of the .wasm>.cwasm`` plus a sidecar
-``.sum`` holding the artifact's length and sha256. Both are written to a temporary
+``.sum`` holding the artifact's length and CRC-32 (computed over a memory map: a
+35 MB Python component checks in a few milliseconds, where a cryptographic hash of a
+copy would cost more than the load itself; the file's name already carries the
+sha256 of its source). Both are written to a temporary
 file and renamed into place, so two processes compiling the same module at once both
 leave a whole entry behind. Loading checks the sidecar before handing the artifact to
 wasmtime (which trusts what it deserializes), so a corrupt or truncated file is
@@ -13,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +94,7 @@ class ModuleCache:
             expected = sum_path.read_text().split()
             with path.open("rb") as f:
                 actual_len = os.fstat(f.fileno()).st_size
-                digest = hashlib.file_digest(f, "sha256").hexdigest()
+                digest = _checksum_file(f.fileno(), actual_len)
         except FileNotFoundError:
             return None
         except OSError as e:
@@ -113,6 +118,13 @@ class ModuleCache:
 
     def _store(self, sha: str, artifact: bytes | bytearray) -> None:
         path = self.path_for(sha)
-        digest = hashlib.sha256(artifact).hexdigest()
+        digest = f"crc32:{zlib.crc32(artifact):08x}"
         atomic_write(path.with_suffix(".sum"), f"{len(artifact)} {digest}\n".encode())
         atomic_write(path, bytes(artifact))
+
+
+def _checksum_file(fd: int, size: int) -> str:
+    if size == 0:
+        return f"crc32:{zlib.crc32(b''):08x}"
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m:
+        return f"crc32:{zlib.crc32(m):08x}"
