@@ -69,6 +69,26 @@ def free_port() -> int:
         return port
 
 
+def serve_unwaited(data: Path) -> subprocess.Popen[bytes]:
+    """``nimbus serve`` on a data dir, not waited for (crash tests kill it anyway)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "host.cli",
+            "serve",
+            "--data",
+            str(data),
+            "--port",
+            str(free_port()),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "NIMBUS_ADMIN_TOKEN": "t"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 class Server:
     """A real ``nimbus`` server process on a loopback port."""
 

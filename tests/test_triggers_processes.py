@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +16,7 @@ import pytest
 from host.apply import apply_manifest
 from host.manifest import load_manifest
 from host.platform import Platform
-from tests.conftest import ROOT, Server, free_port
+from tests.conftest import Server, serve_unwaited
 
 Build = Callable[[str], Path]
 Start = Callable[..., Server]
@@ -89,23 +86,7 @@ def read_state(data: Path) -> dict[str, Any]:
         platform.close()
 
 
-def serve(data: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "host.cli",
-            "serve",
-            "--data",
-            str(data),
-            "--port",
-            str(free_port()),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "NIMBUS_ADMIN_TOKEN": "t"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+serve = serve_unwaited
 
 
 def wait_for(data: Path, done: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:

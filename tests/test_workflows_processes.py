@@ -3,7 +3,6 @@ and 200 runs in flight through repeated SIGKILLs."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from host.apply import apply_manifest
 from host.manifest import load_manifest
 from host.orchestrator import Orchestrator, load_workflows
 from host.platform import Platform
-from tests.conftest import ROOT, Server, free_port
+from tests.conftest import ROOT, Server, serve_unwaited
 
 Build = Callable[[str], Path]
 Start = Callable[..., Server]
@@ -77,23 +76,7 @@ def counts(data: Path) -> tuple[dict[str, int], list[str]]:
     return found, statuses
 
 
-def serve(data: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "host.cli",
-            "serve",
-            "--data",
-            str(data),
-            "--port",
-            str(free_port()),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "NIMBUS_ADMIN_TOKEN": "t"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+serve = serve_unwaited
 
 
 @pytest.mark.crash

@@ -34,9 +34,7 @@ def is_path(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("$")
 
 
-def resolve(parts: tuple[str, ...], state: dict[str, Any]) -> Any:
-    """The value at ``parts`` in ``state`` (``{"input": …, "error": …, step: {…}}``);
-    None when any segment is missing."""
+def _walk(parts: tuple[str, ...], state: dict[str, Any]) -> Any:
     value: Any = state
     for p in parts:
         if isinstance(value, dict) and p in value:
@@ -44,20 +42,19 @@ def resolve(parts: tuple[str, ...], state: dict[str, Any]) -> Any:
         elif isinstance(value, list) and p.isdigit() and int(p) < len(value):
             value = value[int(p)]
         else:
-            return None
+            return _MISSING
     return value
 
 
+def resolve(parts: tuple[str, ...], state: dict[str, Any]) -> Any:
+    """The value at ``parts`` in ``state`` (``{"input": …, "error": …, step: {…}}``);
+    None when any segment is missing."""
+    value = _walk(parts, state)
+    return None if value is _MISSING else value
+
+
 def exists(parts: tuple[str, ...], state: dict[str, Any]) -> bool:
-    value: Any = state
-    for p in parts:
-        if isinstance(value, dict) and p in value:
-            value = value[p]
-        elif isinstance(value, list) and p.isdigit() and int(p) < len(value):
-            value = value[int(p)]
-        else:
-            return False
-    return True
+    return _walk(parts, state) is not _MISSING
 
 
 def render(template: Any, state: dict[str, Any]) -> Any:
