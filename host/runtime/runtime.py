@@ -123,17 +123,21 @@ class Runtime:
         unsigned = [p == "i32" for p in hf.params]
         result = hf.results[0] if hf.results else None
         arity = range(len(fields))
+        pointer_pair = hf.params == ("i32", "i32")
 
         def trampoline(_env: Any, caller: Any, vals: Any, _n: int) -> int:
             ctx, key = native.store_data(caller)
             inv = live[key]
             inv.enter(ctx)
             try:
-                args = []
-                for i in arity:
-                    v = getattr(vals[i], fields[i])
-                    args.append(v & 0xFFFFFFFF if unsigned[i] else v)
-                out = impl(inv, *args)
+                if pointer_pair:  # (ptr, len): every service import and most others
+                    out = impl(inv, vals[0].i32 & 0xFFFFFFFF, vals[1].i32 & 0xFFFFFFFF)
+                else:
+                    args = []
+                    for i in arity:
+                        v = getattr(vals[i], fields[i])
+                        args.append(v & 0xFFFFFFFF if unsigned[i] else v)
+                    out = impl(inv, *args)
                 if result == "i32":
                     vals[0].i32 = out
                 elif result == "i64":

@@ -15,12 +15,19 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_KEY_BYTES = 480  # LMDB's key limit is 511 bytes, minus the name and separator
 
 
+_valid_names: set[str] = set()
+
+
 def check_name(kind: str, name: object) -> str:
+    if name in _valid_names:  # on every service call: remember the names seen valid
+        return str(name)
     if not isinstance(name, str) or not NAME.match(name):
         raise InvalidArgument(
             f"{kind} name {name!r} is invalid: use letters, digits, '_', '.', '-' "
             "(at most 128, starting with a letter or digit)"
         )
+    if len(_valid_names) < 10_000:
+        _valid_names.add(name)
     return name
 
 
