@@ -330,6 +330,7 @@ def cmd_wf(args: argparse.Namespace) -> int:
         return 0 if run["status"] in ("running", "succeeded") else 1
     if args.action == "ls":
         table = Table("run", "workflow", "status", "current step", "started", "took")
+        table.columns[0].overflow = "fold"
         for r in c.wf_runs(args.workflow, args.status, args.limit):
             took = f"{(r['ended_ms'] - r['started_ms']) / 1000:.2f}s" if r["ended_ms"] else ""
             table.add_row(

@@ -123,6 +123,17 @@ def test_make_up_serves_the_example_app() -> None:
             assert r.text == "hello, make\n"
             echo = httpx.post("http://127.0.0.1:8080/echo", content=b"ping")
             assert echo.content == b"ping"
+            order = f"make-{time.time_ns()}"
+            started = httpx.post(
+                "http://127.0.0.1:8080/orders", json={"orderId": order, "total": 42}
+            )
+            assert started.status_code == 202
+            deadline = time.monotonic() + 30
+            status = ""
+            while time.monotonic() < deadline and status != "shipped":
+                status = httpx.get(f"http://127.0.0.1:8080/orders/{order}").text
+                time.sleep(0.1)
+            assert status == "shipped"
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)

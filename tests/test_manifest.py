@@ -60,19 +60,21 @@ def test_the_example_manifest_loads() -> None:
     assert m.name == "example"
     assert m.path == ROOT / "functions" / "nimbus.toml"
     assert m.base_dir == ROOT / "functions"
-    assert set(m.functions) == {"hello", "echo"}
+    assert {"hello", "echo", "validate-order", "order-status"} <= set(m.functions)
     hello = m.functions["hello"]
     assert hello.source == ROOT / "functions" / "hello"
     assert hello.wasm is None
     assert hello.timeout_s == 2.0
     assert hello.memory_bytes == 16 * MiB
     assert m.functions["echo"].source == ROOT / "functions" / "echo"
-    assert [(r.methods, r.path, r.function) for r in m.routes] == [
+    assert [(r.methods, r.path, r.function or r.workflow) for r in m.routes] == [
         (("GET",), "/hello", "hello"),
         (("GET",), "/hello/{name}", "hello"),
         (("POST",), "/echo", "echo"),
+        (("POST",), "/orders", "OrderFulfillment"),
+        (("GET",), "/orders/{orderId}", "order-status"),
     ]
-    assert m.triggers.queue == () and m.workflows == {}
+    assert m.triggers.queue == () and set(m.workflows) == {"OrderFulfillment"}
 
 
 def test_the_example_app_serves_through_the_platform(
@@ -82,7 +84,7 @@ def test_the_example_app_serves_through_the_platform(
     build("echo")
     m = load_manifest(ROOT / "functions" / "nimbus.toml")
     applied = apply_manifest(platform, m)
-    assert {a.name for a in applied} == {"hello", "echo"}
+    assert {"hello", "echo", "order-status"} <= {a.name for a in applied}
     assert [r.path for r in platform.registry.routes()] == [r.path for r in m.routes]
     dep = platform.registry.get("hello")
     assert dep.spec.timeout_s == 2.0 and dep.spec.memory_bytes == 16 * MiB
