@@ -281,3 +281,22 @@ def test_concurrent_slow_requests_do_not_block_a_fast_one(server: Server) -> Non
     )
     assert statuses == [200] * 200
     assert fast_done < all_done  # ordering, not a time limit: it was not queued behind them
+
+
+def test_route_table_updates_are_checked(server: Server, admin: httpx.Client) -> None:
+    colliding = {
+        "routes": [
+            {"method": "GET", "path": "/x/{a}", "function": "hello"},
+            {"method": "GET", "path": "/x/{b}", "function": "hello"},
+        ]
+    }
+    r = admin.put("/routes", json=colliding)
+    assert r.status_code == 400 and "collides" in error_of(r)["message"]
+    r = admin.put("/routes", json={"routes": [{"path": "/y", "function": "ghost"}]})
+    assert r.status_code == 400 and "ghost" in error_of(r)["message"]
+    r = admin.put(
+        "/routes", json={"routes": [{"method": "GET", "path": "/hi/{name}", "function": "hello"}]}
+    )
+    assert r.status_code == 200
+    assert httpx.get(f"{server.url}/hi/route").text == "hello, route\n"
+    assert httpx.get(f"{server.url}/hello/ada").status_code == 404  # the table was replaced

@@ -27,9 +27,10 @@ from host.gateway.openapi import OPENAPI
 from host.gateway.workflow_api import WorkflowApi
 from host.ids import new_id
 from host.jsonable import jsonable
-from host.manifest import function_spec_from_dict, route_from_dict
+from host.manifest import function_spec_from_dict
 from host.orchestrator import WorkflowRunner
 from host.platform import Platform
+from host.route_specs import routes_from_list
 
 MAX_MODULE_BYTES = 64 * 1024 * 1024
 
@@ -165,10 +166,14 @@ class AdminApi:
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise InvalidRequest(f"expected a JSON body {{'routes': [...]}}: {e}") from None
         names = {d.name for d in self.platform.registry.list()}
-        routes = [route_from_dict(r, where=f"routes[{i}]") for i, r in enumerate(raw_routes)]
-        missing = sorted({r.function for r in routes} - names)
+        routes = routes_from_list(raw_routes, where="PUT /_admin/routes")
+        missing = sorted({r.function for r in routes if r.function} - names)
         if missing:
             raise ManifestError(f"routes name functions that are not deployed: {missing}")
+        workflows = set(self.platform.registry.app_config("workflows"))
+        unknown = sorted({r.workflow for r in routes if r.workflow} - workflows)
+        if unknown:
+            raise ManifestError(f"routes name workflows that are not deployed: {unknown}")
         self.platform.registry.set_routes(routes)
         return await self.get_routes(request)
 
