@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from host.errors import FunctionFailed, NimbusError, Overloaded
+from host.errors import FunctionFailed, FunctionTimeout, NimbusError, Overloaded
 from host.hostcalls import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
 from host.ids import new_id
@@ -35,6 +35,12 @@ from host.telemetry import InvocationRecord, Telemetry
 
 #: how often idle functions are looked for (scale to zero)
 SWEEP_INTERVAL_S = 1.0
+
+
+class OverBudget(Exception):
+    """An invocation ran past the budget its caller gave it (shorter than the
+    function's own time limit): not an outcome, nothing was kept or recorded, and the
+    caller runs it again without the budget."""
 
 
 @dataclass
@@ -122,6 +128,7 @@ class Platform:
         idempotency_id: str | Sequence[str] | None = None,
         timeout_s: float | None = None,
         before_commit: Callable[[dict[str, Any]], None] | None = None,
+        budget_s: float | None = None,
     ) -> InvocationResult:
         """Run ``function`` on ``event`` (an ABI envelope without the common fields).
 
@@ -139,6 +146,7 @@ class Platform:
             idempotency_id=idempotency_id,
             timeout_s=timeout_s,
             before_commit=before_commit,
+            budget_s=budget_s,
         )
 
     def invoke_module(
@@ -162,8 +170,13 @@ class Platform:
         idempotency_id: str | Sequence[str] | None = None,
         timeout_s: float | None = None,
         before_commit: Callable[[dict[str, Any]], None] | None = None,
+        budget_s: float | None = None,
     ) -> InvocationResult:
         function = dep.name
+        limit_s = timeout_s or dep.spec.timeout_s
+        budgeted = budget_s is not None and budget_s < limit_s
+        run_s = budget_s if budgeted else timeout_s
+        record = True
         request_id = request_id or new_id("req")
         trigger = str(event.get("kind", "direct"))
         started = time.time()
@@ -186,7 +199,7 @@ class Platform:
                 effects = self.services.begin(function)
                 inv.services = ServiceAccess(effects, dep.spec.grants, inv)
                 try:
-                    response = self.runtime.invoke(fn, msgpack.packb(envelope), inv, timeout_s)
+                    response = self.runtime.invoke(fn, msgpack.packb(envelope), inv, run_s)
                     _raise_for_error(response, function)
                     if before_commit is not None:
                         before_commit(response)
@@ -194,6 +207,12 @@ class Platform:
                 except BaseException:
                     effects.discard()
                     raise
+        except FunctionTimeout as e:
+            if budgeted:  # past the caller's budget, not the function's limit
+                record = False
+                raise OverBudget(function) from None
+            outcome, error_text = e.kind, str(e)
+            raise
         except NimbusError as e:
             outcome, error_text = e.kind, str(e)
             raise
@@ -202,21 +221,22 @@ class Platform:
             raise
         finally:
             duration_ms = (time.perf_counter() - t0) * 1000
-            self.telemetry.record(
-                InvocationRecord(
-                    request_id=request_id,
-                    function=function,
-                    version=version,
-                    trigger=trigger,
-                    cold=cold,
-                    started_ms=int(started * 1000),
-                    duration_ms=duration_ms,
-                    outcome=outcome,
-                    error=error_text,
-                    logs=[(line.level, line.message) for line in inv.logs],
-                    event_id=str(event.get("id") or request_id),
+            if record:
+                self.telemetry.record(
+                    InvocationRecord(
+                        request_id=request_id,
+                        function=function,
+                        version=version,
+                        trigger=trigger,
+                        cold=cold,
+                        started_ms=int(started * 1000),
+                        duration_ms=duration_ms,
+                        outcome=outcome,
+                        error=error_text,
+                        logs=[(line.level, line.message) for line in inv.logs],
+                        event_id=str(event.get("id") or request_id),
+                    )
                 )
-            )
         return InvocationResult(
             request_id, function, version, response, inv.logs, cold, duration_ms, applied
         )

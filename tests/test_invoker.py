@@ -1,0 +1,49 @@
+"""The gateway's invoker: fast functions inline under a budget, slow ones in threads,
+and a function over its budget re-run with its full limit, nothing recorded twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from host.gateway.invoker import FAST_STREAK, Invoker
+from host.manifest import function_spec_from_dict
+from host.platform import OverBudget, Platform
+
+Build = Callable[[str], Path]
+
+
+def test_budget_stops_without_recording(platform: Platform, build: Build) -> None:
+    spec = function_spec_from_dict("loop", {"wasm": "l.wasm", "timeout": "2s"})
+    platform.deploy(spec, build("loop_zig").read_bytes())
+    with pytest.raises(OverBudget):
+        platform.invoke("loop", {"kind": "invoke"}, budget_s=0.01)
+    assert platform.telemetry.recent("loop", 10) == []
+
+
+def test_fast_functions_go_inline_and_slow_ones_fall_back(platform: Platform, build: Build) -> None:
+    platform.deploy(
+        function_spec_from_dict("fast", {"wasm": "c.wasm"}), build("counter_zig").read_bytes()
+    )
+    platform.deploy(
+        function_spec_from_dict("busy", {"wasm": "b.wasm", "timeout": "5s"}),
+        build("busy_c").read_bytes(),
+    )
+    invoker = Invoker(platform)
+
+    async def run() -> None:
+        for _ in range(FAST_STREAK + 5):
+            result = await invoker.invoke("fast", {"kind": "invoke"}, "req-x")
+            assert result.response["output"] == 1
+        assert invoker._streak["fast"] >= FAST_STREAK  # now inline
+        invoker._streak["busy"] = FAST_STREAK  # pretend it had been fast
+        slow = await invoker.invoke("busy", {"kind": "invoke", "input": {"ms": 50}}, "req-y")
+        assert slow.response["status"] == 200  # re-run in a thread with its full limit
+        assert invoker._streak["busy"] == 0
+        records = platform.telemetry.recent("busy", 10)
+        assert [r.outcome for r in records] == ["ok"]  # the stopped inline try left no record
+
+    anyio.run(run)
