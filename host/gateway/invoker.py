@@ -6,10 +6,11 @@ saturating its threads does not hold back requests to another function.
 
 A thread hop costs more than a small function's whole run, so a function whose
 recent invocations all finished in well under a millisecond runs inline, on the
-event loop, under a short budget enforced by the engine (``INLINE_BUDGET_S``). If it
+event loop, under a short budget enforced by the engine (``INLINE_BUDGET_S``, rounded
+up to the engine's 5 ms epoch tick, so the loop is held 10 ms at the worst). If it
 runs past the budget it is stopped (its staged effects dropped, nothing recorded)
 and run again in a thread with its full time limit, and it loses its inline status
-until it proves fast again. The loop is never held longer than the budget.
+until it proves fast again.
 """
 
 from __future__ import annotations
