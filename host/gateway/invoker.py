@@ -5,7 +5,7 @@ in parallel, and each function gets its own capacity limiter: a slow function
 saturating its threads does not hold back requests to another function.
 
 A thread hop costs more than a small function's whole run, so a function whose
-recent invocations all finished in well under a millisecond runs inline, on the
+recent invocations all finished within a few milliseconds runs inline, on the
 event loop, under a short budget enforced by the engine (``INLINE_BUDGET_S``, rounded
 up to the engine's 5 ms epoch tick, so the loop is held 10 ms at the worst). If it
 runs past the budget it is stopped (its staged effects dropped, nothing recorded)
@@ -27,8 +27,8 @@ from host.platform import InvocationResult, OverBudget, Platform
 THREADS_PER_FUNCTION = max(16, 8 * (os.cpu_count() or 1))
 #: the longest an inline invocation may hold the event loop
 INLINE_BUDGET_S = 0.003
-#: a run this short counts towards running inline
-FAST_MS = 1.0
+#: a run this short (wall time, contention included) counts towards running inline
+FAST_MS = 5.0
 #: consecutive fast runs before a function runs inline
 FAST_STREAK = 20
 
