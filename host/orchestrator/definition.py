@@ -57,6 +57,8 @@ OPERATORS = ("equals", "in", "exists", "gt", "gte", "lt", "lte")
 
 @dataclass(frozen=True)
 class Retry:
+    """A step's retry policy: how many attempts, how long between, which errors."""
+
     max_attempts: int = 1
     initial_s: float = 1.0
     backoff_rate: float = 2.0
@@ -72,6 +74,8 @@ class Retry:
 
 @dataclass(frozen=True)
 class Choice:
+    """One branch of a choice step: a path, an operator and value, the next step."""
+
     path: tuple[str, ...]
     op: str
     value: Any
@@ -98,6 +102,8 @@ class Choice:
 
 @dataclass(frozen=True)
 class Step:
+    """A named step: a task (runs a function) or a choice (picks the next step)."""
+
     name: str
     type: str = "task"  # "task" or "choice"
     function: str = ""
@@ -119,6 +125,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Workflow:
+    """A validated workflow: its start step, every step and handler, its retention."""
+
     name: str
     start: str
     steps: dict[str, Step]

@@ -61,6 +61,8 @@ class Message:
 
 @dataclass(frozen=True)
 class QueueStats:
+    """A queue's depth, leased (in flight) and not-yet-visible (delayed) messages."""
+
     depth: int
     in_flight: int
     delayed: int

@@ -7,6 +7,8 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """Where triggers and workflows read the time (milliseconds since the epoch)."""
+
     def now_ms(self) -> int: ...
 
 

@@ -58,6 +58,8 @@ class Subscription:
 
 @dataclass
 class DeliveryStats:
+    """Counters of one deliverer, for tests and the admin API."""
+
     delivered: int = 0
     failed: int = 0
     dead_lettered: int = 0
