@@ -53,8 +53,13 @@ static size_t nimbus_strlen(const char *s) { size_t n = 0; while (s[n]) n++; ret
 static uintptr_t nimbus__top, nimbus__end;
 
 /* `n` bytes aligned to 8, or NULL when memory cannot grow (the function's cap). */
+extern unsigned char __heap_base; /* defined by the linker: the end of data and stack */
+
 static void *nimbus_try_alloc(uint32_t n) {
-    if (nimbus__end == 0) nimbus__top = nimbus__end = __builtin_wasm_memory_size(0) * 65536u;
+    if (nimbus__end == 0) { /* the free tail of the initial memory first, then grow */
+        nimbus__end = __builtin_wasm_memory_size(0) * 65536u;
+        nimbus__top = (uintptr_t)&__heap_base;
+    }
     uintptr_t start = (nimbus__top + 7u) & ~(uintptr_t)7u;
     if (n > UINTPTR_MAX - start) return NULL;
     uintptr_t stop = start + n;

@@ -2,11 +2,14 @@
 //!
 //! Every invocation runs in a fresh instance that is thrown away afterwards, so
 //! nothing is ever freed: allocation is a pointer bump, and growing memory past the
-//! function's cap fails cleanly (the host's store limiter refuses the grow).
+//! function's cap fails cleanly (the host's store limiter refuses the grow). The heap
+//! starts at the linker's ``__heap_base``: the free tail of the initial memory is used
+//! before any ``memory.grow`` (a grow costs a fresh instance a system call).
 
 const std = @import("std");
 
 const page_size = 65536;
+extern const __heap_base: u8;
 var top: usize = 0;
 var end: usize = 0;
 
@@ -15,8 +18,9 @@ const imports = @import("imports.zig");
 /// `n` bytes aligned to `alignment`, or null when memory cannot grow any further.
 pub fn alloc(n: usize, alignment: usize) ?[*]u8 {
     if (end == 0) {
+        // the free tail of the initial memory first: no memory.grow for small calls
         end = @wasmMemorySize(0) * page_size;
-        top = end;
+        top = @intFromPtr(&__heap_base);
     }
     const start = (top + alignment - 1) & ~(alignment - 1);
     if (n > std.math.maxInt(usize) - start) return null;
