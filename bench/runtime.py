@@ -80,8 +80,8 @@ def measure(wasm: bytes, calls: int) -> dict[str, Any]:
             rt.invoke(fn, event, Invocation("req-bench", "hello"))
 
         def instantiate_only() -> None:
-            store = native.NativeStore(rt.engine, 0, fn.limits.memory_bytes)
-            native.instantiate(fn.pre, store.ctx)
+            store = native.NativeStore(rt.engine.ptr(), 0, fn.limits.memory_bytes)
+            native.instantiate(fn.pre_ptr, store.ctx)
             store.close()
 
         for _ in range(200):  # warm up allocator and caches

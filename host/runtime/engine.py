@@ -92,13 +92,17 @@ class EpochTicker:
         self._engine = engine
         self._tick_s = tick_s
         self._scale = time_scale
+        self._ticks: dict[float, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nimbus-epoch", daemon=True)
         self._thread.start()
 
     def ticks_for(self, seconds: float) -> int:
         """Epoch ticks that cover ``seconds`` (rounded up, plus the tick in progress)."""
-        return max(1, int(seconds / self._tick_s + 0.999999)) + 1
+        ticks = self._ticks.get(seconds)
+        if ticks is None:
+            ticks = self._ticks[seconds] = max(1, int(seconds / self._tick_s + 0.999999)) + 1
+        return ticks
 
     def _run(self) -> None:
         # time_scale > 1 makes time limits pass faster than real time (tests of a 30 s

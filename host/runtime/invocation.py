@@ -30,7 +30,7 @@ class LogLine:
     message: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Invocation:
     """The host-side state of one running invocation."""
 

@@ -102,8 +102,8 @@ class NativeStore:
 
     __slots__ = ("ctx", "ptr")
 
-    def __init__(self, engine: wasmtime.Engine, data: int, memory_cap: int) -> None:
-        self.ptr = _store_new(engine.ptr(), data, _NO_FINALIZER)
+    def __init__(self, engine_ptr: Any, data: int, memory_cap: int) -> None:
+        self.ptr = _store_new(engine_ptr, data, _NO_FINALIZER)
         self.ctx = _store_context(self.ptr)
         _store_limiter(self.ptr, memory_cap, -1, -1, -1, -1)
 
@@ -114,11 +114,11 @@ class NativeStore:
         _store_delete(self.ptr)
 
 
-def instantiate(pre: wasmtime.InstancePre, ctx: Any) -> Any:
-    """A new instance of ``pre`` in the store behind ``ctx``."""
+def instantiate(pre_ptr: Any, ctx: Any) -> Any:
+    """A new instance of the InstancePre behind ``pre_ptr`` in the store behind ``ctx``."""
     inst = ffi.wasmtime_instance_t()
     trap = TrapPtr()
-    err = _pre_instantiate(pre.ptr(), ctx, byref(inst), byref(trap))
+    err = _pre_instantiate(pre_ptr, ctx, byref(inst), byref(trap))
     _raise_if_failed(err, trap)
     return inst
 

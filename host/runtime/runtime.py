@@ -60,6 +60,8 @@ class LoadedFunction:
     limits: Limits
     cache_hit: bool
     kind: str = "module"
+    #: the InstancePre's C pointer, looked up once (``pre.ptr()`` checks on every call)
+    pre_ptr: Any = None
 
 
 class Runtime:
@@ -75,6 +77,7 @@ class Runtime:
     ) -> None:
         settings = settings or EngineSettings()
         self.engine = make_engine(settings)
+        self._engine_ptr = self.engine.ptr()
         self.fingerprint = fingerprint(settings)
         self.cache = ModuleCache(cache_dir, self.engine, self.fingerprint)
         self._ticker = EpochTicker(self.engine, time_scale=time_scale)
@@ -175,7 +178,9 @@ class Runtime:
             pre = self._linker.instantiate_pre(cached.module)
         except wasmtime.WasmtimeError as e:
             raise DeployError(f"module could not be linked: {e}") from e
-        fn = LoadedFunction(name, cached.sha256, cached.module, pre, limits, cached.cache_hit)
+        fn = LoadedFunction(
+            name, cached.sha256, cached.module, pre, limits, cached.cache_hit, pre_ptr=pre.ptr()
+        )
         self._check_version(fn)
         return fn
 
@@ -302,11 +307,11 @@ class _FreshInstance:
         rt, fn = self.rt, self.fn
         self.key = next(rt._ids)
         rt._live[self.key] = self.inv
-        self.store = native.NativeStore(rt.engine, self.key, fn.limits.memory_bytes)
+        self.store = native.NativeStore(rt._engine_ptr, self.key, fn.limits.memory_bytes)
         try:
             self.store.set_deadline(rt._ticker.ticks_for(self.timeout_s))
-            assert fn.pre is not None, "components are instantiated by the ComponentHost"
-            inst = native.instantiate(fn.pre, self.store.ctx)
+            assert fn.pre_ptr is not None, "components are instantiated by the ComponentHost"
+            inst = native.instantiate(fn.pre_ptr, self.store.ctx)
         except native.GuestTrap as t:
             self._close()
             raise _instantiate_error(t, fn) from None
