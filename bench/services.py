@@ -1,9 +1,15 @@
-"""Table get and put from a guest through the host import, next to py-lmdb directly.
+"""Table get and put through the services layer and from a guest, next to py-lmdb.
 
-One invocation loops over N keys, so instantiation is not counted; the per-operation
-time is the invocation's time divided by N. The references run on the same LMDB
-environment and keys in the same run: a get in its own read transaction (what an
-independent lookup costs) and a get inside one long transaction (the floor)::
+Three layers, on the same LMDB environment and keys in the same run:
+
+- ``Effects`` (host/services): ``kv_get`` from one invocation's snapshot, and
+  ``kv_put`` staged then committed in one transaction (the services' own cost);
+- a guest: one invocation loops over N keys through the host import, so
+  instantiation is not counted (per-operation time = invocation time / N);
+- py-lmdb directly: a get in its own read transaction (an independent lookup), a get
+  inside one long transaction (the floor), puts in one write transaction.
+
+The ratios are what to read (the machine is shared and noisy)::
 
     python -m bench.services [--n 20000]
 """
@@ -17,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import msgpack
 
 from bench.servers import ROOT
 from host.build import build_function
@@ -73,13 +81,39 @@ def run(quick: bool, n: int | None = None) -> dict[str, Any]:
                     for i, k in enumerate(keys):
                         txn.put(k, i.to_bytes(8, "big") + b"\x01")
 
+            services = platform.services
+            plain = [i.to_bytes(4, "big") for i in range(n)]
+            values = [msgpack.packb(i) for i in range(n)]
+
+            def effects_get() -> None:
+                with services.begin("bench") as effects:
+                    for k in plain:
+                        effects.kv_get("bench", k)
+
+            def effects_put() -> None:
+                effects = services.begin("bench")
+                for k, v in zip(plain, values, strict=True):
+                    effects.kv_put("bench", k, v)
+                effects.commit()
+
             raw_get_own = _per_op_us(raw_get_own_txn, n, repeat)
             raw_get_one = _per_op_us(raw_get_one_txn, n, repeat)
             raw_put = _per_op_us(raw_put_one_txn, n, repeat)
+            eff_get = _per_op_us(effects_get, n, repeat)
+            eff_put = _per_op_us(effects_put, n, repeat)
         finally:
             platform.close()
     return {
         "n": n,
+        "effects_get_us": eff_get,
+        "effects_put_us": eff_put,
+        "effects_get_over_raw_one_txn": eff_get / raw_get_one,
+        "effects_get_over_raw_own_txn": eff_get / raw_get_own,
+        "effects_put_over_raw_one_txn": eff_put / raw_put,
+        "effects_get_ops_per_s": 1e6 / eff_get,
+        "effects_put_ops_per_s": 1e6 / eff_put,
+        "raw_get_one_txn_ops_per_s": 1e6 / raw_get_one,
+        "raw_put_one_txn_ops_per_s": 1e6 / raw_put,
         "guest_get_us": get_us,
         "guest_put_us": put_us,
         "raw_get_own_txn_us": raw_get_own,

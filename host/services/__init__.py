@@ -2,28 +2,28 @@
 
 ``Services`` is what the platform builds once per process; ``begin()`` starts an
 invocation's staged effects. Nothing here knows about wasmtime or HTTP: the guest
-imports in ``host/hostcalls`` translate to these calls.
+imports in ``host/hostcalls`` translate to these calls. The shapes callers rely on
+are the protocols of ``interface.py``; the classes here are their LMDB backend.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
 from host.services.blobs import MAX_OBJECT_BYTES, Blobs
 from host.services.effects import Effects
+from host.services.idempotency import Idempotency
 from host.services.kv import Tables
 from host.services.outbox import Outbox
 from host.services.queues import Queues
 from host.services.storage import Storage
 
-__all__ = ["Effects", "Services", "Storage"]
+__all__ = ["MAX_OBJECT_BYTES", "Effects", "Services", "Storage"]
 
 
 class Services:
-    """The managed services of one data dir."""
+    """The managed services of one data dir (one per process; thread-safe)."""
 
     def __init__(
         self,
@@ -36,7 +36,7 @@ class Services:
         self.blobs = Blobs(self.storage, max_object_bytes)
         self.queues = Queues(self.storage)
         self.outbox = Outbox(self.storage)
-        self._idempotency = self.storage.db(b"idempotency")
+        self.idempotency = Idempotency(self.storage)
         #: notified after every commit in this process, so consumers wake at once
         self.committed = threading.Condition()
 
@@ -54,15 +54,9 @@ class Services:
         """A new staging area for one invocation of function ``source``."""
         return Effects(self, source)
 
-    def seen(self, txn: Any, idempotency_id: str) -> bool:
-        return txn.get(idempotency_id.encode(), db=self._idempotency) is not None
-
-    def remember(self, txn: Any, idempotency_id: str) -> None:
-        txn.put(
-            idempotency_id.encode(), str(int(time.time() * 1000)).encode(), db=self._idempotency
-        )
-
     def backup(self, dest: Path) -> None:
+        """A consistent, compacted copy of the data into the new directory ``dest``,
+        taken while other threads and processes keep writing."""
         self.storage.backup(dest)
 
     def close(self) -> None:

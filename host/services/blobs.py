@@ -1,9 +1,13 @@
 """Blob buckets: objects with a content type and user metadata, read whole or by range.
 
 An object's bytes are stored in 1 MiB chunks (their own database), its metadata in
-another; a byte-range read touches only the chunks it needs, and no LMDB value is
-larger than a chunk. The largest object is ``max_object_bytes`` (64 MiB by default);
-a bigger one is refused with ``TooLarge`` before anything is written.
+another. Why chunks rather than one value: LMDB keeps a value larger than a page in
+one run of contiguous overflow pages, so a 64 MiB value needs 16 384 free pages in a
+row, which a fragmented free list rarely has (the file grows instead) and which a
+range read would copy whole; with 1 MiB chunks a range read touches only the chunks
+it needs and freed space is reused. The largest object is ``max_object_bytes``
+(``MAX_OBJECT_BYTES``, 64 MiB, unless the platform sets another); a bigger one is
+refused with ``TooLarge`` when staged, before anything is written.
 """
 
 from __future__ import annotations

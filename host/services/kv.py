@@ -1,9 +1,16 @@
 """Tables: msgpack values under byte keys, with a version per key for compare-and-set.
 
-A record is ``version (8 bytes, big-endian) + the value's msgpack bytes``; the
-service never decodes values, they pass through to guests as they came. Keys order
-bytewise (shorter first on a shared prefix). Everything here works on a transaction
-that the caller owns: reads in a snapshot, writes inside ``Storage.write``.
+A record is ``version (8 bytes, big-endian) + the value's msgpack bytes`` under
+``table + NUL + key``; the service never decodes values, they pass through to guests
+as they came. Keys order bytewise (shorter first on a shared prefix).
+
+Versions only grow, deletes included: a table remembers the highest version it ever
+deleted, and a key written after a delete starts above it. So a compare-and-set that
+read version 3 cannot succeed against a key that was deleted and written again since
+(the ABA problem), at the cost of one small record per table.
+
+Everything here works on a transaction that the caller owns: reads in a snapshot,
+writes inside ``Storage.write``.
 """
 
 from __future__ import annotations
@@ -19,21 +26,39 @@ _VERSION = struct.Struct(">Q")
 
 
 class Tables:
-    """Key-value tables in one LMDB database."""
+    """Key-value tables in one LMDB database (and their deleted-version marks)."""
 
     def __init__(self, storage: Storage) -> None:
         self.db = storage.db(b"kv")
+        self._deleted = storage.db(b"kv_deleted")
+        self._prefixes: dict[str, bytes] = {}
+
+    def prefix(self, table: str) -> bytes:
+        """The bytes every key of ``table`` starts with in LMDB (cached: hot path)."""
+        found = self._prefixes.get(table)
+        if found is None:
+            found = self._prefixes[table] = scoped(table)
+        return found
 
     def get(self, txn: Any, table: str, key: bytes) -> tuple[bytes, int] | None:
         """The value (msgpack bytes) and version under ``key``, or None."""
-        raw = txn.get(scoped(table, key), db=self.db)
+        raw = txn.get(self.prefix(table) + key, db=self.db)
         if raw is None:
             return None
         return raw[8:], _VERSION.unpack_from(raw)[0]
 
     def version(self, txn: Any, table: str, key: bytes) -> int | None:
-        raw = txn.get(scoped(table, key), db=self.db)
+        raw = txn.get(self.prefix(table) + key, db=self.db)
         return None if raw is None else _VERSION.unpack_from(raw)[0]
+
+    def next_version(self, txn: Any, table: str, key: bytes) -> int:
+        """The version the next write of ``key`` gets: above its current one, or, for
+        an absent key, above every version this table ever deleted."""
+        current = self.version(txn, table, key)
+        if current is not None:
+            return current + 1
+        raw = txn.get(table.encode(), db=self._deleted)
+        return (0 if raw is None else _VERSION.unpack(raw)[0]) + 1
 
     def items(
         self, txn: Any, table: str, start: bytes, end: bytes | None
@@ -50,8 +75,15 @@ class Tables:
             yield unscoped(table, full), raw[8:], _VERSION.unpack_from(raw)[0]
 
     def put(self, txn: Any, table: str, key: bytes, value: bytes, version: int) -> None:
-        txn.put(scoped(table, key), _VERSION.pack(version) + value, db=self.db)
+        txn.put(self.prefix(table) + key, _VERSION.pack(version) + value, db=self.db)
 
     def delete(self, txn: Any, table: str, key: bytes) -> bool:
-        deleted: bool = txn.delete(scoped(table, key), db=self.db)
-        return deleted
+        full = self.prefix(table) + key
+        raw = txn.pop(full, db=self.db)
+        if raw is None:
+            return False
+        version = _VERSION.unpack_from(raw)[0]
+        mark = txn.get(table.encode(), db=self._deleted)
+        if mark is None or _VERSION.unpack(mark)[0] < version:
+            txn.put(table.encode(), _VERSION.pack(version), db=self._deleted)
+        return True

@@ -12,6 +12,7 @@ ack in the same transaction that commits a function's effects.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -61,11 +62,13 @@ class Message:
 
 @dataclass(frozen=True)
 class QueueStats:
-    """A queue's depth, leased (in flight) and not-yet-visible (delayed) messages."""
+    """A queue's messages: all (depth), leased or backing off after a failure (in
+    flight), sent with a delay not yet over (delayed), and in its dead-letter queue."""
 
     depth: int
     in_flight: int
     delayed: int
+    dead: int = 0
 
 
 def new_message(queue: str, body: bytes, now_ms: int, delay_ms: int = 0) -> Message:
@@ -153,16 +156,40 @@ class Queues:
                 out.append(Message.unpack(queue, unscoped(queue, key).decode(), raw))
         return out
 
-    def stats(self, txn: Any, queue: str, now_ms: int) -> QueueStats:
+    def stats(
+        self, txn: Any, queue: str, now_ms: int, dead_letter: str | None = None
+    ) -> QueueStats:
+        """Counts (a walk over the queue's visibility index: no message is decoded)."""
         depth = in_flight = delayed = 0
-        for m in self.peek(txn, queue, 1 << 62):
-            depth += 1
-            if m.visible_ms > now_ms:
+        stop = scoped(queue)[:-1] + b"\x01"
+        cur = txn.cursor(db=self.index)
+        if cur.set_range(scoped(queue)):
+            for ikey in cur.iternext(values=False):
+                if ikey >= stop:
+                    break
+                depth += 1
+                if _TIME.unpack_from(ikey, len(queue) + 1)[0] > now_ms:
+                    delayed += 1
+        if delayed:  # which of the invisible ones were leased before: read only those
+            delayed = 0
+            for m in self._invisible(txn, queue, now_ms):
                 if m.attempt:
                     in_flight += 1
                 else:
                     delayed += 1
-        return QueueStats(depth, in_flight, delayed)
+        dead = 0 if dead_letter is None else self.stats(txn, dead_letter, now_ms).depth
+        return QueueStats(depth, in_flight, delayed, dead)
+
+    def _invisible(self, txn: Any, queue: str, now_ms: int) -> Iterator[Message]:
+        stop = scoped(queue)[:-1] + b"\x01"
+        cur = txn.cursor(db=self.index)
+        if cur.set_range(scoped(queue, _TIME.pack(now_ms + 1))):
+            for ikey in cur.iternext(values=False):
+                if ikey >= stop:
+                    return
+                m = self.get(txn, queue, unscoped(queue, ikey)[8:].decode())
+                if m is not None:
+                    yield m
 
     def names(self, txn: Any) -> list[str]:
         """Every queue that holds a message."""

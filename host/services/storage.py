@@ -1,13 +1,19 @@
 """The one LMDB environment of a data dir, with map growth that no caller ever sees.
 
 LMDB is multi-process and multi-reader: every host process on a data dir opens the
-same environment. Writes go through ``write(fn)``, which runs ``fn`` in one short
-write transaction and, when the map is full, aborts, doubles the map and runs it
-again; when another process grew the map, the new size is adopted and the call
-retried. No caller ever sees ``MapFullError`` or ``MapResizedError``.
+same environment (one ``lmdb.Environment`` per process, ``lock=True``; py-lmdb always
+uses ``MDB_NOTLS``, so a read transaction may move between threads). Writes go through
+``write(fn)``, which runs ``fn`` in one short write transaction and, when the map is
+full, aborts, doubles the map and runs it again; when another process grew the map,
+the new size is adopted and the call retried. No caller ever sees ``MapFullError`` or
+``MapResizedError``.
 
-Resizing needs no transaction open in this process, so reads and writes pass a
-gate that a resize closes for its few microseconds.
+Resizing needs no transaction active in this process. Short transactions (``read``,
+``write``, ``backup``) pass a gate that a resize closes for its few microseconds. A
+``Snapshot`` (the read view an invocation keeps while its guest runs) does not hold
+the gate while idle: a resize aborts it, and its next read reopens a fresh view. So a
+map growth never waits for guest code, and a guest holding a snapshot never blocks a
+writer.
 """
 
 from __future__ import annotations
@@ -75,18 +81,52 @@ class _Gate:
 
 
 class Snapshot:
-    """An open read transaction and the gate slot it holds."""
+    """A read transaction kept across many reads, that a map resize may revoke.
 
-    __slots__ = ("_gate", "txn")
+    Use it as ``with snapshot as txn: ...`` around each read: short, with no guest
+    code and no other ``Storage`` call inside (a resize waits for the block to end).
+    Between reads it holds no gate slot; a resize aborts its transaction and the next
+    read opens a new one (a newer, still consistent, view).
+    """
 
-    def __init__(self, txn: Any, gate: _Gate) -> None:
-        self.txn, self._gate = txn, gate
+    __slots__ = ("_storage", "lock", "txn")
 
-    def close(self) -> None:
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self.lock = threading.Lock()
+        self.txn: Any = None
+
+    def __enter__(self) -> Any:
+        self.lock.acquire()
+        txn = self.txn
+        if txn is None:
+            try:
+                txn = self.open()
+            except BaseException:
+                self.lock.release()
+                raise
+        return txn
+
+    def open(self) -> Any:
+        """Begin the transaction (the caller holds ``lock``; hot paths that take the
+        lock themselves call this when ``txn`` is None)."""
+        self.txn = self._storage._begin_snapshot(self)
+        return self.txn
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    def revoke(self) -> None:
+        """Abort the transaction (a resize is under way, or the snapshot is closed)."""
         if self.txn is not None:
             self.txn.abort()
             self.txn = None
-            self._gate.leave()
+
+    def close(self) -> None:
+        with self.lock:
+            self.revoke()
+            with self._storage._snapshots_lock:
+                self._storage._snapshots.discard(self)
 
 
 class Storage:
@@ -108,11 +148,14 @@ class Storage:
         self.env.reader_check()  # free reader slots left by processes that were killed
         self._gate = _Gate()
         self._write_lock = threading.Lock()
+        self._snapshots: set[Snapshot] = set()
+        self._snapshots_lock = threading.Lock()
         self._dbs: dict[bytes, Any] = {}
         self.resizes = 0
 
     def close(self) -> None:
         with self._gate.exclusive():
+            self._revoke_snapshots()
             self.env.close()
 
     @property
@@ -146,17 +189,33 @@ class Storage:
         raise ServiceUnavailable("the data store kept being resized; retry")
 
     def snapshot(self) -> Snapshot:
-        """A read transaction held until ``close()``: one consistent view for a whole
-        invocation, without the cost of a transaction per read. A map resize waits
-        for open snapshots, so hold one only while an invocation runs."""
+        """A read view for many short reads (one invocation's), opened on first use and
+        released by ``close()``; see ``Snapshot``."""
+        return Snapshot(self)
+
+    def _begin_snapshot(self, snapshot: Snapshot) -> Any:
         for _ in range(3):
-            self._gate.enter()
-            try:
-                return Snapshot(self.env.begin(buffers=False), self._gate)
-            except lmdb.MapResizedError:
-                self._gate.leave()
+            with self._gate.shared():
+                try:
+                    txn = self.env.begin(buffers=False)
+                except lmdb.MapResizedError:
+                    pass
+                else:
+                    with self._snapshots_lock:
+                        self._snapshots.add(snapshot)
+                    return txn
             self._adopt_size()
         raise ServiceUnavailable("the data store kept being resized; retry")
+
+    def _revoke_snapshots(self) -> None:
+        """Abort every snapshot's idle transaction (the gate is held exclusively, so
+        none is between ``__enter__`` and ``__exit__`` for long: wait for those)."""
+        with self._snapshots_lock:
+            snapshots = list(self._snapshots)
+            self._snapshots.clear()
+        for snapshot in snapshots:
+            with snapshot.lock:
+                snapshot.revoke()
 
     def write(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(txn)`` in one write transaction and commit; retried on map growth."""
@@ -181,15 +240,19 @@ class Storage:
             size = self.env.info()["map_size"]
             if size >= MAX_MAP_SIZE:
                 raise ServiceUnavailable(f"the data store reached its {MAX_MAP_SIZE}-byte cap")
+            self._revoke_snapshots()
             self.env.set_mapsize(min(size * 2, MAX_MAP_SIZE))
             self.resizes += 1
 
     def _adopt_size(self) -> None:
         with self._gate.exclusive():
+            self._revoke_snapshots()
             self.env.set_mapsize(0)  # take the size another process set
 
     def backup(self, dest: Path) -> None:
-        """A consistent, compacted copy of the environment into directory ``dest``."""
+        """A consistent, compacted copy of the environment into directory ``dest``,
+        taken from one read snapshot while writers (threads and processes) go on; a
+        map growth in this process waits for the copy to finish."""
         dest.mkdir(parents=True, exist_ok=True)
         if any(dest.iterdir()):
             raise FileExistsError(f"{dest} is not empty; back up into a new directory")
