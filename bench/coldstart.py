@@ -19,9 +19,10 @@ import httpx
 
 from bench.runtime import hello_event
 from bench.servers import ROOT, nimbus
-from host.build import build_function
-from host.hostcalls import all_host_functions, component_imports
-from host.runtime import Invocation, Runtime
+from host.hostcalls.catalog import all_host_functions, component_imports
+from host.runtime.invocation import Invocation
+from host.runtime.runtime import Runtime
+from host.toolchain.builder import build_function
 
 FUNCTIONS = {
     "hello": ROOT / "functions" / "hello",
@@ -32,8 +33,8 @@ FUNCTIONS = {
 _LOAD_PROBE = """
 import sys, time
 from pathlib import Path
-from host.hostcalls import all_host_functions, component_imports
-from host.runtime import Runtime
+from host.hostcalls.catalog import all_host_functions, component_imports
+from host.runtime.runtime import Runtime
 wasm = Path(sys.argv[2]).read_bytes()
 rt = Runtime(Path(sys.argv[1]), all_host_functions(), component_imports=component_imports())
 t0 = time.perf_counter()

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.loadgen import run_load
 from bench.servers import ROOT, Process, bare_starlette, nimbus
-from host.build import build_function
+from host.toolchain.builder import build_function
 
 
 def wrk_path() -> str | None:

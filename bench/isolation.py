@@ -6,7 +6,7 @@ from typing import Any
 
 from bench.runtime import measure
 from bench.servers import ROOT
-from host.build import build_function
+from host.toolchain.builder import build_function
 
 
 def run(quick: bool) -> dict[str, Any]:

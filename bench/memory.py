@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import ROOT, nimbus
-from host.build import build_function
+from host.toolchain.builder import build_function
 
 MiB = 1024 * 1024
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import ROOT
-from host.build import build_function
-from host.manifest import function_spec_from_dict
-from host.platform import Platform
+from host.manifest.functions import function_spec_from_dict
+from host.platform.platform import Platform
+from host.toolchain.builder import build_function
 
 MiB = 1024 * 1024
 

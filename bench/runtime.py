@@ -19,9 +19,11 @@ from typing import Any
 
 import msgpack
 
-from host.build import build_function
-from host.hostcalls import all_host_functions
-from host.runtime import Invocation, Runtime, native
+from host.hostcalls.catalog import all_host_functions
+from host.runtime import native
+from host.runtime.invocation import Invocation
+from host.runtime.runtime import Runtime
+from host.toolchain.builder import build_function
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,10 +27,10 @@ from typing import Any
 import msgpack
 
 from bench.servers import ROOT
-from host.build import build_function
-from host.manifest import function_spec_from_dict
-from host.platform import Platform
+from host.manifest.functions import function_spec_from_dict
+from host.platform.platform import Platform
 from host.services.keys import scoped
+from host.toolchain.builder import build_function
 
 
 def _per_op_us(fn: Any, n: int, repeat: int) -> float:

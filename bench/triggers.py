@@ -19,11 +19,11 @@ from typing import Any
 import msgpack
 
 from bench.servers import ROOT, nimbus
-from host.apply import apply_manifest
-from host.build import build_function
-from host.manifest import load_manifest
-from host.platform import Platform
-from host.triggers import TriggerManager
+from host.manifest.app import load_manifest
+from host.platform.apply import apply_manifest
+from host.platform.platform import Platform
+from host.toolchain.builder import build_function
+from host.triggers.manager import TriggerManager
 
 APP = """
 [functions.sink]

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import ROOT
-from host.build import build_function
-from host.manifest import function_spec_from_dict
-from host.orchestrator import Orchestrator, parse_workflows
-from host.platform import Platform
+from host.manifest.functions import function_spec_from_dict
+from host.manifest.workflows import parse_workflows
+from host.orchestrator.engine import Orchestrator
+from host.platform.platform import Platform
+from host.toolchain.builder import build_function
 
 STEPS = 10
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from host.build import build_function
-from host.hostcalls import all_host_functions
-from host.platform import Platform, PlatformOptions
-from host.runtime import Runtime
+from host.hostcalls.catalog import all_host_functions
+from host.platform.platform import Platform, PlatformOptions
+from host.runtime.runtime import Runtime
+from host.toolchain.builder import build_function
 
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "tests" / "guests"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from host.errors import TooLarge
-from host.services import Services
 from host.services.blobs import CHUNK_BYTES, BlobInfo
+from host.services.services import Services
 
 CAP = 3 * CHUNK_BYTES
 

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from host.errors import ConditionFailed
-from host.services import Services
+from host.services.services import Services
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import anyio
 import pytest
 
 from host.gateway.invoker import FAST_STREAK, Invoker
-from host.manifest import function_spec_from_dict
-from host.platform import OverBudget, Platform
+from host.manifest.functions import function_spec_from_dict
+from host.platform.platform import OverBudget, Platform
 
 Build = Callable[[str], Path]
 

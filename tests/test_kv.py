@@ -9,8 +9,8 @@ import msgpack
 import pytest
 
 from host.errors import InvalidArgument
-from host.services import Services
 from host.services.keys import MAX_KEY_BYTES, check_key, check_name, successor
+from host.services.services import Services
 
 
 @pytest.fixture

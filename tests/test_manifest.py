@@ -1,4 +1,4 @@
-"""The app manifest (host/manifest.py): the example app, every kind of mistake, grants."""
+"""The app manifest (host/manifest/): the example app, every kind of mistake, grants."""
 
 from __future__ import annotations
 
@@ -7,20 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from host.apply import apply_manifest
 from host.errors import ManifestError
-from host.grants import Grants, topic_matches
-from host.manifest import (
-    FunctionSpec,
-    Manifest,
-    Route,
-    function_spec_from_dict,
-    load_manifest,
-    route_from_dict,
-    routes_from_list,
-    triggers_from_dict,
-)
-from host.platform import Platform
+from host.manifest.app import Manifest, load_manifest
+from host.manifest.functions import FunctionSpec, function_spec_from_dict
+from host.manifest.grants import Grants, topic_matches
+from host.manifest.routes import Route, route_from_dict, routes_from_list
+from host.manifest.triggers import triggers_from_dict
+from host.platform.apply import apply_manifest
+from host.platform.platform import Platform
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024

@@ -11,12 +11,12 @@ from typing import Any
 import msgpack
 import pytest
 
-from host.build import build_function
 from host.errors import BuildError, FunctionCrashed, FunctionOutOfMemory, FunctionTimeout
-from host.hostcalls import all_host_functions, component_imports
-from host.manifest import function_spec_from_dict
-from host.platform import Platform
-from host.runtime import Runtime
+from host.hostcalls.catalog import all_host_functions, component_imports
+from host.manifest.functions import function_spec_from_dict
+from host.platform.platform import Platform
+from host.runtime.runtime import Runtime
+from host.toolchain.builder import build_function
 
 Build = Callable[[str], Path]
 

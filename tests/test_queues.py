@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import msgpack
 import pytest
 
-from host.services import Services
+from host.services.services import Services
 
 T = TypeVar("T")
 

@@ -21,8 +21,10 @@ from host.errors import (
     PayloadTooLarge,
     ResponseTooLarge,
 )
-from host.hostcalls import all_host_functions
-from host.runtime import Invocation, Limits, Runtime
+from host.hostcalls.catalog import all_host_functions
+from host.runtime.invocation import Invocation
+from host.runtime.limits import Limits
+from host.runtime.runtime import Runtime
 
 Build = Callable[[str], Path]
 
@@ -157,8 +159,8 @@ def test_cache_hit_in_a_fresh_process(tmp_path: Path, build: Build) -> None:
     wasm = build("counter_zig")
     cache = tmp_path / "cache"
     probe = (
-        "import sys; from pathlib import Path; from host.runtime import Runtime; "
-        "from host.hostcalls import all_host_functions; "
+        "import sys; from pathlib import Path; from host.runtime.runtime import Runtime; "
+        "from host.hostcalls.catalog import all_host_functions; "
         "rt = Runtime(Path(sys.argv[1]), all_host_functions()); "
         "fn = rt.load('c', Path(sys.argv[2]).read_bytes()); "
         "print(fn.cache_hit, rt.cache.compiles)"
@@ -211,8 +213,8 @@ def test_two_processes_compiling_at_once_agree(tmp_path: Path, build: Build) -> 
     wasm = build("counter_zig")
     cache = tmp_path / "cache"
     probe = (
-        "import sys; from pathlib import Path; from host.runtime import Runtime; "
-        "from host.hostcalls import all_host_functions; "
+        "import sys; from pathlib import Path; from host.runtime.runtime import Runtime; "
+        "from host.hostcalls.catalog import all_host_functions; "
         "rt = Runtime(Path(sys.argv[1]), all_host_functions()); "
         "rt.load('c', Path(sys.argv[2]).read_bytes())"
     )

@@ -10,8 +10,8 @@ import msgpack
 import pytest
 
 from host.errors import FunctionCrashed, FunctionFailed, FunctionTimeout
-from host.manifest import function_spec_from_dict
-from host.platform import Platform
+from host.manifest.functions import function_spec_from_dict
+from host.platform.platform import Platform
 
 Build = Callable[[str], Path]
 

@@ -14,7 +14,7 @@ import lmdb
 import msgpack
 import pytest
 
-from host.services import Services
+from host.services.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def test_snapshots_of_other_threads_survive_growth(services: Services) -> None:
 GROWER = """
 import sys, msgpack
 from pathlib import Path
-from host.services import Services
+from host.services.services import Services
 s = Services(Path(sys.argv[1]), map_size=1 << 20)
 e = s.begin("grower")
 for i in range(400):
@@ -122,7 +122,7 @@ WRITER = """
 import json, sys, time, msgpack
 from pathlib import Path
 from host.errors import ConditionFailed
-from host.services import Services
+from host.services.services import Services
 path, name, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 s = Services(path, map_size=1 << 20)
 for _ in range(3000):  # wait (bounded) for the other writer to be ready too

@@ -10,10 +10,11 @@ from typing import Any
 import msgpack
 import pytest
 
-from host.manifest import function_spec_from_dict, triggers_from_dict
-from host.platform import Platform
-from host.triggers import TriggerManager
-from host.triggers.clock import ManualClock
+from host.common.clock import ManualClock
+from host.manifest.functions import function_spec_from_dict
+from host.manifest.triggers import triggers_from_dict
+from host.platform.platform import Platform
+from host.triggers.manager import TriggerManager
 from host.triggers.schedules import Scheduler
 
 Build = Callable[[str], Path]

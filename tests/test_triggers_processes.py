@@ -13,9 +13,9 @@ import httpx
 import msgpack
 import pytest
 
-from host.apply import apply_manifest
-from host.manifest import load_manifest
-from host.platform import Platform
+from host.manifest.app import load_manifest
+from host.platform.apply import apply_manifest
+from host.platform.platform import Platform
 from tests.conftest import Server, serve_unwaited
 
 Build = Callable[[str], Path]

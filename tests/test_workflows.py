@@ -13,11 +13,12 @@ from typing import Any
 import msgpack
 import pytest
 
+from host.common.clock import ManualClock
 from host.errors import ManifestError
-from host.manifest import function_spec_from_dict
-from host.orchestrator import Orchestrator, parse_workflows
-from host.platform import Platform, PlatformOptions
-from host.triggers.clock import ManualClock
+from host.manifest.functions import function_spec_from_dict
+from host.manifest.workflows import parse_workflows
+from host.orchestrator.engine import Orchestrator
+from host.platform.platform import Platform, PlatformOptions
 
 Build = Callable[[str], Path]
 T0 = 1_800_000_000_000

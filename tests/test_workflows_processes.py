@@ -16,10 +16,11 @@ import httpx
 import msgpack
 import pytest
 
-from host.apply import apply_manifest
-from host.manifest import load_manifest
-from host.orchestrator import Orchestrator, load_workflows
-from host.platform import Platform
+from host.manifest.app import load_manifest
+from host.orchestrator.engine import Orchestrator
+from host.orchestrator.runner import load_workflows
+from host.platform.apply import apply_manifest
+from host.platform.platform import Platform
 from tests.conftest import ROOT, Server, serve_unwaited
 
 Build = Callable[[str], Path]

@@ -1,5 +1,1 @@
-"""The HTTP face of Nimbus: function routes, the admin API, and serving them."""
-
-from host.gateway.app import create_app
-
-__all__ = ["create_app"]
+"""The HTTP face of Nimbus: function routes, the admin API and the gateway app."""

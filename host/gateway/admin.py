@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from host.common.ids import new_id
+from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, ManifestError
 from host.gateway.auth import AdminAuth
 from host.gateway.data_api import DataApi
@@ -25,12 +27,10 @@ from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
 from host.gateway.openapi import OPENAPI
 from host.gateway.workflow_api import WorkflowApi
-from host.ids import new_id
-from host.jsonable import jsonable
-from host.manifest import function_spec_from_dict
-from host.orchestrator import WorkflowRunner
-from host.platform import Platform
-from host.route_specs import routes_from_list
+from host.manifest.functions import function_spec_from_dict
+from host.manifest.routes import routes_from_list
+from host.orchestrator.runner import WorkflowRunner
+from host.platform.platform import Platform
 
 MAX_MODULE_BYTES = 64 * 1024 * 1024
 

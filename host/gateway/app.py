@@ -14,8 +14,8 @@ from host.gateway.admin import AdminApi
 from host.gateway.auth import AdminAuth, load_or_create_token
 from host.gateway.functions import FunctionRoutes
 from host.gateway.invoker import Invoker
-from host.orchestrator import WorkflowRunner
-from host.platform import Platform
+from host.orchestrator.runner import WorkflowRunner
+from host.platform.platform import Platform
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, NotFound
-from host.jsonable import jsonable
-from host.manifest import TOPIC
-from host.platform import Platform
+from host.manifest.grants import TOPIC
+from host.platform.platform import Platform
 from host.services.keys import check_key, check_name, successor
 from host.services.queues import new_message
 
@@ -229,7 +229,7 @@ class DataApi:
         return JSONResponse({"id": event_id}, status_code=201)
 
     async def schedules(self, request: Request) -> Response:
-        from host.triggers.clock import WallClock
+        from host.common.clock import WallClock
         from host.triggers.schedules import Scheduler
 
         triggers = self.platform.registry.triggers().schedule

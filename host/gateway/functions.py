@@ -14,12 +14,12 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
+from host.common.ids import new_id
 from host.errors import InvalidRequest, PayloadTooLarge
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
 from host.gateway.routing import Match, RouteTable
-from host.ids import new_id
-from host.registry import Registry
+from host.platform.registry import Registry
 
 REQUEST_ID = "x-request-id"
 WORKFLOW_INPUT_BYTES = 1024 * 1024

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from host.platform import InvocationResult, OverBudget, Platform
+from host.platform.platform import InvocationResult, OverBudget, Platform
 
 #: threads one function may occupy at once in one worker process
 THREADS_PER_FUNCTION = max(16, 8 * (os.cpu_count() or 1))

@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from host.common.jsonable import jsonable
 from host.errors import InvalidRequest
-from host.jsonable import jsonable
-from host.orchestrator import Orchestrator, WorkflowRunner
+from host.orchestrator.engine import Orchestrator
+from host.orchestrator.runner import WorkflowRunner
 
 
 class WorkflowApi:

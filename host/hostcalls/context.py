@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from host.errors import PermissionDenied
-from host.manifest import Grants
+from host.manifest.grants import Grants
 from host.runtime.invocation import Invocation
 from host.services.effects import Effects
 

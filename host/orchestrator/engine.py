@@ -17,13 +17,13 @@ import threading
 import time
 from typing import Any
 
+from host.common import paths
+from host.common.clock import Clock, WallClock
+from host.common.ids import new_id
 from host.errors import FunctionNotFound, InvalidRequest, NimbusError, NotFound
-from host.ids import new_id
-from host.orchestrator import paths
-from host.orchestrator.definition import END, Step, Workflow
+from host.manifest.workflows import END, Step, Workflow
 from host.orchestrator.store import RunStore, Timer
-from host.platform import Platform
-from host.triggers.clock import Clock, WallClock
+from host.platform.platform import Platform
 
 log = logging.getLogger("nimbus.workflows")
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import wasmtime
 
+from host.common.files import atomic_write
 from host.errors import DeployError
-from host.files import atomic_write
 
 log = logging.getLogger("nimbus.cache")
 

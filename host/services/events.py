@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from host.ids import sortable_id
+from host.common.ids import sortable_id
 from host.services.blobs import BlobInfo
 
 Record = dict[str, Any]

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 
-from host.ids import sortable_id
+from host.common.ids import sortable_id
 from host.services.keys import scoped, unscoped
 from host.services.storage import Storage
 

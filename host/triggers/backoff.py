@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from host.manifest import Backoff
+from host.manifest.triggers import Backoff
 
 
 def retry_delay_ms(policy: Backoff, attempt: int, rng: random.Random | None = None) -> int:

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from host.common.clock import Clock
 from host.errors import NimbusError, Overloaded
-from host.manifest import Delivery
-from host.platform import Platform
+from host.manifest.triggers import Delivery
+from host.platform.platform import Platform
 from host.services.queues import Message
 from host.triggers.backoff import retry_delay_ms
-from host.triggers.clock import Clock
 
 log = logging.getLogger("nimbus.triggers")
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import msgpack
 
-from host.manifest import Triggers
-from host.services import Services
+from host.common.clock import Clock
+from host.manifest.triggers import Triggers
 from host.services.queues import new_message
-from host.triggers.clock import Clock
+from host.services.services import Services
 from host.triggers.subscriptions import event_matches, record_queue, storage_matches
 
 log = logging.getLogger("nimbus.triggers")

@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 import msgpack
 from croniter import croniter
 
-from host.manifest import ScheduleTrigger
-from host.services import Services
+from host.common.clock import Clock
+from host.manifest.triggers import ScheduleTrigger
 from host.services.queues import new_message
-from host.triggers.clock import Clock
+from host.services.services import Services
 from host.triggers.subscriptions import schedule_queue
 
 log = logging.getLogger("nimbus.triggers")

@@ -11,14 +11,8 @@ from typing import Any
 
 import msgpack
 
-from host.manifest import (
-    Delivery,
-    EventTrigger,
-    ScheduleTrigger,
-    StorageTrigger,
-    Triggers,
-    topic_matches,
-)
+from host.manifest.grants import topic_matches
+from host.manifest.triggers import Delivery, EventTrigger, ScheduleTrigger, StorageTrigger, Triggers
 from host.services.queues import Message
 from host.triggers.delivery import Subscription
 

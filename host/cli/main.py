@@ -18,9 +18,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from host.cli_data import add_commands, admin_client
+from host.cli.data import add_commands, admin_client
+from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, NimbusError
-from host.jsonable import jsonable
 
 DEFAULT_DATA = Path(".nimbus")
 err = Console(stderr=True)
@@ -43,10 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    from host.apply import apply_manifest
-    from host.gateway.server import serve
-    from host.manifest import load_manifest
-    from host.platform import Platform
+    from host.manifest.app import load_manifest
+    from host.platform.apply import apply_manifest
+    from host.platform.platform import Platform
+    from host.server import serve
 
     manifest = load_manifest(Path(args.app))
     platform = Platform(args.data)
@@ -63,7 +63,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from host.gateway.server import serve
+    from host.server import serve
 
     _announce(args)
     serve(args.data, args.host, args.port, args.workers)
@@ -79,9 +79,9 @@ def _announce(args: argparse.Namespace) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    from host.apply import build_app
-    from host.build import build_function
-    from host.manifest import load_manifest
+    from host.manifest.app import load_manifest
+    from host.platform.apply import build_app
+    from host.toolchain.builder import build_function
 
     target = Path(args.path)
     if (target / "nimbus.toml").exists() or target.suffix == ".toml":
@@ -95,7 +95,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 
 def cmd_backup(args: argparse.Namespace) -> None:
-    from host.services import Services
+    from host.services.services import Services
 
     services = Services(Path(args.data) / "db")
     try:
@@ -125,7 +125,7 @@ def cmd_get(args: argparse.Namespace) -> None:
 
 
 def cmd_deploy(args: argparse.Namespace) -> None:
-    from host.build import build_function
+    from host.toolchain.builder import build_function
 
     source = Path(args.module)
     wasm_path = build_function(source).wasm if source.is_dir() else source
@@ -177,9 +177,9 @@ def _http_event(spec: list[str], body: str | None) -> dict[str, Any]:
 
 
 def _invoke_local(args: argparse.Namespace, payload: Any) -> Any:
-    from host.build import build_function
-    from host.manifest import function_spec_from_dict
-    from host.platform import Platform
+    from host.manifest.functions import function_spec_from_dict
+    from host.platform.platform import Platform
+    from host.toolchain.builder import build_function
 
     target = Path(args.target)
     if target.is_dir():

@@ -38,7 +38,7 @@ def componentize_version() -> str:
 
 
 def _requirements(src_dir: Path) -> list[str]:
-    from host.build.builder import read_function_toml
+    from host.toolchain.builder import read_function_toml
 
     reqs = read_function_toml(src_dir).get("requirements", [])
     if not isinstance(reqs, list) or not all(isinstance(r, str) for r in reqs):

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from host.config_table import ConfigTable, Problems
-from host.grants import RESOURCE, is_topic_pattern
+from host.manifest.config_table import ConfigTable, Problems
+from host.manifest.grants import RESOURCE, is_topic_pattern
 
 KINDS = ("queue", "schedule", "storage", "event")
 STORAGE_EVENTS = ("put", "delete")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from host.common.units import parse_duration, parse_size
 from host.errors import ManifestError
-from host.units import parse_duration, parse_size
 
 T = TypeVar("T")
 

@@ -14,8 +14,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.build.toolchain import Toolchain
 from host.errors import BuildError, ManifestError
+from host.toolchain.toolchain import Toolchain
 
 BUILD_DIR = "build"
 
@@ -32,12 +32,12 @@ class BuildResult:
 def _toolchains() -> list[Toolchain]:
     # Imported here so that a language whose toolchain module is broken only fails
     # when a function in that language is built.
-    from host.build.c import CToolchain
-    from host.build.zig import ZigToolchain
+    from host.toolchain.c import CToolchain
+    from host.toolchain.zig import ZigToolchain
 
     found: list[Toolchain] = [ZigToolchain(), CToolchain()]
     try:
-        python = importlib.import_module("host.build.python")
+        python = importlib.import_module("host.toolchain.python")
     except ImportError:
         return found
     found.append(python.PythonToolchain())

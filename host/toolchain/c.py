@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from host.build.zig import zig, zig_version
 from host.errors import BuildError
+from host.toolchain.zig import zig, zig_version
 
 SDK = Path(__file__).resolve().parent.parent.parent / "guest_sdk" / "c"
 STACK_BYTES = 1024 * 1024

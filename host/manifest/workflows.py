@@ -37,9 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from host.common import paths
+from host.common.units import parse_duration
 from host.errors import ManifestError
-from host.orchestrator import paths
-from host.units import parse_duration
 
 END = "end"
 RETRYABLE_DEFAULT = (

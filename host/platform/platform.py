@@ -21,17 +21,19 @@ from typing import Any
 
 import msgpack
 
+from host.common.ids import new_id
 from host.errors import FunctionFailed, FunctionTimeout, NimbusError, Overloaded
-from host.hostcalls import all_host_functions, component_imports
+from host.hostcalls.catalog import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
-from host.ids import new_id
-from host.manifest import FunctionSpec
-from host.registry import Deployment, Registry
-from host.runtime import Invocation, Limits, LoadedFunction, LogLine, Runtime
+from host.manifest.functions import FunctionSpec
+from host.platform.registry import Deployment, Registry
+from host.runtime.invocation import Invocation, LogLine
+from host.runtime.limits import Limits
 from host.runtime.pool import WarmPool
-from host.services import Services
+from host.runtime.runtime import LoadedFunction, Runtime
 from host.services.blobs import MAX_OBJECT_BYTES
-from host.telemetry import InvocationRecord, Telemetry
+from host.services.services import Services
+from host.telemetry.records import InvocationRecord, Telemetry
 
 #: how often idle functions are looked for (scale to zero)
 SWEEP_INTERVAL_S = 1.0

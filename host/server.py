@@ -9,7 +9,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from host.gateway.app import create_app
-from host.platform import Platform
+from host.platform.platform import Platform
 
 DATA_DIR_ENV = "NIMBUS_DATA_DIR"
 
@@ -17,8 +17,8 @@ DATA_DIR_ENV = "NIMBUS_DATA_DIR"
 def app_from_env() -> Starlette:
     """Uvicorn's app factory: every worker process opens the data dir on its own and
     runs the triggers beside the gateway."""
-    from host.orchestrator import WorkflowRunner
-    from host.triggers import TriggerManager
+    from host.orchestrator.runner import WorkflowRunner
+    from host.triggers.manager import TriggerManager
 
     platform = Platform(Path(os.environ[DATA_DIR_ENV]))
     workflows = WorkflowRunner(platform)
@@ -29,7 +29,7 @@ def app_from_env() -> Starlette:
 def serve(data_dir: Path, host: str, port: int, workers: int = 1, log_level: str = "info") -> None:
     os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
     uvicorn.run(
-        "host.gateway.server:app_from_env",
+        "host.server:app_from_env",
         factory=True,
         host=host,
         port=port,

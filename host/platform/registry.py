@@ -18,16 +18,11 @@ from typing import Any
 
 import msgpack
 
+from host.common.files import atomic_write
 from host.errors import FunctionNotFound
-from host.files import atomic_write
-from host.manifest import (
-    FunctionSpec,
-    Route,
-    Triggers,
-    function_spec_from_dict,
-    route_from_dict,
-    triggers_from_dict,
-)
+from host.manifest.functions import FunctionSpec, function_spec_from_dict
+from host.manifest.routes import Route, route_from_dict
+from host.manifest.triggers import Triggers, triggers_from_dict
 from host.services.storage import Storage
 
 _DB = b"registry"

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.build import build_function
-from host.manifest import FunctionSpec, Manifest
-from host.platform import Platform
+from host.manifest.app import Manifest
+from host.manifest.functions import FunctionSpec
+from host.platform.platform import Platform
+from host.toolchain.builder import build_function
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The ``nimbus`` commands about what the functions use: tables, blobs, queues, dead
 letters, the event bus, schedules and workflow runs (all clients of the admin API).
 
-Kept apart from ``host/cli.py`` (running, building, deploying) so each file stays
+Kept apart from ``main.py`` (running, building, deploying) so each file stays
 about one thing; ``add_commands`` hangs them on the main parser.
 """
 
@@ -23,7 +23,7 @@ err = Console(stderr=True)
 
 def admin_client(args: argparse.Namespace) -> Any:
     """The admin API client for ``--url`` / ``--token`` / ``--data``."""
-    from host.client import AdminClient, resolve_token
+    from host.cli.client import AdminClient, resolve_token
 
     return AdminClient(args.url, resolve_token(args.token, Path(args.data)))
 

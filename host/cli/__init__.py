@@ -1,0 +1,1 @@
+"""The `nimbus` command line: serving, building, deploying and the admin client."""

@@ -1,0 +1,7 @@
+"""`python -m host.cli`: the same as the `nimbus` command."""
+
+import sys
+
+from host.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,22 @@
+"""The bridge between guests and the platform: every host import, grant-checked.
+
+Each module here declares the imports of one capability as ``HostFunction`` values;
+``all_host_functions()`` is what the platform hands the runtime.
+"""
+
+from __future__ import annotations
+
+from host.hostcalls import core, services
+from host.runtime.components import ComponentImport
+from host.runtime.imports import HostFunction
+
+
+def component_imports() -> dict[str, ComponentImport]:
+    """The imports of component (Python) guests."""
+    from host.hostcalls.component import IMPORTS
+
+    return dict(IMPORTS)
+
+
+def all_host_functions() -> list[HostFunction]:
+    return [*core.FUNCTIONS, *services.FUNCTIONS]

@@ -1,0 +1,1 @@
+"""The app manifest (nimbus.toml) and the tables it is made of, as typed, validated objects."""

@@ -1,0 +1,1 @@
+"""The platform: wires runtime, hostcalls, services, registry and telemetry; deploys apps."""

@@ -1,0 +1,61 @@
+"""Managed services on one LMDB environment: tables, blobs, queues, the event outbox.
+
+``Services`` is what the platform builds once per process; ``begin()`` starts an
+invocation's staged effects. Nothing here knows about wasmtime or HTTP: the guest
+imports in ``host/hostcalls`` translate to these calls. The shapes callers rely on
+are the protocols of ``interface.py``; the classes here are their LMDB backend.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from host.services.blobs import MAX_OBJECT_BYTES, Blobs
+from host.services.effects import Effects
+from host.services.idempotency import Idempotency
+from host.services.kv import Tables
+from host.services.outbox import Outbox
+from host.services.queues import Queues
+from host.services.storage import Storage
+
+
+class Services:
+    """The managed services of one data dir (one per process; thread-safe)."""
+
+    def __init__(
+        self,
+        path: Path,
+        map_size: int = 64 * 1024 * 1024,
+        max_object_bytes: int = MAX_OBJECT_BYTES,
+    ) -> None:
+        self.storage = Storage(path, map_size)
+        self.tables = Tables(self.storage)
+        self.blobs = Blobs(self.storage, max_object_bytes)
+        self.queues = Queues(self.storage)
+        self.outbox = Outbox(self.storage)
+        self.idempotency = Idempotency(self.storage)
+        #: notified after every commit in this process, so consumers wake at once
+        self.committed = threading.Condition()
+
+    def notify_committed(self) -> None:
+        with self.committed:
+            self.committed.notify_all()
+
+    def wait_for_commit(self, timeout: float) -> None:
+        """Block until a commit in this process, or ``timeout`` (commits made by other
+        processes are only seen by polling)."""
+        with self.committed:
+            self.committed.wait(timeout)
+
+    def begin(self, source: str = "") -> Effects:
+        """A new staging area for one invocation of function ``source``."""
+        return Effects(self, source)
+
+    def backup(self, dest: Path) -> None:
+        """A consistent, compacted copy of the data into the new directory ``dest``,
+        taken while other threads and processes keep writing."""
+        self.storage.backup(dest)
+
+    def close(self) -> None:
+        self.storage.close()

@@ -1,0 +1,1 @@
+"""Turns a function's source directory into a .wasm, incrementally, with the right toolchain."""
