@@ -12,6 +12,7 @@ import pytest
 from host.gateway.invoker import FAST_STREAK, Invoker
 from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import OverBudget, Platform
+from host.platform.request import InvocationRequest
 
 Build = Callable[[str], Path]
 
@@ -20,7 +21,7 @@ def test_budget_stops_without_recording(platform: Platform, build: Build) -> Non
     spec = function_spec_from_dict("loop", {"wasm": "l.wasm", "timeout": "2s"})
     platform.deploy(spec, build("loop_zig").read_bytes())
     with pytest.raises(OverBudget):
-        platform.invoke("loop", {"kind": "invoke"}, budget_s=0.01)
+        platform.execute(InvocationRequest("loop", {"kind": "invoke"}, budget_s=0.01))
     assert platform.telemetry.recent("loop", 10) == []
 
 

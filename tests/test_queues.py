@@ -12,6 +12,7 @@ import msgpack
 import pytest
 
 from host.services.services import Services
+from host.services.work import Ack
 
 T = TypeVar("T")
 
@@ -113,7 +114,7 @@ def test_ack_in_the_transaction_that_commits_the_effects(services: Services) -> 
     e = services.begin("consumer")
     e.kv_put("t", b"done", msgpack.packb(True))
     e.queue_send("out", msgpack.packb("next"))
-    assert e.commit(extra=lambda txn: q.ack(txn, "in", m.id), idempotency_id=mid)
+    assert e.commit(extra=Ack("in", [m.id]), idempotency_id=mid)
     with services.storage.read() as txn:
         assert q.peek(txn, "in", 10) == [] and len(q.peek(txn, "out", 10)) == 1
         assert services.tables.get(txn, "t", b"done") is not None

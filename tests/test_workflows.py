@@ -218,7 +218,7 @@ def test_an_interrupted_step_is_retried_not_repeated(
     run_id = engine.start("OrderFulfillment", {"orderId": "o-9"})["id"]
     engine.poll_once()  # validateOrder completes
     # processPayment is leased, then the "host dies" before running it
-    leased = engine._storage.write(lambda txn: engine._lease(txn, engine.clock.now_ms(), 10))
+    leased = engine.lease_due(engine.clock.now_ms(), 10)
     assert [t.step for t, _ in leased] == ["processPayment"]
     run = settle(engine, run_id, step_ms=10_000)
     assert run["status"] == "succeeded"

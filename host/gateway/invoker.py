@@ -22,6 +22,7 @@ import anyio
 import anyio.to_thread
 
 from host.platform.platform import InvocationResult, OverBudget, Platform
+from host.platform.request import InvocationRequest
 
 #: threads one function may occupy at once in one worker process
 THREADS_PER_FUNCTION = max(16, 8 * (os.cpu_count() or 1))
@@ -47,8 +48,10 @@ class Invoker:
     ) -> InvocationResult:
         if self._streak.get(function, 0) >= FAST_STREAK:
             try:
-                return self.platform.invoke(
-                    function, event, request_id=request_id, budget_s=INLINE_BUDGET_S
+                return self.platform.execute(
+                    InvocationRequest(
+                        function, event, request_id=request_id, budget_s=INLINE_BUDGET_S
+                    )
                 )
             except OverBudget:
                 self._streak[function] = 0

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from host.common.retry import RetryPolicy
 from host.manifest.config_table import ConfigTable, Problems
 from host.manifest.grants import RESOURCE, is_topic_pattern
 
@@ -25,22 +26,22 @@ _NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit, a
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """Retry delays: ``initial * multiplier**(attempt-1)``, capped at ``max``, jittered."""
-
-    initial_s: float = 1.0
-    max_s: float = 300.0
-    multiplier: float = 2.0
-
-
-@dataclass(frozen=True)
 class Delivery:
     """Retry and dead-letter policy shared by the delivered trigger kinds."""
 
-    max_attempts: int = 5
-    backoff: Backoff = field(default_factory=Backoff)
+    #: attempts and delays (jittered); every error kind is retried
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=5))
     #: where a message goes after ``max_attempts`` failures (None: a default per kind)
     dead_letter: str | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retry.max_attempts
+
+    @property
+    def backoff(self) -> RetryPolicy:
+        """The delays (``initial_s``, ``multiplier``, ``max_s``) as the manifest says."""
+        return self.retry
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,7 @@ def _delivery(s: ConfigTable) -> Delivery:
     if maximum < initial:
         b.error("max", f"must be at least 'initial' ({initial:g}s), got {maximum:g}s")
     return Delivery(
-        max_attempts=s.integer("max_attempts", 5, minimum=1),
-        backoff=Backoff(initial, maximum, multiplier),
+        retry=RetryPolicy(s.integer("max_attempts", 5, minimum=1), initial, multiplier, maximum),
         dead_letter=_resource(s, "dead_letter", "dead-letter queue", required=False),
     )
 

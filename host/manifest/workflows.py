@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from host.common import paths
+from host.common.retry import RetryPolicy
 from host.common.units import parse_duration
 from host.errors import ManifestError
 
@@ -55,21 +56,9 @@ RETRYABLE_DEFAULT = (
 OPERATORS = ("equals", "in", "exists", "gt", "gte", "lt", "lte")
 
 
-@dataclass(frozen=True)
-class Retry:
-    """A step's retry policy: how many attempts, how long between, which errors."""
-
-    max_attempts: int = 1
-    initial_s: float = 1.0
-    backoff_rate: float = 2.0
-    max_interval_s: float = 300.0
-    on: tuple[str, ...] = RETRYABLE_DEFAULT
-
-    def delay_ms(self, attempt: int) -> int:
-        """The wait after failed attempt ``attempt`` (1-based) before the next."""
-        return int(
-            min(self.max_interval_s, self.initial_s * self.backoff_rate ** (attempt - 1)) * 1000
-        )
+def default_retry() -> RetryPolicy:
+    """A step's policy when it says none: one attempt."""
+    return RetryPolicy(max_attempts=1, retry_on=RETRYABLE_DEFAULT, jitter=False)
 
 
 @dataclass(frozen=True)
@@ -109,7 +98,7 @@ class Step:
     function: str = ""
     input: Any = "$input"
     timeout_s: float | None = None
-    retry: Retry = field(default_factory=Retry)
+    retry: RetryPolicy = field(default_factory=default_retry)
     on_success: str = END
     on_failure: str = END
     critical: bool = True
@@ -264,12 +253,12 @@ def _step(
     )
 
 
-def _retry(raw: Any, key: str, problems: _Problems) -> Retry:
+def _retry(raw: Any, key: str, problems: _Problems) -> RetryPolicy:
     if raw is None:
-        return Retry()
+        return default_retry()
     if not isinstance(raw, dict):
         problems.add(key, "expected a table")
-        return Retry()
+        return default_retry()
     for k in sorted(set(raw) - {"max_attempts", "initial", "backoff_rate", "max_interval", "on"}):
         problems.add(f"{key}.{k}", "unknown key")
     try:
@@ -279,14 +268,16 @@ def _retry(raw: Any, key: str, problems: _Problems) -> Retry:
         max_interval = parse_duration(raw.get("max_interval", 300))
     except (TypeError, ValueError) as e:
         problems.add(key, str(e))
-        return Retry()
+        return default_retry()
     on = raw.get("on", list(RETRYABLE_DEFAULT))
     if not isinstance(on, list) or not all(isinstance(x, str) for x in on):
         problems.add(f"{key}.on", "expected a list of error kinds")
         on = list(RETRYABLE_DEFAULT)
     if max_attempts < 1 or rate < 1:
         problems.add(key, "max_attempts must be >= 1 and backoff_rate >= 1")
-    return Retry(max(max_attempts, 1), initial, max(rate, 1.0), max_interval, tuple(on))
+    return RetryPolicy(
+        max(max_attempts, 1), initial, max(rate, 1.0), max_interval, tuple(on), jitter=False
+    )
 
 
 def _choice(name: str, body: dict[str, Any], key: str, problems: _Problems) -> Step:

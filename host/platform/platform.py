@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from host.hostcalls.catalog import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
 from host.manifest.functions import FunctionSpec
 from host.platform.registry import Deployment, Registry
+from host.platform.request import CommitDeclined, InvocationRequest
 from host.runtime.invocation import Invocation, LogLine
 from host.runtime.limits import Limits
 from host.runtime.pool import WarmPool
@@ -90,7 +91,7 @@ class Platform:
             time_scale=self.options.time_scale,
             component_imports=component_imports(),
         )
-        self.registry = Registry(self.services.storage, self.data_dir / "modules")
+        self.registry = Registry(self.services.deployments, self.data_dir / "modules")
         self.pool = WarmPool()
         self.telemetry = Telemetry()
         self._limits_lock = threading.Lock()
@@ -121,35 +122,21 @@ class Platform:
     # --- the invoke path -------------------------------------------------------------
 
     def invoke(
-        self,
-        function: str,
-        event: dict[str, Any],
-        *,
-        request_id: str | None = None,
-        on_commit: Callable[[Any], None] | None = None,
-        idempotency_id: str | Sequence[str] | None = None,
-        timeout_s: float | None = None,
-        before_commit: Callable[[dict[str, Any]], None] | None = None,
-        budget_s: float | None = None,
+        self, function: str, event: dict[str, Any], *, request_id: str | None = None
     ) -> InvocationResult:
-        """Run ``function`` on ``event`` (an ABI envelope without the common fields).
+        """Run ``function`` on ``event``: ``execute`` of the plain request."""
+        return self.execute(InvocationRequest(function, event, request_id=request_id))
 
-        The function's effects are committed, with ``on_commit``'s extra work in the
-        same transaction, only if it returns a response without ``error``. With an
-        ``idempotency_id`` that was committed before, nothing is applied twice.
+    def execute(self, request: InvocationRequest) -> InvocationResult:
+        """Run ``request.function`` on ``request.event`` (an ABI envelope without the
+        common fields).
+
+        The function's effects are committed, with the request's commit hook's work in
+        the same transaction, only if it returns a response without ``error``. With
+        idempotency ids that were committed before, nothing is applied twice.
         """
-        dep = self.registry.get(function)
-        return self._run(
-            dep,
-            lambda: self._load(dep),
-            event,
-            request_id=request_id,
-            on_commit=on_commit,
-            idempotency_id=idempotency_id,
-            timeout_s=timeout_s,
-            before_commit=before_commit,
-            budget_s=budget_s,
-        )
+        dep = self.registry.get(request.function)
+        return self._run(dep, lambda: self._load(dep), request)
 
     def invoke_module(
         self, spec: FunctionSpec, wasm: bytes, event: dict[str, Any]
@@ -159,89 +146,80 @@ class Platform:
         sha = hashlib.sha256(wasm).hexdigest()
         dep = Deployment(spec, version=0, sha256=sha, deployed_ms=int(time.time() * 1000))
         self.pool.drop(dep.key)
-        return self._run(dep, lambda: self.runtime.load(spec.name, wasm, _limits(spec)), event)
+
+        def load() -> LoadedFunction:
+            return self.runtime.load(spec.name, wasm, _limits(spec))
+
+        return self._run(dep, load, InvocationRequest(spec.name, event))
 
     def _run(
+        self, dep: Deployment, load: Callable[[], LoadedFunction], request: InvocationRequest
+    ) -> InvocationResult:
+        """One invocation with its outcome recorded (unless it ran past a budget)."""
+        call = _Call(dep, request)
+        try:
+            response, applied = self._call(dep, load, request, call)
+        except FunctionTimeout as e:
+            if call.budgeted:  # past the caller's budget, not the function's limit
+                call.recorded = False
+                raise OverBudget(dep.name) from None
+            call.outcome, call.error = e.kind, str(e)
+            raise
+        except NimbusError as e:
+            call.outcome, call.error = e.kind, str(e)
+            raise
+        except CommitDeclined as e:
+            call.outcome, call.error = "Declined", str(e) or "the caller declined the commit"
+            raise
+        except Exception as e:
+            call.outcome, call.error = "InternalError", repr(e)
+            raise
+        finally:
+            call.duration_ms = (time.perf_counter() - call.t0) * 1000
+            if call.recorded:
+                self.telemetry.record(call.record())
+        return InvocationResult(
+            call.request_id,
+            dep.name,
+            dep.version,
+            response,
+            call.inv.logs,
+            call.cold,
+            call.duration_ms,
+            applied,
+        )
+
+    def _call(
         self,
         dep: Deployment,
         load: Callable[[], LoadedFunction],
-        event: dict[str, Any],
-        *,
-        request_id: str | None = None,
-        on_commit: Callable[[Any], None] | None = None,
-        idempotency_id: str | Sequence[str] | None = None,
-        timeout_s: float | None = None,
-        before_commit: Callable[[dict[str, Any]], None] | None = None,
-        budget_s: float | None = None,
-    ) -> InvocationResult:
-        function = dep.name
-        limit_s = timeout_s or dep.spec.timeout_s
-        budgeted = budget_s is not None and budget_s < limit_s
-        run_s = budget_s if budgeted else timeout_s
-        record = True
-        request_id = request_id or new_id("req")
-        trigger = str(event.get("kind", "direct"))
-        started = time.time()
-        t0 = time.perf_counter()
-        cold = False
-        version = dep.version
-        outcome, error_text = "ok", None
-        inv = Invocation(request_id=request_id, function=function)
-        try:
-            fn, cold = self.pool.get(dep.key, load, dep.spec.idle_ttl_s)
-            envelope = {
-                **event,
-                "id": event.get("id") or request_id,
-                "request_id": request_id,
-                "function": function,
-                "deadline_ms": int((started + (timeout_s or dep.spec.timeout_s)) * 1000),
-                "env": dict(dep.spec.env),
-            }
-            with self._slot(function, dep.spec.concurrency):
-                effects = self.services.begin(function)
-                inv.services = ServiceAccess(effects, dep.spec.grants, inv)
-                try:
-                    response = self.runtime.invoke(fn, msgpack.packb(envelope), inv, run_s)
-                    _raise_for_error(response, function)
-                    if before_commit is not None:
-                        before_commit(response)
-                    applied = effects.commit(extra=on_commit, idempotency_id=idempotency_id)
-                except BaseException:
-                    effects.discard()
-                    raise
-        except FunctionTimeout as e:
-            if budgeted:  # past the caller's budget, not the function's limit
-                record = False
-                raise OverBudget(function) from None
-            outcome, error_text = e.kind, str(e)
-            raise
-        except NimbusError as e:
-            outcome, error_text = e.kind, str(e)
-            raise
-        except Exception as e:
-            outcome, error_text = "InternalError", repr(e)
-            raise
-        finally:
-            duration_ms = (time.perf_counter() - t0) * 1000
-            if record:
-                self.telemetry.record(
-                    InvocationRecord(
-                        request_id=request_id,
-                        function=function,
-                        version=version,
-                        trigger=trigger,
-                        cold=cold,
-                        started_ms=int(started * 1000),
-                        duration_ms=duration_ms,
-                        outcome=outcome,
-                        error=error_text,
-                        logs=[(line.level, line.message) for line in inv.logs],
-                        event_id=str(event.get("id") or request_id),
-                    )
-                )
-        return InvocationResult(
-            request_id, function, version, response, inv.logs, cold, duration_ms, applied
-        )
+        request: InvocationRequest,
+        call: _Call,
+    ) -> tuple[dict[str, Any], bool]:
+        """Run the guest in a concurrency slot; commit its effects or drop them."""
+        fn, call.cold = self.pool.get(dep.key, load, dep.spec.idle_ttl_s)
+        envelope = {
+            **request.event,
+            "id": request.event.get("id") or call.request_id,
+            "request_id": call.request_id,
+            "function": dep.name,
+            "deadline_ms": int((call.started + (request.timeout_s or dep.spec.timeout_s)) * 1000),
+            "env": dict(dep.spec.env),
+        }
+        hook = request.commit
+        with self._slot(dep.name, dep.spec.concurrency):
+            effects = self.services.begin(dep.name)
+            call.inv.services = ServiceAccess(effects, dep.spec.grants, call.inv)
+            try:
+                response = self.runtime.invoke(fn, msgpack.packb(envelope), call.inv, call.run_s)
+                _raise_for_error(response, dep.name)
+                if hook is not None:
+                    hook.check(response)
+                applied = effects.commit(extra=hook, idempotency_id=request.idempotency_ids)
+            except BaseException:
+                effects.discard()
+                raise
+        return response, applied
 
     def _load(self, dep: Deployment) -> LoadedFunction:
         return self.runtime.load(
@@ -254,6 +232,60 @@ class Platform:
     def _sweep(self) -> None:
         while not self._stop.wait(self.options.sweep_interval_s):
             self.pool.sweep()
+
+
+class _Call:
+    """The bookkeeping of one invocation: ids, clocks, outcome, its record."""
+
+    __slots__ = (
+        "budgeted",
+        "cold",
+        "dep",
+        "duration_ms",
+        "error",
+        "event_id",
+        "inv",
+        "outcome",
+        "recorded",
+        "request_id",
+        "run_s",
+        "started",
+        "t0",
+        "trigger",
+    )
+
+    def __init__(self, dep: Deployment, request: InvocationRequest) -> None:
+        limit_s = request.timeout_s or dep.spec.timeout_s
+        budget_s = request.budget_s
+        self.budgeted = budget_s is not None and budget_s < limit_s
+        self.run_s = budget_s if self.budgeted else request.timeout_s
+        self.dep = dep
+        self.request_id = request.request_id or new_id("req")
+        self.trigger = str(request.event.get("kind", "direct"))
+        self.event_id = str(request.event.get("id") or self.request_id)
+        self.started = time.time()
+        self.t0 = time.perf_counter()
+        self.cold = False
+        self.recorded = True
+        self.outcome: str = "ok"
+        self.error: str | None = None
+        self.duration_ms = 0.0
+        self.inv = Invocation(request_id=self.request_id, function=dep.name)
+
+    def record(self) -> InvocationRecord:
+        return InvocationRecord(
+            request_id=self.request_id,
+            function=self.dep.name,
+            version=self.dep.version,
+            trigger=self.trigger,
+            cold=self.cold,
+            started_ms=int(self.started * 1000),
+            duration_ms=self.duration_ms,
+            outcome=self.outcome,
+            error=self.error,
+            logs=[(line.level, line.message) for line in self.inv.logs],
+            event_id=self.event_id,
+        )
 
 
 class _Slot:

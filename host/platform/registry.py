@@ -1,6 +1,6 @@
 """What is deployed: functions, their versions and config, and the HTTP routes.
 
-Deployments live in LMDB beside the managed services, and module bytes in a
+Deployment records live in the services' store (``DeploymentStore``), and module bytes in a
 content-addressed directory (``modules/<sha256>.wasm``), so a restarted server, or a
 second worker on the same data dir, serves the same functions and versions without
 the sources. Every change bumps a generation counter that readers compare cheaply to
@@ -16,20 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from host.common.files import atomic_write
 from host.errors import FunctionNotFound
 from host.manifest.functions import FunctionSpec, function_spec_from_dict
 from host.manifest.routes import Route, route_from_dict
 from host.manifest.triggers import Triggers, triggers_from_dict
-from host.services.storage import Storage
-
-_DB = b"registry"
-_FN = b"fn/"
-_ROUTES = b"routes"
-_GENERATION = b"generation"
-_APP = b"app/"
+from host.services.interface import DeploymentStore
 
 
 @dataclass(frozen=True)
@@ -62,9 +54,8 @@ class Deployment:
 class Registry:
     """Deployments and routes, shared by every process on one data dir."""
 
-    def __init__(self, storage: Storage, modules_dir: Path) -> None:
-        self._storage = storage
-        self._db = storage.db(_DB)
+    def __init__(self, store: DeploymentStore, modules_dir: Path) -> None:
+        self._store = store
         self._modules = modules_dir
         self._modules.mkdir(parents=True, exist_ok=True)
         # deployments decoded once per generation: get() is on every request's path
@@ -80,70 +71,30 @@ class Registry:
         path = self._modules / f"{sha}.wasm"
         if not path.exists():
             atomic_write(path, wasm)
-        key = _FN + spec.name.encode()
-        config = spec.to_dict()
-
-        def write(txn: Any) -> Deployment:
-            raw = txn.get(key, db=self._db)
-            if raw is not None:
-                old = msgpack.unpackb(raw)
-                if old["sha256"] == sha and old["config"] == config:
-                    return _deployment(old)
-                version = int(old["version"]) + 1
-            else:
-                version = 1
-            record = {
-                "name": spec.name,
-                "version": version,
-                "sha256": sha,
-                "deployed_ms": int(time.time() * 1000),
-                "config": config,
-            }
-            txn.put(key, msgpack.packb(record), db=self._db)
-            _bump(txn, self._db)
-            return _deployment(record)
-
-        result: Deployment = self._storage.write(write)
-        return result
+        now = int(time.time() * 1000)
+        return _deployment(self._store.put_function(spec.name, sha, spec.to_dict(), now))
 
     def get(self, name: str) -> Deployment:
-        with self._storage.read() as txn:
-            generation = _generation(txn, self._db)
-            if generation != self._cache_generation:
-                self._cache = {}
-                self._cache_generation = generation
+        generation = self._store.generation()
+        if generation == self._cache_generation:
             dep = self._cache.get(name)
             if dep is not None:
                 return dep
-            raw = txn.get(_FN + name.encode(), db=self._db)
-        if raw is None:
+        generation, record = self._store.function(name)
+        if record is None:
             raise FunctionNotFound(f"no function named {name!r} is deployed")
-        dep = _deployment(msgpack.unpackb(raw))
-        if self._cache_generation == generation:  # not reset by a newer reader meanwhile
-            self._cache[name] = dep
+        dep = _deployment(record)
+        if generation != self._cache_generation:
+            self._cache = {}
+            self._cache_generation = generation
+        self._cache[name] = dep
         return dep
 
     def list(self) -> list[Deployment]:
-        out = []
-        with self._storage.read() as txn:
-            cur = txn.cursor(db=self._db)
-            if cur.set_range(_FN):
-                for k, v in cur:
-                    if not bytes(k).startswith(_FN):
-                        break
-                    out.append(_deployment(msgpack.unpackb(v)))
-        return out
+        return [_deployment(r) for r in self._store.functions()]
 
     def delete(self, name: str) -> None:
-        key = _FN + name.encode()
-
-        def write(txn: Any) -> bool:
-            if not txn.delete(key, db=self._db):
-                return False
-            _bump(txn, self._db)
-            return True
-
-        if not self._storage.write(write):
+        if not self._store.delete_function(name):
             raise FunctionNotFound(f"no function named {name!r} is deployed")
 
     def wasm(self, dep: Deployment) -> bytes:
@@ -152,57 +103,26 @@ class Registry:
     # --- routes ----------------------------------------------------------------------
 
     def set_routes(self, routes: builtins.list[Route]) -> None:
-        packed = msgpack.packb([r.to_dict() for r in routes])
-
-        def write(txn: Any) -> None:
-            if txn.get(_ROUTES, db=self._db) != packed:
-                txn.put(_ROUTES, packed, db=self._db)
-                _bump(txn, self._db)
-
-        self._storage.write(write)
+        self._store.set_routes([r.to_dict() for r in routes])
 
     def routes(self) -> builtins.list[Route]:
-        with self._storage.read() as txn:
-            raw = txn.get(_ROUTES, db=self._db)
-        if raw is None:
-            return []
-        return [route_from_dict(d) for d in msgpack.unpackb(raw)]
+        return [route_from_dict(d) for d in self._store.routes()]
 
     # --- triggers and workflows: stored as written in the manifest --------------------
 
     def set_app_config(self, name: str, config: dict[str, Any]) -> None:
         """Store a manifest section (``triggers``, ``workflows``) for every process."""
-        key = _APP + name.encode()
-        packed = msgpack.packb(config)
-
-        def write(txn: Any) -> None:
-            if txn.get(key, db=self._db) != packed:
-                txn.put(key, packed, db=self._db)
-                _bump(txn, self._db)
-
-        self._storage.write(write)
+        self._store.set_app_config(name, config)
 
     def app_config(self, name: str) -> dict[str, Any]:
-        with self._storage.read() as txn:
-            raw = txn.get(_APP + name.encode(), db=self._db)
-        return {} if raw is None else dict(msgpack.unpackb(raw))
+        return self._store.app_config(name)
 
     def triggers(self) -> Triggers:
         return triggers_from_dict(self.app_config("triggers"), where="registry")
 
     def generation(self) -> int:
         """A number that changes whenever a deployment or the routes change."""
-        with self._storage.read() as txn:
-            return _generation(txn, self._db)
-
-
-def _generation(txn: Any, db: Any) -> int:
-    raw = txn.get(_GENERATION, db=db)
-    return int(raw) if raw is not None else 0
-
-
-def _bump(txn: Any, db: Any) -> None:
-    txn.put(_GENERATION, str(_generation(txn, db) + 1).encode(), db=db)
+        return self._store.generation()
 
 
 def _deployment(record: dict[str, Any]) -> Deployment:

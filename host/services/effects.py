@@ -22,17 +22,16 @@ it is given was committed before (a redelivered event).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from host.errors import ConditionFailed
 from host.services.blobs import BlobInfo, check_size, make_info
 from host.services.events import Record, event_record, storage_delete, storage_put
-from host.services.interface import Backend
+from host.services.interface import Backend, CommitWork
 from host.services.keys import successor
 from host.services.queues import Message, new_message
 
-Extra = Callable[[Any], None]
 _ABSENT = object()
 
 
@@ -245,9 +244,9 @@ class Effects:
         self._events.clear()
 
     def commit(
-        self, extra: Extra | None = None, idempotency_id: str | Sequence[str] | None = None
+        self, extra: CommitWork | None = None, idempotency_id: str | Sequence[str] | None = None
     ) -> bool:
-        """Apply everything, with ``extra(txn)``, in one write transaction.
+        """Apply everything, with ``extra``'s own work, in one write transaction.
 
         False when an ``idempotency_id`` (one, or one per message of a batch) had
         already been committed: then only ``extra`` runs, and nothing is applied twice.
@@ -264,7 +263,7 @@ class Effects:
         def apply(txn: Any) -> bool:
             if any(b.idempotency.seen(txn, i) for i in ids):
                 if extra is not None:
-                    extra(txn)
+                    extra.apply(b.work(txn))
                 return False
             for (table, key), expected in self._expect.items():
                 if tables.version(txn, table, key) != expected:
@@ -288,7 +287,7 @@ class Effects:
             for i in ids:
                 b.idempotency.remember(txn, i)
             if extra is not None:
-                extra(txn)
+                extra.apply(b.work(txn))
             return True
 
         wakes = bool(self._sends or records)

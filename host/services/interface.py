@@ -1,17 +1,23 @@
 """What a services backend is: the operations the effects and the triggers rely on.
 
 Today every service is implemented on LMDB (``storage.py``, ``kv.py``, ``blobs.py``,
-``queues.py``, ``outbox.py``). Callers (``Effects``, the triggers, the admin API) need
-only these shapes, so a distributed backend can be added beside the LMDB one without
-touching them. A ``txn`` is the backend's own transaction, opaque to callers: they get
-one from ``Store.read()``/``Store.snapshot()`` or inside ``Store.write(fn)``, and every
-write made with one ``txn`` commits or vanishes together.
+``queues.py``, ``outbox.py``, ``consumer.py``, ``dispatch.py``, ``schedule_leases.py``,
+``runs.py``, ``deployments.py``). Callers need only these shapes, so a distributed
+backend can be added beside the LMDB one without touching them.
+
+Two levels. The *transactional* protocols (``Store``, ``TableStore``, ``QueueStore``,
+…) take a ``txn``, the backend's own transaction: only code inside ``services/`` (the
+effects) uses them. Everything outside ``services/`` uses the *typed operations*
+(``QueueConsumer``, ``OutboxDispatch``, ``ScheduleStore``, ``RunStore``,
+``DeploymentStore``), each one transaction, or a ``UnitOfWork`` handed to a
+``CommitWork`` inside an invocation's commit; no transaction handle leaves
+``services/`` (a test greps for it).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -19,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     from host.services.blobs import BlobInfo
     from host.services.queues import Message, QueueStats
+    from host.services.runs import Timer
+    from host.services.schedule_leases import Firing
 
 T = TypeVar("T")
 Txn = Any
@@ -167,3 +175,143 @@ class Backend(Protocol):
     def notify_committed(self) -> None:
         """Called after a commit that sent messages or appended records."""
         ...
+
+    def work(self, txn: Txn) -> UnitOfWork:
+        """The typed operations of the write transaction ``txn`` (for ``CommitWork``)."""
+        ...
+
+
+# --- typed operations: what callers outside services/ use ----------------------------
+
+
+class QueueWork(Protocol):
+    """Queue operations inside a unit of work: they commit with it."""
+
+    def ack(self, queue: str, ids: Sequence[str]) -> None: ...
+
+    def send(self, queue: str, body: bytes, now_ms: int, delay_ms: int = 0) -> str: ...
+
+
+class RunWork(Protocol):
+    """Workflow runs, their timers and idempotency keys, inside a unit of work."""
+
+    def get(self, run_id: str) -> dict[str, Any] | None: ...
+
+    def put(self, run: dict[str, Any]) -> None: ...
+
+    def delete(self, run_id: str) -> None: ...
+
+    def all(self) -> list[dict[str, Any]]: ...
+
+    def add_timer(self, t: Timer) -> None: ...
+
+    def remove_timer(self, due_ms: int, run_id: str) -> None: ...
+
+    def due(self, now_ms: int, limit: int) -> list[Timer]: ...
+
+    def count_timers(self) -> int: ...
+
+    def key_run(self, workflow: str, key: str) -> str | None: ...
+
+    def set_key(self, workflow: str, key: str, run_id: str) -> None: ...
+
+    def delete_key(self, workflow: str, key: str) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """The typed operations of one write transaction."""
+
+    @property
+    def queues(self) -> QueueWork: ...
+
+    @property
+    def runs(self) -> RunWork: ...
+
+
+class CommitWork(Protocol):
+    """A caller's own changes, committed in the same transaction as the effects of
+    the invocation (acks, a workflow step's transition). Raising aborts the commit."""
+
+    def apply(self, work: UnitOfWork) -> None: ...
+
+
+class QueueConsumer(Protocol):
+    """Consuming queues: each operation is one transaction."""
+
+    def lease(self, queue: str, limit: int, visibility_ms: int, now_ms: int) -> list[Message]: ...
+
+    def ack(self, queue: str, ids: Sequence[str]) -> None: ...
+
+    def retry(
+        self, queue: str, visible_at: Mapping[str, int], error: str, count: bool = True
+    ) -> None: ...
+
+    def dead_letter(
+        self, queue: str, ids: Sequence[str], to_queue: str, now_ms: int, error: str
+    ) -> None: ...
+
+    def get(self, queue: str, id: str) -> Message | None: ...
+
+    def peek(self, queue: str, limit: int) -> list[Message]: ...
+
+    def stats(self, queue: str, now_ms: int, dead_letter: str | None = None) -> QueueStats: ...
+
+    def all_stats(self, now_ms: int) -> dict[str, QueueStats]: ...
+
+    def replay(self, from_queue: str, to_queue: str, now_ms: int) -> int: ...
+
+
+class OutboxDispatch(Protocol):
+    """The outbox dispatcher's cursor: each record fanned out exactly once."""
+
+    def dispatch(
+        self, route: Callable[[dict[str, Any]], list[str]], limit: int, now_ms: int
+    ) -> int: ...
+
+    def position(self) -> int: ...
+
+
+class ScheduleStore(Protocol):
+    """Schedules' last fired times, claimed by compare-and-set."""
+
+    def last_fired(self, names: Iterable[str]) -> dict[str, int | None]: ...
+
+    def claim(
+        self, name: str, expected: int | None, fired_ms: int, firing: Firing | None, now_ms: int
+    ) -> bool: ...
+
+
+class RunStore(Protocol):
+    """Workflow runs: reads, and read-modify-write transactions over ``RunWork``."""
+
+    def transact(self, fn: Callable[[RunWork], T]) -> T: ...
+
+    def get(self, run_id: str) -> dict[str, Any] | None: ...
+
+    def all(self) -> list[dict[str, Any]]: ...
+
+    def count_timers(self) -> int: ...
+
+
+class DeploymentStore(Protocol):
+    """Deployment records, routes and app config, with a generation counter."""
+
+    def generation(self) -> int: ...
+
+    def function(self, name: str) -> tuple[int, dict[str, Any] | None]: ...
+
+    def functions(self) -> list[dict[str, Any]]: ...
+
+    def put_function(
+        self, name: str, sha256: str, config: dict[str, Any], now_ms: int
+    ) -> dict[str, Any]: ...
+
+    def delete_function(self, name: str) -> bool: ...
+
+    def set_routes(self, routes: list[dict[str, Any]]) -> None: ...
+
+    def routes(self) -> list[dict[str, Any]]: ...
+
+    def set_app_config(self, name: str, config: dict[str, Any]) -> None: ...
+
+    def app_config(self, name: str) -> dict[str, Any]: ...

@@ -1,4 +1,6 @@
-"""Managed services on one LMDB environment: tables, blobs, queues, the event outbox.
+"""Managed services on one LMDB environment: tables, blobs, queues, the event outbox,
+and the stores of the parts above them (queue consumption, the dispatcher's cursor,
+schedules, workflow runs, deployments).
 
 ``Services`` is what the platform builds once per process; ``begin()`` starts an
 invocation's staged effects. Nothing here knows about wasmtime or HTTP: the guest
@@ -10,14 +12,21 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from host.services.blobs import MAX_OBJECT_BYTES, Blobs
+from host.services.consumer import Consumer
+from host.services.deployments import Deployments
+from host.services.dispatch import OutboxCursor
 from host.services.effects import Effects
 from host.services.idempotency import Idempotency
 from host.services.kv import Tables
 from host.services.outbox import Outbox
 from host.services.queues import Queues
+from host.services.runs import Runs
+from host.services.schedule_leases import ScheduleLeases
 from host.services.storage import Storage
+from host.services.work import Work
 
 
 class Services:
@@ -35,12 +44,21 @@ class Services:
         self.queues = Queues(self.storage)
         self.outbox = Outbox(self.storage)
         self.idempotency = Idempotency(self.storage)
+        self.consumer = Consumer(self.storage, self.queues)
+        self.dispatch = OutboxCursor(self.storage, self.outbox, self.queues)
+        self.schedules = ScheduleLeases(self.storage, self.queues)
+        self.runs = Runs(self.storage)
+        self.deployments = Deployments(self.storage)
         #: notified after every commit in this process, so consumers wake at once
         self.committed = threading.Condition()
 
     def notify_committed(self) -> None:
         with self.committed:
             self.committed.notify_all()
+
+    def work(self, txn: Any) -> Work:
+        """The typed operations of the write transaction ``txn`` (see ``work.py``)."""
+        return Work(self.queues, self.runs.dbs, txn)
 
     def wait_for_commit(self, timeout: float) -> None:
         """Block until a commit in this process, or ``timeout`` (commits made by other

@@ -24,8 +24,10 @@ from host.common.clock import Clock
 from host.errors import NimbusError, Overloaded
 from host.manifest.triggers import Delivery
 from host.platform.platform import Platform
+from host.platform.request import InvocationRequest
+from host.services.interface import UnitOfWork
 from host.services.queues import Message
-from host.triggers.backoff import retry_delay_ms
+from host.services.work import Ack
 
 log = logging.getLogger("nimbus.triggers")
 
@@ -56,6 +58,21 @@ class Subscription:
     workflow: str = ""
 
 
+class AckOnCommit:
+    """The commit hook of a delivery: the batch is acked with the function's effects."""
+
+    __slots__ = ("ack",)
+
+    def __init__(self, ack: Ack) -> None:
+        self.ack = ack
+
+    def check(self, response: dict[str, Any]) -> None:
+        pass  # any successful response acks the batch
+
+    def apply(self, work: UnitOfWork) -> None:
+        self.ack.apply(work)
+
+
 @dataclass
 class DeliveryStats:
     """Counters of one deliverer, for tests and the admin API."""
@@ -82,71 +99,66 @@ class Deliverer:
         self.clock = clock
         self.stats = DeliveryStats()
         self._services = platform.services
+        self._consumer = platform.services.consumer
 
     def poll_once(self) -> int:
         """Lease a batch and deliver it; the number of messages handled (0: none due)."""
-        sub, s = self.sub, self._services
+        sub = self.sub
         now = self.clock.now_ms()
-        batch: list[Message] = s.storage.write(
-            lambda txn: s.queues.lease(txn, sub.queue, sub.batch_size, sub.visibility_ms, now)
-        )
+        batch = self._consumer.lease(sub.queue, sub.batch_size, sub.visibility_ms, now)
         if not batch:
             return 0
-        ids = [f"{sub.name}:{m.id}" for m in batch]
-
-        def ack(txn: Any) -> None:
-            for m in batch:
-                s.queues.ack(txn, sub.queue, m.id)
-
+        ack = Ack(sub.queue, [m.id for m in batch])
         try:
             if sub.workflow:
                 self._start_run(batch, ack)
                 return len(batch)
-            result = self.platform.invoke(
-                sub.function, sub.make_event(batch), on_commit=ack, idempotency_id=ids
+            request = InvocationRequest(
+                sub.function,
+                sub.make_event(batch),
+                idempotency_ids=[f"{sub.name}:{m.id}" for m in batch],
+                commit=AckOnCommit(ack),
             )
+            result = self.platform.execute(request)
         except Overloaded as e:
-            self._retry(batch, str(e), overloaded=True)
+            self._retry(batch, "Overloaded", str(e), overloaded=True)
         except NimbusError as e:
             self.stats.failed += 1
-            self._retry(batch, f"{e.kind}: {e}")
+            self._retry(batch, e.kind, f"{e.kind}: {e}")
         except Exception as e:
             log.exception("delivery to %s failed unexpectedly", sub.function)
             self.stats.failed += 1
-            self._retry(batch, f"InternalError: {e!r}")
+            self._retry(batch, "InternalError", f"InternalError: {e!r}")
         else:
             self.stats.delivered += len(batch)
             if not result.applied:
                 self.stats.duplicates += len(batch)
         return len(batch)
 
-    def _start_run(self, batch: list[Message], ack: Callable[[Any], None]) -> None:
+    def _start_run(self, batch: list[Message], ack: Ack) -> None:
         """Start the subscription's workflow with the event; the key (the first message
         id) makes a redelivery return the run already started, then the ack lands."""
         if self.start_workflow is None:
             raise RuntimeError("this host does not run workflows")
         key = f"{self.sub.name}:{batch[0].id}"
         self.start_workflow(self.sub.workflow, self.sub.make_event(batch), key)
-        self._services.storage.write(ack)
+        self._consumer.ack(ack.queue, ack.ids)
         self.stats.delivered += len(batch)
 
-    def _retry(self, batch: list[Message], error: str, overloaded: bool = False) -> None:
-        sub, s = self.sub, self._services
+    def _retry(self, batch: list[Message], kind: str, error: str, overloaded: bool = False) -> None:
+        sub, consumer = self.sub, self._consumer
         now = self.clock.now_ms()
-        dead: list[str] = []
-
-        def write(txn: Any) -> None:
-            for m in batch:
-                if overloaded:
-                    s.queues.retry_at(txn, sub.queue, m.id, now + OVERLOADED_RETRY_MS, error, False)
-                elif m.attempt >= sub.delivery.max_attempts:
-                    s.queues.move(txn, sub.queue, m.id, sub.dead_letter, now, error)
-                    dead.append(m.id)
-                else:
-                    delay = retry_delay_ms(sub.delivery.backoff, m.attempt)
-                    s.queues.retry_at(txn, sub.queue, m.id, now + delay, error)
-
-        s.storage.write(write)
+        policy = sub.delivery.retry
+        if overloaded:  # not an attempt: the same messages come back soon
+            back = {m.id: now + OVERLOADED_RETRY_MS for m in batch}
+            consumer.retry(sub.queue, back, error, count=False)
+            return
+        dead = [m.id for m in batch if not policy.should_retry(kind, m.attempt)]
+        if dead:
+            consumer.dead_letter(sub.queue, dead, sub.dead_letter, now, error)
+        retried = {m.id: now + policy.delay_ms(m.attempt) for m in batch if m.id not in set(dead)}
+        if retried:
+            consumer.retry(sub.queue, retried, error)
         if dead:
             self.stats.dead_lettered += len(dead)
             log.warning(

@@ -1,9 +1,10 @@
 """Cron schedules: exactly one firing per scheduled time, across every host process.
 
-Each schedule's last fired time lives in LMDB. A tick reads it, works out the latest
-time due, and in one write transaction moves it forward and enqueues the firing for
-delivery (with retries like any trigger). Two processes racing for one time are
-serialised by LMDB's writer lock: the second sees the time already taken.
+Each schedule's last fired time lives in the services' ``ScheduleStore``. A tick
+reads it, works out the latest time due, and claims it with a compare-and-set that
+enqueues the firing for delivery (with retries like any trigger) in the same
+transaction. Two processes racing for one time are serialised by the store: the
+second's claim fails, and it fires nothing.
 
 Missed runs (the host was down): ``missed = "latest"`` (default) fires once, for the
 latest missed time, not a burst; ``"skip"`` fires nothing for times more than
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgpack
@@ -23,7 +23,7 @@ from croniter import croniter
 
 from host.common.clock import Clock
 from host.manifest.triggers import ScheduleTrigger
-from host.services.queues import new_message
+from host.services.schedule_leases import Firing
 from host.services.services import Services
 from host.triggers.subscriptions import schedule_queue
 
@@ -54,36 +54,32 @@ class Scheduler:
         self.services = services
         self.schedules = schedules
         self.clock = clock
-        self._db = services.storage.db(b"schedules")
 
     def poll_once(self) -> list[tuple[str, int]]:
         """Fire what is due; the ``(schedule, scheduled_ms)`` fired by this call."""
         now = self.clock.now_ms()
         fired: list[tuple[str, int]] = []
+        last = self.services.schedules.last_fired(sc.name for sc in self.schedules)
         for sc in self.schedules:
-            at = self._fire(sc, now)
+            at = self._fire(sc, last[sc.name], now)
             if at is not None:
                 fired.append((sc.name, at))
         if fired:
             self.services.notify_committed()
         return fired
 
-    def _fire(self, sc: ScheduleTrigger, now: int) -> int | None:
-        s = self.services
-        key = sc.name.encode()
-
-        def write(txn: Any) -> int | None:
-            raw = txn.get(key, db=self._db)
-            if raw is None:
-                txn.put(key, str(now).encode(), db=self._db)
-                return None
-            last = int(raw)
-            if next_after(sc, last) > now:
-                return None
-            latest = latest_at_or_before(sc, now)
-            txn.put(key, str(latest).encode(), db=self._db)
-            if sc.missed == "skip" and now - latest > GRACE_MS:
-                return None
+    def _fire(self, sc: ScheduleTrigger, last: int | None, now: int) -> int | None:
+        """Claim the latest due time of ``sc`` and enqueue its firing; None when nothing
+        is due, the firing is skipped, or another process claimed the time first."""
+        leases = self.services.schedules
+        if last is None:  # first seen: start from now
+            leases.claim(sc.name, None, now, None, now)
+            return None
+        if next_after(sc, last) > now:
+            return None
+        latest = latest_at_or_before(sc, now)
+        firing = None
+        if sc.missed != "skip" or now - latest <= GRACE_MS:
             body = {
                 "id": f"{sc.name}@{latest}",
                 "schedule": sc.name,
@@ -91,20 +87,18 @@ class Scheduler:
                 "timezone": sc.timezone,
                 "scheduled_ms": latest,
             }
-            s.queues.send(txn, new_message(schedule_queue(sc), msgpack.packb(body), now))
-            return latest
-
-        fired: int | None = s.storage.write(write)
-        return fired
+            firing = Firing(schedule_queue(sc), msgpack.packb(body))
+        claimed = leases.claim(sc.name, last, latest, firing, now)
+        return latest if claimed and firing is not None else None
 
     def next_fire_times(self) -> dict[str, int]:
         """Each schedule's next scheduled time (for ``nimbus schedules``)."""
         now = self.clock.now_ms()
+        last = self.services.schedules.last_fired(sc.name for sc in self.schedules)
         out = {}
-        with self.services.storage.read() as txn:
-            for sc in self.schedules:
-                raw = txn.get(sc.name.encode(), db=self._db)
-                out[sc.name] = next_after(sc, max(int(raw) if raw else now, 0))
+        for sc in self.schedules:
+            found = last[sc.name]
+            out[sc.name] = next_after(sc, max(found if found is not None else now, 0))
         return out
 
     def run(self, stop: threading.Event, tick_s: float = 0.1) -> None:

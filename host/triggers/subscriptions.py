@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 
+from host.common.retry import RetryPolicy
 from host.manifest.grants import topic_matches
 from host.manifest.triggers import Delivery, EventTrigger, ScheduleTrigger, StorageTrigger, Triggers
 from host.services.queues import Message
@@ -109,7 +110,7 @@ def subscriptions(triggers: Triggers) -> list[Subscription]:
                 queue=schedule_queue(sc),
                 function=sc.function,
                 make_event=schedule_event,
-                delivery=Delivery(max_attempts=3),
+                delivery=Delivery(RetryPolicy(max_attempts=3)),
                 dead_letter=f"{sc.function or sc.workflow}.dlq",
                 workflow=sc.workflow,
             )

@@ -1,0 +1,97 @@
+"""Consuming queues: lease, ack, retry, dead-letter, peek and replay, one call each.
+
+The triggers and the admin API consume queues through these typed operations; each
+runs in its own short transaction, so no transaction handle leaves ``services/``. An
+ack that must commit together with a function's effects goes through the unit of
+work of that commit instead (``work.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from host.services.queues import Message, Queues, QueueStats, new_message
+from host.services.storage import Storage
+
+
+class Consumer:
+    """Queue consumption on the LMDB backend."""
+
+    def __init__(self, storage: Storage, queues: Queues) -> None:
+        self._storage = storage
+        self._queues = queues
+
+    def lease(self, queue: str, limit: int, visibility_ms: int, now_ms: int) -> list[Message]:
+        """Up to ``limit`` visible messages, hidden for ``visibility_ms``, attempt + 1."""
+        q = self._queues
+        return self._storage.write(lambda txn: q.lease(txn, queue, limit, visibility_ms, now_ms))
+
+    def ack(self, queue: str, ids: Sequence[str]) -> None:
+        """Delete the messages ``ids`` (handled)."""
+        q = self._queues
+
+        def write(txn: Any) -> None:
+            for id in ids:
+                q.ack(txn, queue, id)
+
+        self._storage.write(write)
+
+    def retry(
+        self, queue: str, visible_at: Mapping[str, int], error: str, count: bool = True
+    ) -> None:
+        """Make each leased message ``id`` visible again at ``visible_at[id]`` with
+        ``error``; with ``count=False`` the lease does not count as an attempt."""
+        q = self._queues
+
+        def write(txn: Any) -> None:
+            for id, visible_ms in visible_at.items():
+                q.retry_at(txn, queue, id, visible_ms, error, count)
+
+        self._storage.write(write)
+
+    def dead_letter(
+        self, queue: str, ids: Sequence[str], to_queue: str, now_ms: int, error: str
+    ) -> None:
+        """Move the messages ``ids`` to ``to_queue``, visible now, with ``error``."""
+        q = self._queues
+
+        def write(txn: Any) -> None:
+            for id in ids:
+                q.move(txn, queue, id, to_queue, now_ms, error)
+
+        self._storage.write(write)
+
+    def get(self, queue: str, id: str) -> Message | None:
+        with self._storage.read() as txn:
+            return self._queues.get(txn, queue, id)
+
+    def peek(self, queue: str, limit: int) -> list[Message]:
+        """The first ``limit`` messages in enqueue order, without leasing them."""
+        with self._storage.read() as txn:
+            return self._queues.peek(txn, queue, limit)
+
+    def stats(self, queue: str, now_ms: int, dead_letter: str | None = None) -> QueueStats:
+        with self._storage.read() as txn:
+            return self._queues.stats(txn, queue, now_ms, dead_letter)
+
+    def all_stats(self, now_ms: int) -> dict[str, QueueStats]:
+        """The counts of every queue that holds a message, from one snapshot."""
+        q = self._queues
+        with self._storage.read() as txn:
+            return {name: q.stats(txn, name, now_ms) for name in q.names(txn)}
+
+    def replay(self, from_queue: str, to_queue: str, now_ms: int) -> int:
+        """Send every message of ``from_queue`` (a dead-letter queue) back to
+        ``to_queue`` as a new message (attempts reset); how many moved."""
+        q = self._queues
+
+        def write(txn: Any) -> int:
+            moved = 0
+            for m in q.peek(txn, from_queue, 1 << 62):
+                q.ack(txn, from_queue, m.id)
+                q.send(txn, new_message(to_queue, m.body, now_ms))
+                moved += 1
+            return moved
+
+        return self._storage.write(write)
