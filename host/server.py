@@ -1,4 +1,11 @@
-"""Serving the gateway with Uvicorn, in one process or several sharing one data dir."""
+"""Process assembly: platform + triggers + workflows + gateway, served with Uvicorn.
+
+``Platform`` wires the parts below it (runtime, hostcalls, services, registry,
+telemetry); this module is the one place that builds the parts above it and hands
+them to each other: the workflow runner, the trigger manager (which starts runs and
+knows the schedules) and the gateway. It runs in one process or several sharing one
+data dir.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from host.gateway.app import create_app
+from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
+from host.triggers.manager import TriggerManager
 
 DATA_DIR_ENV = "NIMBUS_DATA_DIR"
 
@@ -17,13 +26,16 @@ DATA_DIR_ENV = "NIMBUS_DATA_DIR"
 def app_from_env() -> Starlette:
     """Uvicorn's app factory: every worker process opens the data dir on its own and
     runs the triggers beside the gateway."""
-    from host.orchestrator.runner import WorkflowRunner
-    from host.triggers.manager import TriggerManager
+    return assemble(Platform(Path(os.environ[DATA_DIR_ENV])))
 
-    platform = Platform(Path(os.environ[DATA_DIR_ENV]))
+
+def assemble(platform: Platform, admin_token: str | None = None) -> Starlette:
+    """The serving app of ``platform``: workflows, triggers and gateway, wired."""
     workflows = WorkflowRunner(platform)
     triggers = TriggerManager(platform, start_workflow=workflows.start_run)
-    return create_app(platform, background=[triggers, workflows], workflows=workflows)
+    return create_app(
+        platform, workflows, triggers, admin_token=admin_token, background=[triggers, workflows]
+    )
 
 
 def serve(data_dir: Path, host: str, port: int, workers: int = 1, log_level: str = "info") -> None:

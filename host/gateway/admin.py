@@ -22,10 +22,11 @@ from host.common.ids import new_id
 from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, ManifestError
 from host.gateway.auth import AdminAuth
-from host.gateway.data_api import DataApi
+from host.gateway.data_api import data_routes
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
 from host.gateway.openapi import OPENAPI
+from host.gateway.schedules_api import ScheduleSource
 from host.gateway.workflow_api import WorkflowApi
 from host.manifest.functions import function_spec_from_dict
 from host.manifest.routes import routes_from_list
@@ -39,12 +40,18 @@ class AdminApi:
     """Starlette routes of the admin API, bound to one platform."""
 
     def __init__(
-        self, platform: Platform, invoker: Invoker, auth: AdminAuth, workflows: WorkflowRunner
+        self,
+        platform: Platform,
+        invoker: Invoker,
+        auth: AdminAuth,
+        workflows: WorkflowRunner,
+        schedules: ScheduleSource,
     ) -> None:
         self.platform = platform
         self.invoker = invoker
         self.auth = auth
         self.workflows = workflows
+        self.schedules = schedules
 
     def routes(self) -> list[Route]:
         guarded = self._guarded
@@ -59,7 +66,7 @@ class AdminApi:
             Route("/routes", guarded(self.get_routes), methods=["GET"]),
             Route("/routes", guarded(self.put_routes), methods=["PUT"]),
             Route("/invocations", guarded(self.invocations), methods=["GET"]),
-            *DataApi(self.platform).routes(guarded),
+            *data_routes(self.platform, self.schedules, guarded),
             *WorkflowApi(self.workflows).routes(guarded),
         ]
 

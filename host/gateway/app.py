@@ -14,6 +14,7 @@ from host.gateway.admin import AdminApi
 from host.gateway.auth import AdminAuth, load_or_create_token
 from host.gateway.functions import FunctionRoutes
 from host.gateway.invoker import Invoker
+from host.gateway.schedules_api import ScheduleSource
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
 
@@ -30,17 +31,17 @@ class Background(Protocol):
 
 def create_app(
     platform: Platform,
+    workflows: WorkflowRunner,
+    schedules: ScheduleSource,
     admin_token: str | None = None,
     background: Sequence[Background] = (),
-    workflows: WorkflowRunner | None = None,
 ) -> Starlette:
-    """The gateway for ``platform``; the admin token defaults to the data dir's."""
+    """The gateway for ``platform``, over the workflows and schedules the process
+    assembly (``host/server.py``) built; the admin token defaults to the data dir's."""
     token = admin_token or load_or_create_token(platform.data_dir)
     invoker = Invoker(platform)
-    runner = workflows or WorkflowRunner(platform)
-    admin = AdminApi(platform, invoker, AdminAuth(token), runner)
-
-    functions = FunctionRoutes(platform.registry, invoker, runner.start_run)
+    admin = AdminApi(platform, invoker, AdminAuth(token), workflows, schedules)
+    functions = FunctionRoutes(platform.registry, invoker, workflows.start_run)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 
 from host.common.clock import Clock, WallClock
-from host.manifest.triggers import Triggers
+from host.manifest.triggers import ScheduleTrigger, Triggers
 from host.platform.platform import Platform
 from host.triggers.delivery import Deliverer, StartWorkflow
 from host.triggers.fanout import Dispatcher
@@ -57,6 +57,12 @@ class TriggerManager:
         ]
         self.dispatcher = Dispatcher(s, triggers, self.clock)
         self.scheduler = Scheduler(s, triggers.schedule, self.clock)
+
+    def upcoming(self) -> list[tuple[ScheduleTrigger, int]]:
+        """The deployed schedules, each with its next fire time (for the admin API)."""
+        schedules = self.platform.registry.triggers().schedule
+        nxt = Scheduler(self.platform.services, schedules, self.clock).next_fire_times()
+        return [(sc, nxt[sc.name]) for sc in schedules]
 
     def poll_once(self) -> int:
         """One step of everything (tests drive the triggers with this)."""

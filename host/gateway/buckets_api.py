@@ -1,0 +1,80 @@
+"""The admin API's view of blob buckets: list, get, put and delete objects.
+
+Writes go through the same staged effects as a guest's, so an object written by an
+operator produces the same storage event as one written by a function.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from host.common.jsonable import jsonable
+from host.errors import NotFound
+from host.services.keys import check_key, check_name
+from host.services.services import Services
+
+
+class BucketsApi:
+    """Routes under ``/_admin/buckets``."""
+
+    def __init__(self, services: Services, source: str) -> None:
+        self.services = services
+        self.source = source
+
+    def routes(self, guard: Any) -> list[Route]:
+        objects = "/buckets/{bucket}/objects"
+        return [
+            Route(objects, guard(self.list), methods=["GET"]),
+            Route(objects + "/{key:path}", guard(self.get), methods=["GET"]),
+            Route(objects + "/{key:path}", guard(self.put), methods=["PUT"]),
+            Route(objects + "/{key:path}", guard(self.delete), methods=["DELETE"]),
+        ]
+
+    async def list(self, request: Request) -> Response:
+        bucket = check_name("bucket", request.path_params["bucket"])
+        prefix = request.query_params.get("prefix", "").encode()
+        cursor = request.query_params.get("cursor")
+        limit = min(int(request.query_params.get("limit", "100")), 1000)
+        start = bytes.fromhex(cursor) if cursor else b""
+        with self.services.begin(self.source) as effects:
+            infos, nxt = effects.blob_list(bucket, prefix, start, limit)
+        return JSONResponse(
+            {
+                "items": [{"key": jsonable(i.key), **i.to_dict()} for i in infos],
+                "cursor": nxt.hex() if nxt is not None else None,
+            }
+        )
+
+    async def get(self, request: Request) -> Response:
+        bucket, key = _bucket_key(request)
+        with self.services.begin(self.source) as effects:
+            found = effects.blob_get(bucket, key)
+        if found is None:
+            raise NotFound(f"bucket {bucket} has no object {key.decode(errors='replace')!r}")
+        data, info = found
+        return Response(data, media_type=info.content_type, headers={"etag": info.etag})
+
+    async def put(self, request: Request) -> Response:
+        bucket, key = _bucket_key(request)
+        data = await request.body()
+        content_type = request.headers.get("content-type", "application/octet-stream")
+        effects = self.services.begin(self.source)
+        info = effects.blob_put(bucket, key, data, content_type, {})
+        effects.commit()
+        return JSONResponse({"size": info.size, "etag": info.etag}, status_code=201)
+
+    async def delete(self, request: Request) -> Response:
+        bucket, key = _bucket_key(request)
+        effects = self.services.begin(self.source)
+        deleted = effects.blob_delete(bucket, key)
+        effects.commit()
+        return JSONResponse({"deleted": deleted})
+
+
+def _bucket_key(request: Request) -> tuple[str, bytes]:
+    bucket = check_name("bucket", request.path_params["bucket"])
+    return bucket, check_key(request.path_params["key"])

@@ -1,0 +1,40 @@
+"""The admin API's event publishing: an operator's event goes through the same staged
+effects and outbox as a function's, so subscribers cannot tell them apart."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from host.errors import InvalidRequest
+from host.manifest.grants import TOPIC
+from host.services.services import Services
+
+
+class EventsApi:
+    """Routes under ``/_admin/events``."""
+
+    def __init__(self, services: Services, source: str) -> None:
+        self.services = services
+        self.source = source
+
+    def routes(self, guard: Any) -> list[Route]:
+        return [Route("/events/{topic}", guard(self.publish), methods=["POST"])]
+
+    async def publish(self, request: Request) -> Response:
+        topic = request.path_params["topic"]
+        if not TOPIC.match(topic) or "*" in topic or "#" in topic:
+            raise InvalidRequest(f"{topic!r} is not a topic name like 'order.created'")
+        try:
+            payload = json.loads(await request.body())
+        except json.JSONDecodeError as e:
+            raise InvalidRequest(f"the body must be the event payload as JSON: {e}") from None
+        effects = self.services.begin(self.source)
+        event_id = effects.event_publish(topic, msgpack.packb(payload))
+        effects.commit()
+        return JSONResponse({"id": event_id}, status_code=201)
