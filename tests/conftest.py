@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from host.hostcalls.catalog import all_host_functions
 from host.platform.platform import Platform, PlatformOptions
 from host.runtime.runtime import Runtime
+from host.services.services import Services
 from host.toolchain.builder import build_function
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +45,24 @@ def build() -> Callable[[str], Path]:
             return built[name]
 
     return _build
+
+
+#: the services backends every service test runs against (PostgreSQL joins in #19)
+BACKENDS = ["lmdb"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of the services backend a service test runs against."""
+    name: str = request.param
+    return name
+
+
+def open_services(backend: str, path: Path, **options: Any) -> Services:
+    """The services of ``backend`` on a fresh store under ``path``."""
+    if backend == "lmdb":
+        return Services(path, **options)
+    raise ValueError(f"unknown services backend {backend!r} (known: {BACKENDS})")
 
 
 @pytest.fixture

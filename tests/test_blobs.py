@@ -14,13 +14,14 @@ import pytest
 from host.errors import TooLarge
 from host.services.blobs import CHUNK_BYTES, BlobInfo
 from host.services.services import Services
+from tests.conftest import open_services
 
 CAP = 3 * CHUNK_BYTES
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    s = Services(tmp_path / "db", map_size=1 << 20, max_object_bytes=CAP)
+def services(backend: str, tmp_path: Path) -> Iterator[Services]:
+    s = open_services(backend, tmp_path / "db", map_size=1 << 20, max_object_bytes=CAP)
     yield s
     s.close()
 

@@ -12,12 +12,14 @@ import msgpack
 import pytest
 
 from host.errors import ConditionFailed
+from host.services.interface import UnitOfWork
 from host.services.services import Services
+from tests.conftest import open_services
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    s = Services(tmp_path / "db", map_size=1 << 20)
+def services(backend: str, tmp_path: Path) -> Iterator[Services]:
+    s = open_services(backend, tmp_path / "db", map_size=1 << 20)
     yield s
     s.close()
 
@@ -154,6 +156,20 @@ def test_discard_leaves_nothing(services: Services) -> None:
         assert services.outbox.after(txn, 0, 10) == []
 
 
+class _Extra:
+    """Commit work: counts its runs, records a run named ``key``, may fail after."""
+
+    def __init__(self, ran: list[int], key: str = "", fail: bool = False) -> None:
+        self.ran, self.key, self.fail = ran, key, fail
+
+    def apply(self, work: UnitOfWork) -> None:
+        self.ran.append(1)
+        if self.key:
+            work.runs.put({"id": self.key})
+        if self.fail:
+            raise RuntimeError("the ack failed")
+
+
 def test_idempotent_commit_applies_once_but_runs_extra(services: Services) -> None:
     ran: list[int] = []
     results = []
@@ -161,7 +177,7 @@ def test_idempotent_commit_applies_once_but_runs_extra(services: Services) -> No
         e = services.begin("f")
         e.kv_put("counter", b"n", msgpack.packb(len(ran)))
         e.queue_send("out", msgpack.packb("side effect"))
-        results.append(e.commit(extra=lambda txn: ran.append(1), idempotency_id="evt-1"))
+        results.append(e.commit(extra=_Extra(ran), idempotency_id="evt-1"))
     assert results == [True, False] and len(ran) == 2
     with services.storage.read() as txn:
         assert len(services.queues.peek(txn, "out", 10)) == 1
@@ -180,28 +196,17 @@ def test_a_batch_is_applied_once_if_any_of_its_ids_was(services: Services) -> No
 
 
 def test_extra_work_commits_or_fails_with_the_effects(services: Services) -> None:
-    db = services.storage.db(b"test_extra")
-
-    def extra(txn: Any) -> None:
-        txn.put(b"acked", b"1", db=db)
-
     e = services.begin("f")
     e.kv_put("t", b"k", msgpack.packb(1))
-    e.commit(extra=extra)
-    with services.storage.read() as txn:
-        assert txn.get(b"acked", db=db) == b"1"
-
-    def failing(txn: Any) -> None:
-        txn.put(b"half", b"1", db=db)
-        raise RuntimeError("the ack failed")
+    e.commit(extra=_Extra([], "acked"))
+    assert services.runs.get("acked") == {"id": "acked"}
 
     e = services.begin("f")
     e.kv_put("t", b"k2", msgpack.packb(2))
     with pytest.raises(RuntimeError):
-        e.commit(extra=failing)
+        e.commit(extra=_Extra([], "half", fail=True))
     assert committed(services, "t", b"k2") is None
-    with services.storage.read() as txn:
-        assert txn.get(b"half", db=db) is None
+    assert services.runs.get("half") is None
 
 
 def test_no_write_transaction_is_held_while_staging(services: Services) -> None:

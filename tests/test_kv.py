@@ -11,11 +11,12 @@ import pytest
 from host.errors import InvalidArgument
 from host.services.keys import MAX_KEY_BYTES, check_key, check_name, successor
 from host.services.services import Services
+from tests.conftest import open_services
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    s = Services(tmp_path / "db", map_size=1 << 20)
+def services(backend: str, tmp_path: Path) -> Iterator[Services]:
+    s = open_services(backend, tmp_path / "db", map_size=1 << 20)
     yield s
     s.close()
 

@@ -13,13 +13,14 @@ import pytest
 
 from host.services.services import Services
 from host.services.work import Ack
+from tests.conftest import open_services
 
 T = TypeVar("T")
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    s = Services(tmp_path / "db", map_size=1 << 20)
+def services(backend: str, tmp_path: Path) -> Iterator[Services]:
+    s = open_services(backend, tmp_path / "db", map_size=1 << 20)
     yield s
     s.close()
 
