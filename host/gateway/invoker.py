@@ -35,7 +35,7 @@ FAST_STREAK = 20
 
 
 class Invoker:
-    """Calls ``Platform.invoke`` inline (fast functions) or in a worker thread."""
+    """Calls ``Platform.execute`` inline (fast functions) or in a worker thread."""
 
     def __init__(self, platform: Platform, threads_per_function: int = THREADS_PER_FUNCTION):
         self.platform = platform
@@ -59,10 +59,8 @@ class Invoker:
         if limiter is None:
             limiter = self._limiters.setdefault(function, anyio.CapacityLimiter(self._threads))
 
-        def run() -> InvocationResult:
-            return self.platform.invoke(function, event, request_id=request_id)
-
-        result = await anyio.to_thread.run_sync(run, limiter=limiter)
+        request = InvocationRequest(function, event, request_id=request_id)
+        result = await anyio.to_thread.run_sync(self.platform.execute, request, limiter=limiter)
         fast = result.duration_ms < FAST_MS
         self._streak[function] = self._streak.get(function, 0) + 1 if fast else 0
         return result

@@ -4,9 +4,10 @@
 services), the function registry, the warm pool and the telemetry. Nothing else in
 Nimbus holds global state: tests build a ``Platform`` on a temporary directory.
 
-``Platform.invoke`` is the only way a function runs: the gateway, the triggers and
-the orchestrator all call it, so limits, grants, effects, logs and records hold
-whatever started the call.
+``Platform.execute`` (and ``invoke``, its shorthand for a plain request) is the only
+way a function runs: the gateway, the triggers and the orchestrator all describe
+their call as an ``InvocationRequest`` (``request.py``), so limits, grants, effects,
+logs and records hold whatever started the call.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Invocation records: one per call, whatever started it, kept for logs and metrics.
 
-Every invocation that goes through ``Platform.invoke`` produces one record (request
+Every invocation that goes through ``Platform.execute`` produces one record (request
 id, function, version, trigger, cold or warm, duration, outcome). The most recent
 ones stay in memory for the admin API; each is also logged as one structured line
 and counted in Prometheus metrics.

@@ -2,14 +2,15 @@
 
 Every trigger ends here. A user queue's messages, the storage and bus events fanned
 out from the outbox, and schedule firings are all messages on a queue; a
-``Subscription`` says which function gets them, how they become an event, and the
-retry policy. ``Deliverer.poll_once`` is one step (tests drive it with an injected
+``Subscription`` says which function gets them, how they become an event, and its
+``RetryPolicy``. ``Deliverer.poll_once`` is one step (tests drive it with an injected
 clock); ``run`` loops it on a thread.
 
-At-least-once, effects once: the messages are acked in the same LMDB transaction
-that commits the function's effects, and each message id is recorded there as
-committed, so a redelivery (after a crash, or after a visibility timeout ran out
-while the function was still running) never applies the effects twice.
+At-least-once, effects once: the messages are acked in the same transaction that
+commits the function's effects (the request's ``AckOnCommit`` hook), and each message
+id is recorded there as committed, so a redelivery (after a crash, or after a
+visibility timeout ran out while the function was still running) never applies the
+effects twice.
 """
 
 from __future__ import annotations
