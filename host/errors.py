@@ -72,15 +72,36 @@ class PermissionDenied(NimbusError):
 
 
 class Unauthorized(NimbusError):
-    """The admin API was called without credentials."""
+    """A call came without valid credentials (missing, wrong, expired, revoked);
+    ``challenge`` is the ``WWW-Authenticate`` value that says what to send."""
 
     kind = "Unauthorized"
 
+    def __init__(self, message: str, challenge: str = "Bearer") -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
 
 class Forbidden(NimbusError):
-    """The admin API was called with the wrong credentials."""
+    """The caller is known but not allowed (wrong admin token, a denied route)."""
 
     kind = "Forbidden"
+
+
+class RateLimited(NimbusError):
+    """A caller is over a route's rate limit; ``headers`` say when to come back."""
+
+    kind = "RateLimited"
+
+    def __init__(self, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
+class QuotaExceeded(RateLimited):
+    """A caller used up its calls for the day or the month (a usage plan)."""
+
+    kind = "QuotaExceeded"
 
 
 # --- invocation -------------------------------------------------------------------

@@ -353,6 +353,19 @@ static nimbus_bytes nimbus_http_query(const nimbus_event *ev, const char *name) 
 /* A request header; `name` in lower case. */
 static nimbus_bytes nimbus_http_header(const nimbus_event *ev, const char *name) { return nimbus__lookup(ev, "headers", name); }
 static nimbus_bytes nimbus_http_body(const nimbus_event *ev) { return nimbus_event_str(ev, "body"); }
+/* The caller on a route with an authentication policy (empty when the route has none):
+ * kind ("api_key", "jwt", "authorizer"), subject, the API key's id, and a claim (a JWT's
+ * claims, or an authorizer's context) by name. */
+static nimbus_bytes nimbus_http_auth_kind(const nimbus_event *ev) { return nimbus__lookup(ev, "auth", "kind"); }
+static nimbus_bytes nimbus_http_auth_subject(const nimbus_event *ev) { return nimbus__lookup(ev, "auth", "subject"); }
+static nimbus_bytes nimbus_http_auth_key_id(const nimbus_event *ev) { return nimbus__lookup(ev, "auth", "key_id"); }
+static nimbus_val nimbus_http_auth_claim(const nimbus_event *ev, const char *name) {
+    return nimbus_map_get(nimbus_map_get(nimbus_map_get(ev->root, "auth"), "claims"), name);
+}
+/* An `authorizer` event (method, path, params, query and headers as for http): the
+ * credential to judge and the caller's address. */
+static nimbus_bytes nimbus_authorizer_identity(const nimbus_event *ev) { return nimbus_event_str(ev, "identity"); }
+static nimbus_bytes nimbus_authorizer_source_ip(const nimbus_event *ev) { return nimbus_event_str(ev, "source_ip"); }
 
 /* ---- the response --------------------------------------------------------------------- */
 
@@ -388,6 +401,21 @@ static void nimbus_res_text(nimbus_response *res, int status, const char *text) 
 static nimbus_buf *nimbus_res_output(nimbus_response *res) {
     res->has_output = 1;
     return &res->output;
+}
+/* An authorizer's answer: allow or deny, the caller's subject, and a context of
+ * `context_entries` pairs that the caller writes (key, value, key, value…) into the
+ * returned encoder; the gateway passes the context to the function as auth.claims. */
+static nimbus_buf *nimbus_res_authorize(nimbus_response *res, int allow, const char *subject,
+                                        uint32_t context_entries) {
+    nimbus_buf *o = nimbus_res_output(res);
+    nimbus_mp_map(o, 3);
+    nimbus_mp_str(o, "allow");
+    nimbus_mp_bool(o, allow);
+    nimbus_mp_str(o, "subject");
+    nimbus_mp_str(o, subject);
+    nimbus_mp_str(o, "context");
+    nimbus_mp_map(o, context_entries);
+    return o;
 }
 /* Fails the invocation: its effects are discarded and the caller sees `kind`. */
 static void nimbus_res_fail(nimbus_response *res, const char *kind, const char *message) {

@@ -99,6 +99,34 @@ pub const Event = struct {
         return self.string("body");
     }
 
+    /// The caller on a route with an authentication policy (null when it has none):
+    /// "api_key", "jwt" or "authorizer".
+    pub fn authKind(self: *const Event) ?[]const u8 {
+        return self.lookup("auth", "kind");
+    }
+
+    /// The caller's subject: the API key's name, the JWT's `sub`, the authorizer's subject.
+    pub fn authSubject(self: *const Event) ?[]const u8 {
+        return self.lookup("auth", "subject");
+    }
+
+    /// The id of the API key the caller presented.
+    pub fn authKeyId(self: *const Event) ?[]const u8 {
+        return self.lookup("auth", "key_id");
+    }
+
+    /// A claim of the caller's JWT, or an entry of the authorizer's context.
+    pub fn authClaim(self: *const Event, name: []const u8) ?Value {
+        const auth = self.root.get("auth") orelse return null;
+        const claims = auth.get("claims") orelse return null;
+        return claims.get(name);
+    }
+
+    /// An `authorizer` event's credential (the value of the policy's identity header).
+    pub fn identity(self: *const Event) []const u8 {
+        return self.string("identity");
+    }
+
     /// `input` of an `invoke` or `workflow` event (nil when absent).
     pub fn input(self: *const Event) Value {
         return self.root.get("input") orelse .nil;
@@ -159,6 +187,16 @@ pub const Response = struct {
         self.status = status;
         self.setHeader("content-type", content_type);
         self.body = content;
+    }
+
+    /// An authorizer's answer: allow or deny, the caller's subject, and a context
+    /// (a map value, or null) passed to the function as `auth.claims`.
+    pub fn authorize(self: *Response, allow: bool, subject: []const u8, context: ?Value) void {
+        const out = heap.allocator.alloc(Pair, 3) catch return;
+        out[0] = kv("allow", .{ .boolean = allow });
+        out[1] = kv("subject", .{ .str = subject });
+        out[2] = kv("context", context orelse Value{ .map = &.{} });
+        self.output = .{ .map = out };
     }
 
     /// Fails the invocation: its effects are discarded and the caller sees `kind`.

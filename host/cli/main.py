@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from host.cli import keys
 from host.cli.data import add_commands, admin_client
 from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, NimbusError
@@ -209,9 +210,13 @@ def _invoke_local(args: argparse.Namespace, payload: Any) -> Any:
 
 
 def cmd_routes(args: argparse.Namespace) -> None:
-    table = Table("methods", "path", "function")
+    table = Table("methods", "path", "function", "policies")
     for r in admin_client(args).routes():
-        table.add_row("|".join(r["methods"]), r["path"], r["function"])
+        policies = r.get("policies")
+        shown = "(defaults)" if policies is None else ", ".join(policies) or "-"
+        table.add_row(
+            "|".join(r["methods"]), r["path"], r.get("function", r.get("workflow", "")), shown
+        )
     out.print(table)
 
 
@@ -298,6 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=20)
     remote(c)
     add_commands(sub, remote)
+    keys.add_commands(sub, remote)
     return p
 
 

@@ -25,6 +25,7 @@ from host.gateway.auth import AdminAuth
 from host.gateway.data_api import data_routes
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
+from host.gateway.keys_api import KeysApi
 from host.gateway.openapi import OPENAPI
 from host.gateway.schedules_api import ScheduleSource
 from host.gateway.workflow_api import WorkflowApi
@@ -68,6 +69,7 @@ class AdminApi:
             Route("/invocations", guarded(self.invocations), methods=["GET"]),
             *data_routes(self.platform, self.schedules, guarded),
             *WorkflowApi(self.workflows).routes(guarded),
+            *KeysApi(self.platform.api_keys).routes(guarded),
         ]
 
     def _guarded(self, endpoint: Any) -> Any:
@@ -181,6 +183,10 @@ class AdminApi:
         unknown = sorted({r.workflow for r in routes if r.workflow} - workflows)
         if unknown:
             raise ManifestError(f"routes name workflows that are not deployed: {unknown}")
+        policies = set(self.platform.registry.app_config("gateway").get("policies") or {})
+        undefined = sorted({p for r in routes for p in r.policies or ()} - policies)
+        if undefined:
+            raise ManifestError(f"routes name policies that are not deployed: {undefined}")
         self.platform.registry.set_routes(routes)
         return await self.get_routes(request)
 

@@ -30,6 +30,7 @@ STATUS: dict[type[e.NimbusError], int] = {
     e.PayloadTooLarge: 413,
     e.TooLarge: 413,
     e.Overloaded: 429,
+    e.RateLimited: 429,
     e.FunctionTimeout: 504,
     e.FunctionCrashed: 502,
     e.FunctionOutOfMemory: 502,
@@ -69,4 +70,9 @@ def error_response(err: BaseException, request_id: str) -> JSONResponse:
         log.error("[%s] internal error", request_id, exc_info=err)
         status, kind, message = 500, "InternalError", "internal error"
     body = {"error": {"kind": kind, "message": message, "request_id": request_id}}
-    return JSONResponse(body, status_code=status, headers={"x-request-id": request_id})
+    headers = {"x-request-id": request_id}
+    if isinstance(err, e.Unauthorized):
+        headers["www-authenticate"] = err.challenge
+    elif isinstance(err, e.RateLimited):
+        headers.update(err.headers)
+    return JSONResponse(body, status_code=status, headers=headers)

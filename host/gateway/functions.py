@@ -18,6 +18,7 @@ from host.common.ids import new_id
 from host.errors import InvalidRequest, PayloadTooLarge
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
+from host.gateway.policies.chain import GatewayPolicies, Guard
 from host.gateway.routing import Match, RouteTable
 from host.platform.registry import Registry
 
@@ -33,23 +34,36 @@ class FunctionRoutes:
         registry: Registry,
         invoker: Invoker,
         start_workflow: Callable[[str, Any, str | None], dict[str, Any]] | None = None,
+        policies: GatewayPolicies | None = None,
     ) -> None:
         self._registry = registry
         self._invoker = invoker
         self._start_workflow = start_workflow
+        self._policies = policies
         self._generation = -1
         self._table = RouteTable([])
 
     def table(self) -> RouteTable:
         generation = self._registry.generation()
         if generation != self._generation:
-            self._table = RouteTable(self._registry.routes())
+            routes = self._registry.routes()
+            if self._policies is not None:
+                self._policies.compile(routes)
+            self._table = RouteTable(routes)
             self._generation = generation
         return self._table
 
     async def handle(self, request: Request) -> Response:
         request_id = request.headers.get(REQUEST_ID) or new_id("req")
         try:
+            if (
+                request.method == "OPTIONS"
+                and self._policies is not None
+                and "access-control-request-method" in request.headers
+            ):
+                preflight = self._policies.preflight(self.table(), request, request_id)
+                if preflight is not None:
+                    return preflight
             found = self.table().match(request.method, request.url.path)
             if found is None:
                 return _plain(404, "no route matches this path", request_id)
@@ -57,21 +71,40 @@ class FunctionRoutes:
                 resp = _plain(405, f"method not allowed; allowed: {', '.join(found)}", request_id)
                 resp.headers["allow"] = ", ".join(found)
                 return resp
-            if found.route.workflow:
-                return await self._start(found, request, request_id)
-            cap = self._registry.get(found.route.function).spec.max_request_bytes
-            event = await _http_event(request, found, cap)
-            result = await self._invoker.invoke(found.route.function, event, request_id)
-            return _http_response(result.response, request_id)
+            chain = self._policies.chain(found.route) if self._policies is not None else None
+            if chain is not None:
+                return await chain.serve(request, found, request_id, self._dispatch)
+            return await self._dispatch(request, found, request_id, None)
         except Exception as err:
             return error_response(err, request_id)
 
-    async def _start(self, found: Match, request: Request, request_id: str) -> Response:
+    async def _dispatch(
+        self, request: Request, found: Match, request_id: str, guard: Guard | None
+    ) -> Response:
+        """Run the route's function (or start its workflow); ``guard`` is the route's
+        policies' say on the event and the response."""
+        if found.route.workflow:
+            return await self._start(found, request, request_id, guard)
+        cap = self._registry.get(found.route.function).spec.max_request_bytes
+        event = await _http_event(request, found, cap)
+        if guard is None:
+            result = await self._invoker.invoke(found.route.function, event, request_id)
+            return _http_response(result.response, request_id)
+        result = await self._invoker.invoke(found.route.function, guard.event(event), request_id)
+        return _http_response(guard.response(result.response), request_id)
+
+    async def _start(
+        self, found: Match, request: Request, request_id: str, guard: Guard | None
+    ) -> Response:
         """A workflow route: the JSON body (plus the path params) is the run's input;
         an ``idempotency-key`` header makes a retried request return the first run."""
         if self._start_workflow is None:
             raise InvalidRequest("this server does not run workflows")
-        body = await _read_body(request, WORKFLOW_INPUT_BYTES)
+        if guard is None:
+            body = await _read_body(request, WORKFLOW_INPUT_BYTES)
+        else:
+            event = guard.event(await _http_event(request, found, WORKFLOW_INPUT_BYTES))
+            body = event["body"]
         try:
             value = json.loads(body) if body else {}
         except json.JSONDecodeError as e:

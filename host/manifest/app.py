@@ -34,6 +34,12 @@ Schema (every key optional unless marked *required*)::
                                      #   {rest...} = the rest (last segment only)
     function = "hello"               # *required*
 
+    policies = ["NAME"]              # gateway policies (default: [gateway] default_policies)
+
+    [gateway]                        # API keys, JWT, authorizers, rate limits, quotas,
+    default_policies = []            #   transforms, CORS: see ``host/manifest/gateway.py``
+    [gateway.policies.NAME]
+
     [[triggers.queue]]     queue*, function*, batch_size (1), visibility_timeout (30s),
                            concurrency (1), max_attempts (5),
                            backoff = { initial = "1s", max = "5m", multiplier = 2.0 },
@@ -73,6 +79,7 @@ from typing import Any
 from host.errors import ManifestError
 from host.manifest.config_table import ConfigTable, Problems, quote_key
 from host.manifest.functions import FunctionSpec, read_function
+from host.manifest.gateway import GatewayConfig, check_chain, read_gateway, unknown_policy
 from host.manifest.grants import (
     RESOURCE,
 )
@@ -102,6 +109,7 @@ class Manifest:
     workflows: dict[str, Any] = field(default_factory=dict)
     #: the ``[triggers]`` table as written, kept so a deployment can store and re-read it
     triggers_raw: dict[str, Any] = field(default_factory=dict)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -143,6 +151,8 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
         if route.function and route.function not in functions:
             t.error("function", _no_function(route.function, functions))
     check_collisions(routes, problems)
+    gateway = read_gateway(top.table("gateway"), path.parent)
+    _check_policies(gateway, routes, functions, problems)
 
     triggers_raw = top.data.get("triggers")
     triggers = read_triggers(top.table("triggers"))
@@ -165,7 +175,29 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
         triggers,
         workflows,
         dict(triggers_raw) if isinstance(triggers_raw, dict) else {},
+        gateway,
     )
+
+
+def _check_policies(
+    gateway: GatewayConfig,
+    routes: list[tuple[str, Route]],
+    functions: dict[str, FunctionSpec],
+    problems: Problems,
+) -> None:
+    """Routes name defined policies, and authorizers name defined functions."""
+    for where, route in routes:
+        for n in route.policies or ():
+            if n not in gateway.policies:
+                problems.add(f"{where}.policies", unknown_policy(n, gateway.policies))
+        if route.policies:
+            check_chain(route.policies, gateway.policies, problems, f"{where}.policies")
+    for name, policy in gateway.policies.items():
+        if policy.authorizer and policy.authorizer.function not in functions:
+            problems.add(
+                f"gateway.policies.{quote_key(name)}.authorizer.function",
+                _no_function(policy.authorizer.function, functions),
+            )
 
 
 def _app_name(app: ConfigTable, path: Path) -> str:

@@ -6,6 +6,7 @@ and has parameters only as whole segments, ``{name}`` (one segment) or ``{rest..
 (the rest of the path, last only), each name once. Two routes collide when a method
 both accept meets the same path shape (``/a/{x}`` and ``/a/{y}``): the second could
 never be reached. ``host/gateway/routing.py`` does the matching at request time.
+``policies`` names ``[gateway.policies.NAME]`` tables (``host/manifest/gateway.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Route:
     function: str
     #: a workflow to start instead (the route answers 202 with the run)
     workflow: str = ""
+    #: the gateway policies it applies (None: the app's default policies)
+    policies: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"methods": list(self.methods), "path": self.path}
@@ -38,6 +41,8 @@ class Route:
             d["workflow"] = self.workflow
         else:
             d["function"] = self.function
+        if self.policies is not None:
+            d["policies"] = list(self.policies)
         return d
 
     def shape(self) -> tuple[str, ...]:
@@ -71,10 +76,23 @@ def read_route(t: ConfigTable) -> Route:
     function = t.string("function", required=not workflow) or ""
     if function and workflow:
         t.error("workflow", "a route runs a function or starts a workflow, not both")
+    policies = _policies(t)
     t.finish()
     if path:
         _check_path(t, path)
-    return Route(methods, path, function, workflow)
+    return Route(methods, path, function, workflow, policies)
+
+
+def _policies(t: ConfigTable) -> tuple[str, ...] | None:
+    raw = t.raw("policies")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
+        t.error(
+            "policies", f"expected a list of policy names ([gateway.policies.NAME]), got {raw!r}"
+        )
+        return None
+    return tuple(raw)
 
 
 def _methods(t: ConfigTable) -> tuple[str, ...]:
