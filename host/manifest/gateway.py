@@ -289,8 +289,9 @@ def _read_jwt(t: ConfigTable, base: Path) -> tuple[JwtAuth, dict[str, Any]]:
         t.error(given[0], "RS*/ES* algorithms verify with 'public_key' or 'jwks'")
     if secret_env and not os.environ.get(secret_env):
         t.error("secret_env", f"environment variable {secret_env} is not set")
-    audience = t.raw("audience")
-    t.used.discard("audience")
+    audience = t.data.get("audience")
+    audiences = (audience,) if isinstance(audience, str) else strings(t, "audience")
+    t.used.add("audience")
     jwt = JwtAuth(
         algorithms=algorithms,
         secret=secret,
@@ -298,7 +299,7 @@ def _read_jwt(t: ConfigTable, base: Path) -> tuple[JwtAuth, dict[str, Any]]:
         public_key=public_key,
         jwks=jwks,
         issuer=t.string("issuer", "") or "",
-        audience=(audience,) if isinstance(audience, str) else strings(t, "audience"),
+        audience=audiences,
         leeway_s=t.duration("leeway", 0.0),
         required_claims=strings(t, "required_claims"),
         scopes=strings(t, "scopes"),
