@@ -68,7 +68,12 @@ rename_headers = {{ x-old = "x-new" }}
 path = "/internal/orders/{{id}}"
 query_to_body = ["page"]
 params_to_body = {{ id = "orderId" }}
-body = {{ customer = "$.body.customer.name", items = "$.body.lines", source = "api", literal = "$$.body" }}
+
+[gateway.policies.reshape.request.body]
+customer = "$.body.customer.name"
+items = "$.body.lines"
+source = "api"
+literal = "$$.body"
 
 [gateway.policies.wrapped.response]
 set_headers = {{ cache-control = "no-store" }}
