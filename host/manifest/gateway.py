@@ -214,10 +214,16 @@ def check_chain(
                     f"policies {owner[slot]!r} and {n!r} both set {slot}; a route takes one",
                 )
             owner.setdefault(slot, n)
-        if p.quota is not None and not any(
-            getattr(policies.get(m), a, None) for m in names for a in AUTH_PARTS
-        ):
+        authenticated = any(getattr(policies.get(m), a, None) for m in names for a in AUTH_PARTS)
+        if p.quota is not None and not authenticated:
             problems.add(where, f"policy {n!r} sets a quota, which needs an authenticated caller")
+        rate_key = p.rate_limit.key if p.rate_limit is not None else "ip"
+        if rate_key == "subject" and not authenticated:
+            problems.add(where, f"policy {n!r} limits by subject, which needs authentication")
+        if rate_key == "api_key" and not any(
+            getattr(policies.get(m), "api_key", None) for m in names
+        ):
+            problems.add(where, f"policy {n!r} limits by API key, which needs an api_key policy")
 
 
 def _read_policy(name: str, t: ConfigTable, base: Path) -> tuple[Policy, dict[str, Any]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from host.manifest.config_table import ConfigTable
+from host.manifest.config_table import ConfigTable, quote_key
 
 TEMPLATE_ROOTS = ("body", "params", "query", "headers", "method", "path", "auth")
 
@@ -60,7 +60,7 @@ class ResponseTransform:
 def read_request_transform(t: ConfigTable) -> RequestTransform:
     body = t.raw("body")
     if body is not None:
-        _check_template(t, "body", body)
+        _check_template(t, t.key("body"), body)
     path = t.string("path", "") or ""
     if path and not path.startswith("/"):
         t.error("path", f"a rewritten path starts with '/', got {path!r}")
@@ -100,22 +100,22 @@ def read_response_transform(t: ConfigTable) -> ResponseTransform:
     return out
 
 
-def _check_template(t: ConfigTable, k: str, value: Any) -> None:
+def _check_template(t: ConfigTable, where: str, value: Any) -> None:
     if isinstance(value, str):
         if value.startswith("$") and not value.startswith("$$"):
             root = value[2:].split(".")[0] if value.startswith("$.") else ""
             if root not in TEMPLATE_ROOTS:
-                t.error(
-                    k,
+                t.problems.add(
+                    where,
                     f"{value!r}: a path is '$.ROOT…' with ROOT one of "
                     f"{', '.join(TEMPLATE_ROOTS)} (write '$$' for a literal '$')",
                 )
     elif isinstance(value, dict):
         for name, v in value.items():
-            _check_template(t, f"{k}.{name}", v)
+            _check_template(t, f"{where}.{quote_key(name)}", v)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _check_template(t, f"{k}[{i}]", v)
+            _check_template(t, f"{where}[{i}]", v)
 
 
 def _name_map(t: ConfigTable, k: str) -> dict[str, str]:
