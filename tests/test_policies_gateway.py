@@ -33,6 +33,9 @@ wasm = "{mirror}"
 [functions.authz]
 wasm = "{authz}"
 
+[functions.authz-zig]
+wasm = "{authz_zig}"
+
 [gateway.policies.key]
 api_key = {{}}
 
@@ -54,6 +57,9 @@ jwt = {{ algorithms = ["ES256"], jwks = "jwks.json" }}
 
 [gateway.policies.authz]
 authorizer = {{ function = "authz", cache_ttl = "1s" }}
+
+[gateway.policies.authz-zig]
+authorizer = {{ function = "authz-zig", identity = "x-token", cache_ttl = "0s" }}
 
 [gateway.policies.limited]
 rate_limit = {{ rate = 1, per = "1h", burst = 3, key = "ip" }}
@@ -127,6 +133,12 @@ policies = ["authz"]
 
 [[routes]]
 method = "GET"
+path = "/authz-zig"
+function = "mirror"
+policies = ["authz-zig"]
+
+[[routes]]
+method = "GET"
 path = "/limited"
 function = "mirror"
 policies = ["limited"]
@@ -180,7 +192,12 @@ def app(tmp_path_factory: pytest.TempPathFactory, build: Build) -> Iterator[tupl
     app_dir.mkdir()
     keys = Keys(app_dir)
     (app_dir / "nimbus.toml").write_text(
-        APP.format(mirror=build("mirror_zig"), authz=build("authorizer_c"), secret=HS_SECRET)
+        APP.format(
+            mirror=build("mirror_zig"),
+            authz=build("authorizer_c"),
+            authz_zig=build("authorizer_zig"),
+            secret=HS_SECRET,
+        )
     )
     env = {**os.environ, "NIMBUS_ADMIN_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
     server = Server(["up", str(app_dir), "--data", str(root / "data")], free_port(), env)
@@ -393,6 +410,22 @@ def test_authorizer_allows_one_subject_denies_another_and_caches(
     time.sleep(1.2)
     assert httpx.get(url, headers={"authorization": "Bearer alice"}).status_code == 200
     assert invocations(server, "authz") == 3
+
+
+def test_authorizer_in_zig_with_its_own_identity_header_and_no_cache(
+    app: tuple[Server, Keys],
+) -> None:
+    server, _ = app
+    url = server.url + "/authz-zig"
+    missing = httpx.get(url, headers={"authorization": "Bearer alice"})
+    assert missing.status_code == 401
+    assert "'x-token'" in error(missing)["message"]
+    alice = httpx.get(url, headers={"x-token": "Bearer alice"})
+    assert alice.status_code == 200, alice.text
+    assert alice.json()["auth"]["claims"] == {"team": "zig"}
+    assert httpx.get(url, headers={"x-token": "Bearer eve"}).status_code == 403
+    assert httpx.get(url, headers={"x-token": "Bearer alice"}).status_code == 200
+    assert invocations(server, "authz-zig") == 3  # cache_ttl = "0s": asked every time
 
 
 # --- rate limits and quotas ---------------------------------------------------------

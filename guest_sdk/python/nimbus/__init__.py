@@ -16,6 +16,8 @@ exception fails the invocation: nothing it wrote is committed, and triggers retr
 
 from nimbus import log
 from nimbus.events import (
+    Auth,
+    AuthorizerEvent,
     BusEvent,
     Event,
     HttpEvent,
@@ -42,6 +44,8 @@ from nimbus.services import (
 from nimbus.host import now_ns, random_bytes
 
 __all__ = [
+    "Auth",
+    "AuthorizerEvent",
     "BusEvent",
     "Conflict",
     "Event",
