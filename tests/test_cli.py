@@ -124,14 +124,23 @@ def test_make_up_serves_the_example_app() -> None:
             echo = httpx.post("http://127.0.0.1:8080/echo", content=b"ping")
             assert echo.content == b"ping"
             order = f"make-{time.time_ns()}"
-            started = httpx.post(
-                "http://127.0.0.1:8080/orders", json={"orderId": order, "total": 42}
+            body = {"orderId": order, "total": 42}
+            refused = httpx.post("http://127.0.0.1:8080/orders", json=body)
+            assert refused.status_code == 401  # the order API takes an API key
+            created = subprocess.run(
+                [sys.executable, "-m", "host.cli", "keys", "create", "make-up"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
             )
-            assert started.status_code == 202
+            key = {"x-api-key": created.stdout.strip()}
+            started = httpx.post("http://127.0.0.1:8080/orders", json=body, headers=key)
+            assert started.status_code == 202, started.text
             deadline = time.monotonic() + 30
             status = ""
             while time.monotonic() < deadline and status != "shipped":
-                status = httpx.get(f"http://127.0.0.1:8080/orders/{order}").text
+                status = httpx.get(f"http://127.0.0.1:8080/orders/{order}", headers=key).text
                 time.sleep(0.1)
             assert status == "shipped"
         finally:

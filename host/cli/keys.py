@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,7 @@ def cmd_keys(args: argparse.Namespace) -> None:
             out.print_json(json.dumps(key))
             return
         err.print(f"created key {key['id']} ({key['name']}); it is shown only now:")
-        out.print(key["api_key"], highlight=False, soft_wrap=True)
+        sys.stdout.write(key["api_key"] + "\n")  # plain: scripts capture it
     elif args.action == "ls":
         keys = client.request("GET", "/keys")["keys"]
         if args.json:
