@@ -35,6 +35,7 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
         "isolation",
         "http",
         "memory",
+        "policies",
         "services",
         "triggers",
         "workflows",
@@ -51,6 +52,11 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     assert iso["reused_p99_us"] >= iso["reused_median_us"] > 0
     for key in ("a_bare_starlette", "b_hello", "c_hello_table_read", "d_hello_2_workers"):
         h = s["http"][key]
+        assert h["rps"] > 0 and h["p99_ms"] >= h["p50_ms"] > 0 and h["errors"] == 0
+    pol = s["policies"]
+    assert all(v > 0 for v in pol["in_process"].values())
+    for key in ("a_no_policy", "b_api_key", "c_jwt", "d_rate_limit"):
+        h = pol[key]
         assert h["rps"] > 0 and h["p99_ms"] >= h["p50_ms"] > 0 and h["errors"] == 0
     mem = s["memory"]
     assert mem["warm_1_rss_mib"] >= mem["empty_rss_mib"] > 0

@@ -17,9 +17,8 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lmdb
 
@@ -32,8 +31,7 @@ SWEEP_EVERY = 10_000
 MAX_MAP_SIZE = 1 << 34
 
 
-@dataclass(frozen=True)
-class Bucket:
+class Bucket(NamedTuple):
     """A token bucket: ``capacity`` tokens, refilled at ``rate_per_s``."""
 
     key: bytes
@@ -41,8 +39,7 @@ class Bucket:
     capacity: int
 
 
-@dataclass(frozen=True)
-class Allowance:
+class Allowance(NamedTuple):
     """At most ``limit`` calls under ``key`` until ``resets_at`` (epoch seconds)."""
 
     key: bytes
@@ -50,9 +47,9 @@ class Allowance:
     resets_at: float
 
 
-@dataclass(frozen=True)
-class Charge:
-    """The answer to one call: allowed or not, and what is left."""
+class Charge(NamedTuple):
+    """The answer to one call: allowed or not, and what is left (a tuple: this is on
+    every rate-limited request's path)."""
 
     allowed: bool
     #: tokens left in the bucket after this call (capacity when there is no bucket)
@@ -73,7 +70,13 @@ class Counters:
     def __init__(self, path: Path, map_size: int = 64 * 1024 * 1024) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.env = lmdb.open(
-            str(path), map_size=map_size, max_dbs=1, lock=True, sync=False, metasync=False
+            str(path),
+            map_size=map_size,
+            max_dbs=1,
+            lock=True,
+            sync=False,
+            metasync=False,
+            writemap=True,
         )
         self.env.reader_check()
         self._lock = threading.Lock()
@@ -90,6 +93,11 @@ class Counters:
             if self._since_sweep >= SWEEP_EVERY:
                 self._since_sweep = 0
                 self._write(lambda txn: _sweep(txn, now))
+            try:  # the common case, without the retry loop's closure
+                with self.env.begin(write=True) as txn:
+                    return _charge(txn, bucket, allowances, now)
+            except (lmdb.MapFullError, lmdb.MapResizedError):
+                pass
             charge: Charge = self._write(lambda txn: _charge(txn, bucket, allowances, now))
             return charge
 

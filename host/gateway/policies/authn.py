@@ -72,6 +72,7 @@ class ApiKeyCheck:
         self.route_path = route_path
         self.policies = policies
         self.challenge = f'ApiKey header="{config.header}"'
+        self._identities: dict[str, Identity] = {}
 
     async def authenticate(self, request: Request, params: dict[str, str], rid: str) -> Identity:
         token = request.headers.get(self.header)
@@ -90,7 +91,12 @@ class ApiKeyCheck:
             raise Unauthorized(f"the API key {key.id} has expired", self.challenge)
         if not key.allows(self.route_path, self.policies):
             raise Forbidden(f"the API key {key.id} may not call {self.route_path}")
-        return Identity("api_key", key.name, {}, key.id)
+        identity = self._identities.get(key.id)
+        if identity is None:
+            if len(self._identities) >= CACHE_ENTRIES:
+                self._identities.clear()
+            identity = self._identities[key.id] = Identity("api_key", key.name, {}, key.id)
+        return identity
 
 
 class JwtCheck:
