@@ -29,13 +29,20 @@ def test_keys_are_stored_hashed_and_checked(tmp_path: Path) -> None:
     assert keys.lookup(text + "x") is None and keys.lookup("nk_bad") is None
     assert key.allows("/orders", ("orders",)) and not key.allows("/other", ("orders",))
     assert not key.expired(now[0] + 59_000) and key.expired(now[0] + 60_000)
+    other = ApiKeys(storage)  # what another process sees, through the shared mapping
+    seen = other.generation()
     revoked = keys.revoke(key.id)
     assert revoked.revoked_ms == now[0] and keys.generation() == g0 + 2
+    assert other.generation() != seen
+    keys.revoke(key.id)  # revoking twice changes nothing
+    assert other.generation() == g0 + 2
     assert [k.id for k in keys.list()] == [key.id]
     with pytest.raises(NotFound):
         keys.revoke("000000000000")
     with pytest.raises(InvalidArgument):
         keys.create("")
+    keys.close()
+    other.close()
     storage.close()
 
 

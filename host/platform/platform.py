@@ -111,6 +111,7 @@ class Platform:
         self._sweeper.join(timeout=2)
         self.runtime.close()
         self.counters.close()
+        self.api_keys.close()
         self.services.close()
 
     # --- deployments -----------------------------------------------------------------

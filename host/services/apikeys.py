@@ -3,16 +3,25 @@
 A key reads ``nk_<id>_<secret>``: the id (12 hex digits) is public and names the
 record, the secret (32 random bytes, URL-safe) is shown once, at creation, and kept
 only as its sha256 (a random 256-bit secret needs no slow hash). Records live in the
-data dir's LMDB environment, so every worker process sees a new or revoked key; a
-generation counter bumped on every change lets the gateway cache verified keys and
-still notice a revocation on the next request.
+data dir's LMDB environment, so every worker process sees a new or revoked key.
+
+The gateway caches verified keys and must notice a revocation on the next request,
+from any process, without an LMDB transaction per request. So every change also
+writes its generation (unique: counted inside the write transaction) to an 8-byte
+memory-mapped file beside the environment, after the commit; ``generation()`` reads
+those 8 bytes, no system call. A reader that saw value ``g`` before reading LMDB
+cannot miss a later change: that change's write of its own, never-repeated value
+comes after the reader's look, so the mapped value differs from ``g`` from then on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import mmap
+import os
 import secrets
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +36,8 @@ _DB = b"apikeys"
 _KEY = b"k/"
 _GENERATION = b"generation"
 PREFIX = "nk"
+_SIGNAL_FILE = "apikeys.generation"
+_SIGNAL = struct.Struct("<q")
 MAX_NAME = 128
 
 
@@ -81,6 +92,17 @@ class ApiKeys:
         self._storage = storage
         self._db = storage.db(_DB)
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+        path = storage.path / _SIGNAL_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < _SIGNAL.size:
+                os.ftruncate(fd, _SIGNAL.size)
+            self._signal = mmap.mmap(fd, _SIGNAL.size)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self._signal.close()
 
     def create(
         self,
@@ -109,11 +131,11 @@ class ApiKeys:
         secret = secrets.token_urlsafe(32)
         record = {**key.to_dict(), "hash": _hash(secret)}
 
-        def write(txn: Any) -> None:
+        def write(txn: Any) -> int:
             txn.put(_KEY + key.id.encode(), msgpack.packb(record), db=self._db)
-            _bump(txn, self._db)
+            return _bump(txn, self._db)
 
-        self._storage.write(write)
+        self._publish(self._storage.write(write))
         return key, f"{PREFIX}_{key.id}_{secret}"
 
     def list(self) -> list[ApiKey]:
@@ -131,20 +153,22 @@ class ApiKeys:
         """Mark the key revoked (kept, so ``ls`` shows it); NotFound if unknown."""
         now = self._now_ms()
 
-        def write(txn: Any) -> dict[str, Any] | None:
+        def write(txn: Any) -> tuple[dict[str, Any] | None, int]:
             raw = txn.get(_KEY + key_id.encode(), db=self._db)
             if raw is None:
-                return None
+                return None, 0
             record = dict(msgpack.unpackb(raw))
-            if not record.get("revoked_ms"):
-                record["revoked_ms"] = now
-                txn.put(_KEY + key_id.encode(), msgpack.packb(record), db=self._db)
-                _bump(txn, self._db)
-            return record
+            if record.get("revoked_ms"):
+                return record, 0
+            record["revoked_ms"] = now
+            txn.put(_KEY + key_id.encode(), msgpack.packb(record), db=self._db)
+            return record, _bump(txn, self._db)
 
-        record = self._storage.write(write)
+        record, generation = self._storage.write(write)
         if record is None:
             raise NotFound(f"no API key with id {key_id!r} (see `nimbus keys ls`)")
+        if generation:
+            self._publish(generation)
         return _key(record)
 
     def lookup(self, token: str) -> ApiKey | None:
@@ -163,19 +187,24 @@ class ApiKeys:
         return _key(record)
 
     def generation(self) -> int:
-        """Changes whenever a key is created or revoked (by any process)."""
-        with self._storage.read() as txn:
-            raw = txn.get(_GENERATION, db=self._db)
-        return int(raw) if raw is not None else 0
+        """Changes whenever a key is created or revoked (by any process); read from
+        shared memory, cheap enough for every request."""
+        value: int = _SIGNAL.unpack_from(self._signal, 0)[0]
+        return value
+
+    def _publish(self, generation: int) -> None:
+        _SIGNAL.pack_into(self._signal, 0, generation)
 
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _bump(txn: Any, db: Any) -> None:
+def _bump(txn: Any, db: Any) -> int:
     raw = txn.get(_GENERATION, db=db)
-    txn.put(_GENERATION, str((int(raw) if raw else 0) + 1).encode(), db=db)
+    generation = (int(raw) if raw else 0) + 1
+    txn.put(_GENERATION, str(generation).encode(), db=db)
+    return generation
 
 
 def _key(record: dict[str, Any]) -> ApiKey:
