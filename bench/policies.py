@@ -117,7 +117,7 @@ def _step_costs(tmp: Path, calls: int) -> dict[str, float]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    seconds = 2 if quick else 10
+    seconds = 1 if quick else 10
     rounds = 1 if quick else 3
     connections = 16
     wrk = wrk_path()
@@ -126,7 +126,7 @@ def run(quick: bool) -> dict[str, Any]:
     results["seconds"] = seconds
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        results["in_process"] = _step_costs(tmp, 2_000 if quick else 20_000)
+        results["in_process"] = _step_costs(tmp, 500 if quick else 20_000)
         app = tmp / "app"
         app.mkdir()
         hello = build_function(ROOT / "functions" / "hello").wasm
