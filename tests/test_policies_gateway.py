@@ -544,3 +544,54 @@ def test_cors_preflight_is_answered_without_invoking(app: tuple[Server, Keys]) -
     assert denied.status_code == 401
     assert denied.headers["access-control-allow-origin"] == "https://shop.example"
     assert invocations(server, "corsfn") == 1
+
+
+# --- a policy that cannot be built fails closed ---------------------------------------
+
+BROKEN_APP = """
+[functions.mirror]
+wasm = "{mirror}"
+
+[gateway.policies.rs]
+jwt = {{ algorithms = ["RS256"], public_key = "rsa.pem" }}
+
+[[routes]]
+method = "GET"
+path = "/rs"
+function = "mirror"
+policies = ["rs"]
+
+[[routes]]
+method = "GET"
+path = "/open"
+function = "mirror"
+"""
+
+
+def test_a_policy_whose_key_file_is_gone_fails_closed(
+    tmp_path: Path, build: Build, start_server: Callable[..., Server]
+) -> None:
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    keys = Keys(app_dir)
+    (app_dir / "nimbus.toml").write_text(BROKEN_APP.format(mirror=build("mirror_zig")))
+    server = start_server("up", str(app_dir), "--data", str(tmp_path / "data"))
+    token = jwt.encode({"sub": "a", "exp": int(time.time()) + 60}, keys.rsa, algorithm="RS256")
+    auth = {"authorization": f"Bearer {token}"}
+    assert httpx.get(server.url + "/rs", headers=auth).status_code == 200
+    (app_dir / "rsa.pem").unlink()
+    # a deployment makes every worker rebuild its chains, which now cannot read the key
+    admin = {"authorization": "Bearer test-token"}
+    module = build("mirror_zig").read_bytes()
+    r = httpx.put(
+        server.url + "/_admin/functions/other",
+        files={"module": ("other.wasm", module, "application/wasm")},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    refused = httpx.get(server.url + "/rs", headers=auth)
+    assert httpx.get(server.url + "/open").status_code == 200  # other routes serve on
+    assert refused.status_code == 503
+    assert error(refused)["kind"] == "ServiceUnavailable"
+    assert "rsa.pem" not in refused.text  # the reason is in the log, not for callers
+    assert "rsa.pem" in server.stop()

@@ -122,14 +122,16 @@ class RouteChain:
 
 
 class _Broken:
-    """A route whose policies cannot be built: it fails closed, saying why."""
+    """A route whose policies cannot be built: it fails closed. The reason (a file
+    path, a missing variable) is in the server's log, not in answers to callers."""
 
-    def __init__(self, message: str) -> None:
-        self.message = message
+    def __init__(self, reason: str) -> None:
+        log.error("gateway: %s", reason)
         self.cors = None
 
     async def serve(self, request: Request, found: Match, rid: str, dispatch: Dispatch) -> Response:
-        return error_response(ServiceUnavailable(self.message), rid)
+        message = "this route's gateway policies cannot be loaded; the server's log says why"
+        return error_response(ServiceUnavailable(message), rid)
 
 
 class GatewayPolicies:
@@ -162,11 +164,13 @@ class GatewayPolicies:
         for route in routes:
             names = route.policies if route.policies is not None else config.default_policies
             if broken and names:
-                chains[id(route)] = _Broken(f"the route's policies cannot be loaded: {broken}")
+                chains[id(route)] = _Broken(
+                    f"the policies of {route.path} cannot be loaded: {broken}"
+                )
                 continue
             missing = [n for n in names if n not in config.policies]
             if missing:
-                chains[id(route)] = _Broken(f"the route names unknown policies: {missing}")
+                chains[id(route)] = _Broken(f"{route.path} names unknown policies: {missing}")
                 continue
             policies = config.chain(route.policies)
             if not policies:
@@ -175,8 +179,8 @@ class GatewayPolicies:
                 chains[id(route)] = RouteChain(
                     route, policies, self._keys, self._counters, self._invoke
                 )
-            except (OSError, ValueError) as e:
-                chains[id(route)] = _Broken(f"the route's policies cannot be built: {e}")
+            except Exception as e:  # a key file gone or changed since the deploy
+                chains[id(route)] = _Broken(f"the policies of {route.path} cannot be built: {e}")
         self._chains = chains
         self._cors = any(getattr(c, "cors", None) is not None for c in chains.values())
 
