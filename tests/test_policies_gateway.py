@@ -295,6 +295,21 @@ def test_api_key_expired_and_restricted_to_other_routes(app: tuple[Server, Keys]
     assert error(r)["kind"] == "Forbidden"
 
 
+def test_admin_routes_show_policies_and_refuse_unknown_ones(app: tuple[Server, Keys]) -> None:
+    server, _ = app
+    with admin(server) as a:
+        routes = a.get("/routes").json()["routes"]
+        assert {"methods": ["GET"], "path": "/plan", "function": "mirror"} | {
+            "policies": ["key", "plan"]
+        } in routes
+        assert "policies" not in next(r for r in routes if r["path"] == "/open")
+        ghost = [{"method": "GET", "path": "/g", "function": "mirror", "policies": ["ghost"]}]
+        r = a.put("/routes", json={"routes": ghost})
+        assert r.status_code == 400
+        assert "ghost" in r.json()["error"]["message"]
+        assert a.get("/routes").json()["routes"] == routes
+
+
 # --- JWT ----------------------------------------------------------------------------
 
 

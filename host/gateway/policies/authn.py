@@ -14,15 +14,17 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import jwt
 from starlette.requests import Request
 
 from host.errors import Forbidden, FunctionFailed, Unauthorized
 from host.gateway.policies.identity import Identity
 from host.manifest.gateway import ApiKeyAuth, AuthorizerAuth, JwtAuth
 from host.services.apikeys import ApiKey, ApiKeys
+
+if TYPE_CHECKING:
+    import jwt
 
 #: entries a cache keeps before it starts over (bounds memory under a flood of tokens)
 CACHE_ENTRIES = 10_000
@@ -103,6 +105,8 @@ class JwtCheck:
     """``jwt``: a bearer token verified with PyJWT (signature, exp, nbf, iss, aud)."""
 
     def __init__(self, config: JwtAuth) -> None:
+        import jwt  # PyJWT loads cryptography (~0.1 s): only servers with a JWT route pay
+
         self.config = config
         self._key: Any = None
         self._jwks: jwt.PyJWKSet | None = None
@@ -146,6 +150,8 @@ class JwtCheck:
         return identity
 
     def _decode(self, token: str) -> dict[str, Any]:
+        import jwt
+
         c = self.config
         try:
             key = self._key
@@ -175,6 +181,8 @@ class JwtCheck:
         return claims
 
     def _jwk(self, token: str) -> Any:
+        import jwt
+
         assert self._jwks is not None
         kid = jwt.get_unverified_header(token).get("kid")
         keys = self._jwks.keys
