@@ -20,7 +20,7 @@ from __future__ import annotations
 import calendar
 import math
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from starlette.requests import Request
 
@@ -50,9 +50,11 @@ class Limiter:
         self.rate_name = rate_policy
         self.quota = quota
         self.quota_name = quota_policy
+        self._bucket_prefix = b"b/" + self.route_key + b"\0"
         if rate is not None:
             self.rate_per_s = rate.rate / rate.per_s
             self.window = max(1, math.ceil(rate.capacity / self.rate_per_s))
+            self._rate_policy = f'"{rate_policy}";q={rate.capacity};w={self.window}'
 
     def charge(self, request: Request, identity: Identity | None) -> dict[str, str]:
         """Count the call; the headers to send, or ``RateLimited``/``QuotaExceeded``."""
@@ -61,9 +63,7 @@ class Limiter:
         if self.rate is not None:
             caller = _caller(self.rate.key, request, identity)
             bucket = Bucket(
-                b"b/" + self.route_key + b"\0" + caller.encode(),
-                self.rate_per_s,
-                self.rate.capacity,
+                self._bucket_prefix + caller.encode(), self.rate_per_s, self.rate.capacity
             )
         periods = self._periods(identity, now)
         charge = self.counters.charge(bucket, [p.key_allowance for p in periods], now)
@@ -128,7 +128,7 @@ class Limiter:
         if self.rate is not None:
             remaining = math.floor(charge.remaining)
             t = charge.retry_after_s if remaining < 1 and not charge.allowed else charge.full_in_s
-            policy.append(f'"{self.rate_name}";q={self.rate.capacity};w={self.window}')
+            policy.append(self._rate_policy)
             state.append(f'"{self.rate_name}";r={remaining};t={math.ceil(t)}')
         lefts = charge.left if charge.allowed else ()
         for i, p in enumerate(periods):
@@ -146,8 +146,9 @@ class Limiter:
         return {"ratelimit-policy": ", ".join(policy), "ratelimit": ", ".join(state)}
 
 
-@dataclass(frozen=True)
-class _PeriodAllowance:
+class _PeriodAllowance(NamedTuple):
+    """One UTC period of a quota (a tuple: built on every request of a plan)."""
+
     name: str
     limit: int
     key: bytes
