@@ -69,7 +69,7 @@ class AdminApi:
             Route("/invocations", guarded(self.invocations), methods=["GET"]),
             *data_routes(self.platform, self.schedules, guarded),
             *WorkflowApi(self.workflows).routes(guarded),
-            *KeysApi(self.platform.api_keys).routes(guarded),
+            *KeysApi(self.platform.services.api_keys).routes(guarded),
         ]
 
     def _guarded(self, endpoint: Any) -> Any:

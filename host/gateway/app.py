@@ -48,8 +48,8 @@ def create_app(
 
     policies = GatewayPolicies(
         lambda: platform.registry.app_config("gateway"),
-        platform.api_keys,
-        platform.counters,
+        platform.services.api_keys,
+        platform.services.counters,
         invoke,
     )
     functions = FunctionRoutes(platform.registry, invoker, workflows.start_run, policies)

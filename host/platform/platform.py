@@ -33,9 +33,7 @@ from host.runtime.invocation import Invocation, LogLine
 from host.runtime.limits import Limits
 from host.runtime.pool import WarmPool
 from host.runtime.runtime import LoadedFunction, Runtime
-from host.services.apikeys import ApiKeys
 from host.services.blobs import MAX_OBJECT_BYTES
-from host.services.counters import Counters
 from host.services.services import Services
 from host.telemetry.records import InvocationRecord, Telemetry
 
@@ -95,9 +93,6 @@ class Platform:
             component_imports=component_imports(),
         )
         self.registry = Registry(self.services.deployments, self.data_dir / "modules")
-        #: the gateway's API keys and its rate-limit/quota counters (all workers share them)
-        self.api_keys = ApiKeys(self.services.storage)
-        self.counters = Counters(self.data_dir / "counters")
         self.pool = WarmPool()
         self.telemetry = Telemetry()
         self._limits_lock = threading.Lock()
@@ -110,8 +105,6 @@ class Platform:
         self._stop.set()
         self._sweeper.join(timeout=2)
         self.runtime.close()
-        self.counters.close()
-        self.api_keys.close()
         self.services.close()
 
     # --- deployments -----------------------------------------------------------------

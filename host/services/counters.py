@@ -2,7 +2,7 @@
 
 A limit held per process would let ``--workers 2`` double every allowance, so the
 counters live in LMDB, where one write transaction at a time (across processes)
-reads and updates them. They are in their own environment (``<data>/counters``),
+reads and updates them. They are in their own environment (``<data>/db/counters``),
 opened without fsync: a counter is worth a few microseconds per request, not a disk
 flush, and after a machine crash losing the last seconds of counts is harmless (a
 process crash loses nothing: the pages are in the OS cache).
