@@ -7,7 +7,8 @@ import os
 import time
 
 from host.hostcalls.core import MAX_LOG_BYTES, MAX_RANDOM_BYTES
-from host.hostcalls.services import MAX_REQUEST_BYTES, OPERATIONS, _pack, reply_to
+from host.hostcalls.services import OPERATIONS
+from host.hostcalls.wire import INVALID, error_reply, reply_to
 from host.runtime.components import ComponentImport
 from host.runtime.invocation import Invocation
 
@@ -27,9 +28,7 @@ def random_bytes(inv: Invocation, n: int) -> bytes:
 def call(inv: Invocation, op: str, request: bytes) -> bytes:
     operation = OPERATIONS.get(op)
     if operation is None:
-        return _pack([2, f"no service operation named {op!r}"])
-    if len(request) > MAX_REQUEST_BYTES:
-        return _pack([4, f"a service request is at most {MAX_REQUEST_BYTES} bytes"])
+        return error_reply(INVALID, f"no service operation named {op[:64]!r}")
     return reply_to(operation, inv, bytes(request))
 
 

@@ -31,8 +31,9 @@ from host.platform.registry import Deployment, Registry
 from host.platform.request import CommitDeclined, InvocationRequest
 from host.runtime.invocation import Invocation, LogLine
 from host.runtime.limits import Limits
+from host.runtime.loaded import LoadedFunction
 from host.runtime.pool import WarmPool
-from host.runtime.runtime import LoadedFunction, Runtime
+from host.runtime.runtime import Runtime
 from host.services.blobs import MAX_OBJECT_BYTES
 from host.services.services import Services
 from host.telemetry.records import InvocationRecord, Telemetry

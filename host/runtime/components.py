@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import wasmtime
 import wasmtime.component as wc
 
@@ -31,7 +30,7 @@ from host.errors import (
     PayloadTooLarge,
     ResponseTooLarge,
 )
-from host.runtime import native
+from host.runtime import native, response
 from host.runtime.cache import ModuleCache
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint
 from host.runtime.invocation import Invocation
@@ -167,17 +166,7 @@ class ComponentHost:
                 f"function {name} returned {len(raw)} bytes; its response cap is "
                 f"{limits.max_response_bytes}"
             )
-        try:
-            value = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=False)
-        except Exception as e:
-            raise AbiError(
-                f"function {name} returned a response that is not msgpack: {e}"
-            ) from None
-        if not isinstance(value, dict):
-            raise AbiError(
-                f"function {name} returned a msgpack {type(value).__name__}; "
-                "the response must be a map"
-            )
+        value = response.decode(bytes(raw), name)
         error = value.get("error")
         kind = error.get("kind") if isinstance(error, dict) else None
         if kind == GUEST_OUT_OF_MEMORY:
