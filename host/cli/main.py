@@ -21,7 +21,8 @@ from rich.table import Table
 from host.cli import keys
 from host.cli.data import add_commands, admin_client
 from host.common.jsonable import jsonable
-from host.errors import InvalidRequest, NimbusError
+from host.errors import InvalidRequest, NimbusError, PayloadTooLarge
+from host.runtime.limits import MAX_MODULE_BYTES
 
 DEFAULT_DATA = Path(".nimbus")
 err = Console(stderr=True)
@@ -131,6 +132,12 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     source = Path(args.module)
     wasm_path = build_function(source).wasm if source.is_dir() else source
     config = json.loads(args.config) if args.config else {}
+    size = wasm_path.stat().st_size
+    if size > MAX_MODULE_BYTES:  # refused before a byte is uploaded
+        raise PayloadTooLarge(
+            f"{wasm_path} is {size} bytes; a deploy accepts modules of at most "
+            f"{MAX_MODULE_BYTES} bytes"
+        )
     dep = admin_client(args).deploy(args.name, wasm_path.read_bytes(), config)
     out.print(f"deployed {dep['name']} version {dep['version']} ({dep['sha256'][:12]})")
 

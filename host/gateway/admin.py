@@ -9,7 +9,6 @@ running version serving.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -20,11 +19,12 @@ from starlette.routing import Route
 
 from host.common.ids import new_id
 from host.common.jsonable import jsonable
-from host.errors import InvalidRequest, ManifestError
+from host.errors import InvalidRequest, ManifestError, PayloadTooLarge
 from host.gateway.auth import AdminAuth
 from host.gateway.data_api import data_routes
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
+from host.gateway.json_body import parse_json
 from host.gateway.keys_api import KeysApi
 from host.gateway.openapi import OPENAPI
 from host.gateway.schedules_api import ScheduleSource
@@ -33,8 +33,31 @@ from host.manifest.functions import function_spec_from_dict
 from host.manifest.routes import routes_from_list
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
+from host.runtime.limits import MAX_MODULE_BYTES
 
-MAX_MODULE_BYTES = 64 * 1024 * 1024
+#: what a deploy form may hold besides the module (its config, the part headers)
+FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+async def _capped(request: Request, cap: int) -> Request:
+    """The request with its body read, refused with 413 as soon as it passes ``cap``
+    bytes (from Content-Length, or while it streams in): Starlette's form parser
+    spools a file part of any size to disk, and ``max_part_size`` does not apply to
+    file parts."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"the deploy is {declared} bytes; at most {cap} are accepted")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise PayloadTooLarge(f"the deploy is over {cap} bytes, the most accepted")
+    data = bytes(body)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    return Request(request.scope, receive)
 
 
 class AdminApi:
@@ -111,18 +134,20 @@ class AdminApi:
 
     async def deploy(self, request: Request) -> Response:
         name = request.path_params["name"]
-        async with request.form(max_part_size=MAX_MODULE_BYTES) as form:
+        form_request = await _capped(request, MAX_MODULE_BYTES + FORM_OVERHEAD_BYTES)
+        async with form_request.form(max_part_size=MAX_MODULE_BYTES) as form:
             module = form.get("module")
             if module is None or isinstance(module, str):
                 raise InvalidRequest("the deploy form needs a 'module' file part (the .wasm)")
             wasm = await module.read()
+            if len(wasm) > MAX_MODULE_BYTES:
+                raise PayloadTooLarge(
+                    f"module is {len(wasm)} bytes; a deploy accepts at most {MAX_MODULE_BYTES}"
+                )
             raw_config = form.get("config")
         config: dict[str, Any] = {}
         if raw_config is not None:
-            try:
-                loaded = json.loads(raw_config if isinstance(raw_config, str) else "")
-            except json.JSONDecodeError as e:
-                raise InvalidRequest(f"'config' is not valid JSON: {e}") from None
+            loaded = parse_json(raw_config if isinstance(raw_config, str) else "", "'config'")
             if not isinstance(loaded, dict):
                 raise InvalidRequest("'config' must be a JSON object")
             config = loaded
@@ -139,10 +164,7 @@ class AdminApi:
     async def invoke(self, request: Request) -> Response:
         name = request.path_params["name"]
         raw = await request.body()
-        try:
-            value = json.loads(raw) if raw else None
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"the invoke body must be JSON: {e}") from None
+        value = parse_json(raw, "the invoke body") if raw else None
         event = (
             value
             if isinstance(value, dict) and "kind" in value
@@ -169,10 +191,10 @@ class AdminApi:
         return JSONResponse({"routes": [r.to_dict() for r in self.platform.registry.routes()]})
 
     async def put_routes(self, request: Request) -> Response:
+        body = parse_json(await request.body(), "the routes body")
         try:
-            body = json.loads(await request.body())
             raw_routes = body["routes"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise InvalidRequest(f"expected a JSON body {{'routes': [...]}}: {e}") from None
         names = {d.name for d in self.platform.registry.list()}
         routes = routes_from_list(raw_routes, where="PUT /_admin/routes")

@@ -18,6 +18,7 @@ from host.common.ids import new_id
 from host.errors import InvalidRequest, PayloadTooLarge
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
+from host.gateway.json_body import parse_json
 from host.gateway.policies.chain import GatewayPolicies, Guard
 from host.gateway.routing import Match, RouteTable
 from host.platform.registry import Registry
@@ -105,10 +106,7 @@ class FunctionRoutes:
         else:
             event = guard.event(await _http_event(request, found, WORKFLOW_INPUT_BYTES))
             body = event["body"]
-        try:
-            value = json.loads(body) if body else {}
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"a workflow route takes a JSON body: {e}") from None
+        value = parse_json(body, "a workflow route's JSON body") if body else {}
         if isinstance(value, dict) and found.params:
             value = {**found.params, **value}
         key = request.headers.get("idempotency-key")
@@ -158,32 +156,12 @@ async def _read_body(request: Request, cap: int) -> bytes:
 
 
 def _http_response(response: dict[str, Any], request_id: str) -> Response:
-    status = response.get("status", 200)
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        status = 502
-    raw_headers = response.get("headers") or {}
-    headers = (
-        {str(k).lower(): str(v) for k, v in raw_headers.items()}
-        if isinstance(raw_headers, dict)
-        else {}
-    )
-    body: Any = response.get("body", response.get("output", b""))
-    if isinstance(body, bytes):
-        content = body
-    elif isinstance(body, str):
-        content = body.encode()
-        headers.setdefault("content-type", "text/plain; charset=utf-8")
-    else:
-        content = json.dumps(body, default=_json_default).encode()
-        headers.setdefault("content-type", "application/json")
+    """The HTTP response for a function's response, which the runtime checked and
+    converted before the invocation committed (host/runtime/response.py): status,
+    headers and the exact body bytes. The server sets content-length itself."""
+    headers = dict(response["headers"])
     headers[REQUEST_ID] = request_id
-    return Response(content, status_code=status, headers=headers)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return Response(response["body"], status_code=response["status"], headers=headers)
 
 
 def _plain(status: int, message: str, request_id: str) -> Response:

@@ -6,7 +6,6 @@ consumption; a send goes through staged effects like a guest's.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from host.common.jsonable import jsonable
-from host.errors import InvalidRequest
+from host.gateway.json_body import parse_json
 from host.services.keys import check_name
 from host.services.services import Services
 
@@ -54,10 +53,7 @@ class QueuesApi:
 
     async def send(self, request: Request) -> Response:
         queue = check_name("queue", request.path_params["queue"])
-        try:
-            body = json.loads(await request.body())
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"the body must be the message as JSON: {e}") from None
+        body = parse_json(await request.body(), "the message (the JSON body)")
         delay = int(request.query_params.get("delay_ms", "0"))
         effects = self.services.begin(self.source)
         message_id = effects.queue_send(queue, msgpack.packb(body), delay)

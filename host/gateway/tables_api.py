@@ -6,7 +6,6 @@ way. Keys in URLs are UTF-8 strings; values are JSON.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgpack
@@ -15,8 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from host.common.jsonable import jsonable
-from host.errors import InvalidRequest, NotFound
+from host.errors import NotFound, TooLarge
+from host.gateway.json_body import parse_json
 from host.services.keys import check_key, check_name, successor
+from host.services.kv import MAX_VALUE_BYTES
 from host.services.services import Services
 
 
@@ -64,12 +65,12 @@ class TablesApi:
 
     async def put(self, request: Request) -> Response:
         table, key = _table_key(request)
-        try:
-            value = json.loads(await request.body())
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"the body must be the value as JSON: {e}") from None
+        value = parse_json(await request.body(), "the value (the JSON body)")
+        packed = msgpack.packb(value)
+        if len(packed) > MAX_VALUE_BYTES:
+            raise TooLarge(f"a table value is at most {MAX_VALUE_BYTES} bytes, got {len(packed)}")
         effects = self.services.begin(self.source)
-        version = effects.kv_put(table, key, msgpack.packb(value))
+        version = effects.kv_put(table, key, packed)
         effects.commit()
         return JSONResponse({"version": version})
 

@@ -20,6 +20,10 @@ Schema (every key optional unless marked *required*)::
     max_response = "6MiB"            # largest response it may return (6MiB)
     concurrency = 0                  # concurrent invocations, 0 = unlimited (0)
     idle_ttl = "5m"                  # dropped from memory when unused this long (5m)
+    max_log = "256KiB"               # log bytes kept per invocation, then one
+    max_log_lines = 1000             #   "log truncated: N lines dropped" line (1000)
+    max_staged = "80MiB"             # bytes one invocation may write (80MiB), then the
+    max_staged_ops = 1000            #   guest gets too_large; write operations (1000)
     env = { GREETING = "hi" }        # names [A-Za-z_][A-Za-z0-9_]*, string values
     [functions.NAME.grants]          # what the function may reach; nothing by default
     tables = { orders = "read-write", audit = "read" }

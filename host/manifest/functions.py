@@ -36,6 +36,12 @@ class FunctionSpec:
     max_response_bytes: int = 6 * MiB
     concurrency: int = 0
     idle_ttl_s: float = 300.0
+    #: per-invocation budgets (guest_sdk/ABI.md, "Limits"): log bytes and lines kept,
+    #: bytes and operations staged for the commit
+    max_log_bytes: int = 256 * KiB
+    max_log_lines: int = 1000
+    max_staged_bytes: int = 80 * MiB
+    max_staged_ops: int = 1000
     env: dict[str, str] = field(default_factory=dict)
     grants: Grants = field(default_factory=Grants)
 
@@ -48,6 +54,10 @@ class FunctionSpec:
             "max_response": format_size(self.max_response_bytes),
             "concurrency": self.concurrency,
             "idle_ttl": format_duration(self.idle_ttl_s),
+            "max_log": format_size(self.max_log_bytes),
+            "max_log_lines": self.max_log_lines,
+            "max_staged": format_size(self.max_staged_bytes),
+            "max_staged_ops": self.max_staged_ops,
             "env": dict(self.env),
             "grants": self.grants.to_dict(),
         }
@@ -90,6 +100,10 @@ def read_function(name: str, t: ConfigTable, base: Path | None) -> FunctionSpec:
         max_response_bytes=t.size("max_response", 6 * MiB, positive=True),
         concurrency=t.integer("concurrency", 0),
         idle_ttl_s=t.duration("idle_ttl", 300.0),
+        max_log_bytes=t.size("max_log", 256 * KiB, positive=True),
+        max_log_lines=t.integer("max_log_lines", 1000, minimum=1),
+        max_staged_bytes=t.size("max_staged", 80 * MiB, positive=True),
+        max_staged_ops=t.integer("max_staged_ops", 1000, minimum=1),
         env=_env(t),
         grants=_grants(t.table("grants")),
     )

@@ -23,14 +23,22 @@ from typing import Any
 import msgpack
 
 from host.common.ids import new_id
-from host.errors import FunctionFailed, FunctionTimeout, NimbusError, Overloaded
+from host.errors import (
+    AbiError,
+    DeployError,
+    FunctionFailed,
+    FunctionTimeout,
+    NimbusError,
+    Overloaded,
+    PayloadTooLarge,
+)
 from host.hostcalls.catalog import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
 from host.manifest.functions import FunctionSpec
 from host.platform.registry import Deployment, Registry
 from host.platform.request import CommitDeclined, InvocationRequest
 from host.runtime.invocation import Invocation, LogLine
-from host.runtime.limits import Limits
+from host.runtime.limits import MAX_MODULE_BYTES, Limits
 from host.runtime.loaded import LoadedFunction
 from host.runtime.pool import WarmPool
 from host.runtime.runtime import Runtime
@@ -112,7 +120,16 @@ class Platform:
 
     def deploy(self, spec: FunctionSpec, wasm: bytes) -> Deployment:
         """Validate and compile ``wasm`` first; only then make it the serving version."""
-        self.runtime.load(spec.name, wasm, _limits(spec))
+        if len(wasm) > MAX_MODULE_BYTES:
+            raise PayloadTooLarge(
+                f"module is {len(wasm)} bytes; a deploy accepts at most {MAX_MODULE_BYTES}"
+            )
+        if not wasm:
+            raise DeployError("module is empty (0 bytes); upload the .wasm that the build made")
+        try:
+            self.runtime.load(spec.name, wasm, _limits(spec))
+        except AbiError as e:  # a missing or mistyped export: the deployer's to fix
+            raise DeployError(str(e)) from None
         dep = self.registry.put(spec, wasm)
         self.pool.drop(f"{spec.name}@")
         return dep
@@ -211,7 +228,10 @@ class Platform:
         hook = request.commit
         with self._slot(dep.name, dep.spec.concurrency):
             effects = self.services.begin(dep.name)
-            call.inv.services = ServiceAccess(effects, dep.spec.grants, call.inv)
+            spec = dep.spec
+            call.inv.services = ServiceAccess(
+                effects, spec.grants, call.inv, spec.max_staged_bytes, spec.max_staged_ops
+            )
             try:
                 response = self.runtime.invoke(fn, msgpack.packb(envelope), call.inv, call.run_s)
                 _raise_for_error(response, dep.name)
@@ -272,7 +292,12 @@ class _Call:
         self.outcome: str = "ok"
         self.error: str | None = None
         self.duration_ms = 0.0
-        self.inv = Invocation(request_id=self.request_id, function=dep.name)
+        self.inv = Invocation(
+            request_id=self.request_id,
+            function=dep.name,
+            max_log_bytes=dep.spec.max_log_bytes,
+            max_log_lines=dep.spec.max_log_lines,
+        )
 
     def record(self) -> InvocationRecord:
         return InvocationRecord(

@@ -16,6 +16,9 @@ from importlib.metadata import version
 import wasmtime
 from wasmtime import _ffi as ffi
 
+from host.runtime.native import increment_epoch
+from host.runtime.priority import TICKER_NICE, set_nice
+
 #: how often the ticker advances the engine's epoch; a guest past its deadline is
 #: interrupted at most one tick late.
 EPOCH_TICK_S = 0.005
@@ -107,8 +110,10 @@ class EpochTicker:
     def _run(self) -> None:
         # time_scale > 1 makes time limits pass faster than real time (tests of a 30 s
         # timeout need not wait 30 s); production runs at 1
+        set_nice(threading.get_native_id(), TICKER_NICE)  # deadlines depend on it
+        engine = self._engine.ptr()
         while not self._stop.wait(self._tick_s / self._scale):
-            self._engine.increment_epoch()
+            increment_epoch(engine)
 
     def stop(self) -> None:
         self._stop.set()

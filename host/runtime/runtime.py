@@ -34,6 +34,7 @@ from host.runtime.instance import FreshInstance, Instances, call_handler, memory
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
 from host.runtime.loaded import LoadedFunction
+from host.runtime.priority import Demoter
 from host.runtime.traps import classify, classify_memory
 
 log = logging.getLogger("nimbus.runtime")
@@ -58,6 +59,7 @@ class Runtime:
         self.cache = ModuleCache(cache_dir, self.engine, self.fingerprint)
         self._ticker = EpochTicker(self.engine, time_scale=time_scale)
         self.instances = Instances(self.engine.ptr(), self._ticker)
+        self.demoter = Demoter()
         self._cache_dir = cache_dir
         self._settings = settings
         self._time_scale = time_scale
@@ -72,6 +74,7 @@ class Runtime:
 
     def close(self) -> None:
         self._ticker.stop()
+        self.demoter.stop()
         if self._component_host is not None:
             self._component_host.close()
 
@@ -198,12 +201,15 @@ class Runtime:
         """Run ``event`` (msgpack) through a fresh instance of ``fn``; the response,
         checked and in its delivered form (``response.validate``)."""
         limits = fn.limits
-        if fn.kind == "component":
-            value = self._components().invoke(
-                fn.name, fn.module, limits, event, inv, timeout_s, classify
-            )
-        else:
-            value = response.decode(self._invoke_module(fn, event, inv, timeout_s), fn.name)
+        with self.demoter.running():
+            if fn.kind == "component":
+                value = self._components().invoke(
+                    fn.name, fn.module, limits, event, inv, timeout_s, classify
+                )
+            else:
+                raw = self._invoke_module(fn, event, inv, timeout_s)
+        if fn.kind != "component":
+            value = response.decode(raw, fn.name)
         return response.validate(value, fn.name, limits.max_response_bytes, _noter(inv))
 
     def _invoke_module(
