@@ -104,10 +104,11 @@ def guest(
         else:
             assert call_raw is not None
             name, ptr, length = call_raw
+        n = len(OUTPUT_PREFIX)
         lines.append(
             f"""(local.set $start (global.get $heap))
-            (memory.copy (global.get $heap) (i32.const {prefix_ptr}) (i32.const {len(OUTPUT_PREFIX)}))
-            (global.set $heap (i32.add (global.get $heap) (i32.const {len(OUTPUT_PREFIX)})))
+            (memory.copy (global.get $heap) (i32.const {prefix_ptr}) (i32.const {n}))
+            (global.set $heap (i32.add (global.get $heap) (i32.const {n})))
             (local.set $r (call ${name} (i32.const {ptr}) (i32.const {length})))
             (return (i64.or (i64.shl (i64.extend_i32_u (local.get $start)) (i64.const 32))
               (i64.add (i64.and (local.get $r) (i64.const 0xffffffff))
