@@ -21,11 +21,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import coldstart, http, isolation, memory, policies, services, triggers, workflows
+from bench import coldstart, http, isolation, memory, policies, services, storm, triggers, workflows
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "coldstart": coldstart.run,
     "isolation": isolation.run,
+    "isolation-storm": storm.run,
     "http": http.run,
     "memory": memory.run,
     "policies": policies.run,

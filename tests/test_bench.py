@@ -33,6 +33,7 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     assert set(s) == {
         "coldstart",
         "isolation",
+        "isolation-storm",
         "http",
         "memory",
         "policies",
@@ -58,6 +59,10 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     for key in ("a_no_policy", "b_api_key", "c_jwt", "d_rate_limit"):
         h = pol[key]
         assert h["rps"] > 0 and h["p99_ms"] >= h["p50_ms"] > 0 and h["errors"] == 0
+    storm = s["isolation-storm"]
+    assert sum(storm["statuses"].values()) == storm["spinners"]
+    assert storm["overshoot_max_ms"] >= storm["overshoot_p50_ms"]
+    assert storm["fast_storm_requests"] > 0 and storm["fast_storm_p99_ms"] > 0
     mem = s["memory"]
     assert mem["warm_1_rss_mib"] >= mem["empty_rss_mib"] > 0
     sv = s["services"]
