@@ -4,10 +4,12 @@ Guests run in parallel in OS threads without the GIL, so on a small machine a st
 of spinning guests competes for the cores with everything else: the event loop, the
 epoch ticker that enforces their own deadlines, and fast functions. A watcher thread
 lowers the OS priority (nice) of every thread whose guest has run longer than
-``DEMOTE_AFTER_S``; the thread gets its priority back when the invocation ends. So a
-spinning guest still gets all idle CPU, but a short request, the ticker and the event
-loop go first. The epoch ticker asks for a higher priority than the default (it
-sleeps nearly all the time; when it wakes, deadlines depend on it).
+``DEMOTE_AFTER_S``; the thread gets its priority back shortly before its deadline
+(so that it reaches the epoch check and stops on time instead of waiting for a core)
+and when the invocation ends. So a spinning guest still gets all idle CPU, but a
+short request, the ticker and the event loop go first. The epoch ticker asks for a
+higher priority than the default (it sleeps nearly all the time; when it wakes,
+deadlines depend on it).
 
 Linux applies nice per thread (``setpriority`` on a thread id); where the process may
 not change priorities the watcher does nothing and says so once in the log.
@@ -29,7 +31,9 @@ DEMOTE_AFTER_S = 0.05
 #: how often the watcher looks
 WATCH_INTERVAL_S = 0.01
 #: the nice value of a demoted thread (0 is the default, 19 the lowest priority)
-DEMOTED_NICE = 15
+DEMOTED_NICE = 19
+#: a demoted thread is restored this long before its deadline
+RESTORE_BEFORE_S = 0.03
 #: the nice value the epoch ticker asks for (needs privileges; else it stays at 0)
 TICKER_NICE = -10
 
@@ -51,7 +55,8 @@ class Demoter:
     ) -> None:
         self._after_s = after_s
         self._interval_s = interval_s
-        self._running: dict[int, float] = {}  # thread id -> when its guest started
+        #: thread id -> (when its guest started, its deadline), monotonic seconds
+        self._running: dict[int, tuple[float, float]] = {}
         self._demoted: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -60,13 +65,14 @@ class Demoter:
         self._thread.start()
 
     @contextmanager
-    def running(self) -> Iterator[None]:
-        """Around a guest's run in the current thread."""
+    def running(self, timeout_s: float) -> Iterator[None]:
+        """Around a guest's run of at most ``timeout_s`` in the current thread."""
         tid = threading.get_native_id()
         if tid in self._running:  # nested (a component calling back): already tracked
             yield
             return
-        self._running[tid] = time.monotonic()
+        now = time.monotonic()
+        self._running[tid] = (now, now + timeout_s)
         try:
             yield
         finally:
@@ -80,10 +86,15 @@ class Demoter:
         while not self._stop.wait(self._interval_s):
             if not self._enabled:
                 continue
-            late = time.monotonic() - self._after_s
+            now = time.monotonic()
             with self._lock:
-                for tid, started in list(self._running.items()):
-                    if started < late and tid not in self._demoted:
+                for tid, (started, deadline) in list(self._running.items()):
+                    near_end = now >= deadline - RESTORE_BEFORE_S
+                    if tid in self._demoted:
+                        if near_end:
+                            self._demoted.discard(tid)
+                            set_nice(tid, 0)
+                    elif not near_end and now - started > self._after_s:
                         if not set_nice(tid, DEMOTED_NICE):
                             log.warning("thread priorities cannot be changed here: not demoting")
                             self._enabled = False

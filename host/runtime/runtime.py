@@ -201,7 +201,7 @@ class Runtime:
         """Run ``event`` (msgpack) through a fresh instance of ``fn``; the response,
         checked and in its delivered form (``response.validate``)."""
         limits = fn.limits
-        with self.demoter.running():
+        with self.demoter.running(limits.timeout_s if timeout_s is None else timeout_s):
             if fn.kind == "component":
                 value = self._components().invoke(
                     fn.name, fn.module, limits, event, inv, timeout_s, classify
