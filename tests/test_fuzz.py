@@ -123,14 +123,10 @@ scalars = (
     | st.binary(max_size=20)
     | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=4))
 )
+keys = st.text(max_size=5) | st.binary(max_size=3) | st.integers(-(2**63), 2**64 - 1)
 values = st.recursive(
     scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(
-            st.text(max_size=5) | st.binary(max_size=3) | st.integers(), inner, max_size=4
-        )
-    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
     max_leaves=12,
 )
 responses = st.dictionaries(
