@@ -50,11 +50,17 @@ def rss() -> int:
 def fp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     p = Platform(tmp_path_factory.mktemp("fuzz"), PlatformOptions(initial_map_size=1 << 20))
     p.invoke_module(SPEC, HELLO, {"kind": "invoke"})
-    start = rss()
     yield p
-    grown = rss() - start
     p.close()
-    assert grown < 50 * MiB, f"RSS grew by {grown / MiB:.1f} MiB over the fuzz suite"
+
+
+@pytest.fixture(autouse=True)
+def rss_in_budget(fp: Platform) -> Iterator[None]:
+    """Each property's examples together leave the host's RSS within 50 MiB."""
+    start = rss()
+    yield
+    grown = rss() - start
+    assert grown < 50 * MiB, f"RSS grew by {grown / MiB:.1f} MiB over the examples"
 
 
 def commits(p: Platform) -> int:
