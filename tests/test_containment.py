@@ -291,3 +291,17 @@ def test_cold_load_never_turns_a_timeout_into_a_deploy_error(p: Platform) -> Non
     time.sleep(max(0.0, (after - time.time_ns()) / 1e9) + 0.1)
     p.pool.drop("later@")  # the next call is a cold load
     fails_cleanly(p, "later", FunctionTimeout)
+
+
+def test_recent_records_keep_a_byte_budget() -> None:
+    from host.telemetry.records import InvocationRecord, Telemetry
+
+    telemetry = Telemetry(keep=10_000, max_bytes=1 << 20)
+    line = ("info", "x" * 60_000)
+    for i in range(100):
+        telemetry.record(
+            InvocationRecord(f"r{i}", "f", 1, "http", False, 0, 1.0, "ok", logs=[line] * 4)
+        )
+    assert telemetry.recent_bytes <= 1 << 20
+    kept = telemetry.recent(limit=1000)
+    assert 0 < len(kept) < 100 and kept[-1].request_id == "r99"
