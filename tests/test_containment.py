@@ -25,11 +25,11 @@ from host.errors import (
     ResponseTooLarge,
 )
 from host.hostcalls.wire import INVALID, OK, TOO_LARGE
-from host.manifest.functions import FunctionSpec
+from host.manifest.functions import MAX_MODULE_BYTES, FunctionSpec
 from host.manifest.grants import Grants
 from host.platform.platform import InvocationResult, Platform
 from host.runtime.invocation import Invocation
-from host.runtime.limits import MAX_MODULE_BYTES, Limits
+from host.runtime.limits import Limits
 from host.runtime.runtime import Runtime
 from tests.hostile import WRITES, guest, packb
 

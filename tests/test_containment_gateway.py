@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from host.runtime.limits import MAX_MODULE_BYTES
+from host.manifest.functions import MAX_MODULE_BYTES
 from tests.conftest import Server
 from tests.hostile import WRITES, guest, packb
 

@@ -22,7 +22,7 @@ from host.cli import keys
 from host.cli.data import add_commands, admin_client
 from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, NimbusError, PayloadTooLarge
-from host.runtime.limits import MAX_MODULE_BYTES
+from host.manifest.functions import MAX_MODULE_BYTES
 
 DEFAULT_DATA = Path(".nimbus")
 err = Console(stderr=True)

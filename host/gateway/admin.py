@@ -29,11 +29,10 @@ from host.gateway.keys_api import KeysApi
 from host.gateway.openapi import OPENAPI
 from host.gateway.schedules_api import ScheduleSource
 from host.gateway.workflow_api import WorkflowApi
-from host.manifest.functions import function_spec_from_dict
+from host.manifest.functions import MAX_MODULE_BYTES, function_spec_from_dict
 from host.manifest.routes import routes_from_list
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
-from host.runtime.limits import MAX_MODULE_BYTES
 
 #: what a deploy form may hold besides the module (its config, the part headers)
 FORM_OVERHEAD_BYTES = 1024 * 1024

@@ -34,11 +34,11 @@ from host.errors import (
 )
 from host.hostcalls.catalog import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
-from host.manifest.functions import FunctionSpec
+from host.manifest.functions import MAX_MODULE_BYTES, FunctionSpec
 from host.platform.registry import Deployment, Registry
 from host.platform.request import CommitDeclined, InvocationRequest
 from host.runtime.invocation import Invocation, LogLine
-from host.runtime.limits import MAX_MODULE_BYTES, Limits
+from host.runtime.limits import Limits
 from host.runtime.loaded import LoadedFunction
 from host.runtime.pool import WarmPool
 from host.runtime.runtime import Runtime

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
-#: the largest module (.wasm or component) a deploy accepts, checked on the bytes
-#: uploaded: a Python component with its interpreter is ~20 MiB
-MAX_MODULE_BYTES = 64 * MIB
 
 
 @dataclass(frozen=True)

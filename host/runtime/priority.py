@@ -21,8 +21,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 log = logging.getLogger("nimbus.runtime")
 
@@ -64,23 +62,25 @@ class Demoter:
         self._thread = threading.Thread(target=self._watch, name="nimbus-demote", daemon=True)
         self._thread.start()
 
-    @contextmanager
-    def running(self, timeout_s: float) -> Iterator[None]:
-        """Around a guest's run of at most ``timeout_s`` in the current thread."""
+    def enter(self, timeout_s: float) -> int:
+        """A guest of at most ``timeout_s`` starts in the current thread; the token
+        to give ``leave`` (plain calls, not a context manager: this is the hot path)."""
         tid = threading.get_native_id()
-        if tid in self._running:  # nested (a component calling back): already tracked
-            yield
-            return
+        if tid in self._running:  # nested: already tracked by the outer run
+            return 0
         now = time.monotonic()
         self._running[tid] = (now, now + timeout_s)
-        try:
-            yield
-        finally:
-            with self._lock:
-                del self._running[tid]
-                if tid in self._demoted:
-                    self._demoted.discard(tid)
-                    set_nice(tid, 0)
+        return tid
+
+    def leave(self, token: int) -> None:
+        """The run that ``enter`` returned ``token`` for has ended."""
+        if not token:
+            return
+        with self._lock:
+            del self._running[token]
+            if token in self._demoted:
+                self._demoted.discard(token)
+                set_nice(token, 0)
 
     def _watch(self) -> None:
         while not self._stop.wait(self._interval_s):

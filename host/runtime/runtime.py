@@ -201,13 +201,16 @@ class Runtime:
         """Run ``event`` (msgpack) through a fresh instance of ``fn``; the response,
         checked and in its delivered form (``response.validate``)."""
         limits = fn.limits
-        with self.demoter.running(limits.timeout_s if timeout_s is None else timeout_s):
+        token = self.demoter.enter(limits.timeout_s if timeout_s is None else timeout_s)
+        try:
             if fn.kind == "component":
                 value = self._components().invoke(
                     fn.name, fn.module, limits, event, inv, timeout_s, classify
                 )
             else:
                 raw = self._invoke_module(fn, event, inv, timeout_s)
+        finally:
+            self.demoter.leave(token)
         if fn.kind != "component":
             value = response.decode(raw, fn.name)
         return response.validate(value, fn.name, limits.max_response_bytes, _noter(inv))
