@@ -18,6 +18,7 @@ from host.runtime import abi, native
 from host.runtime.engine import EpochTicker
 from host.runtime.invocation import Invocation
 from host.runtime.loaded import LoadedFunction
+from host.runtime.priority import Demoter
 from host.runtime.traps import instantiate_error
 
 _MEMORY = native.EXTERN_MEMORY
@@ -74,8 +75,17 @@ class FreshInstance:
         del self.owner.live[self.key]
 
 
-def call_handler(fn: LoadedFunction, ctx: Any, inst: Any, event: bytes, inv: Invocation) -> bytes:
-    """Run ``event`` through ``nimbus_handle`` of ``inst``; the response bytes."""
+def call_handler(
+    fn: LoadedFunction,
+    ctx: Any,
+    inst: Any,
+    event: bytes,
+    inv: Invocation,
+    demoter: Demoter | None = None,
+    timeout_s: float | None = None,
+) -> bytes:
+    """Run ``event`` through ``nimbus_handle`` of ``inst``; the response bytes. The
+    guest's run is reported to ``demoter`` (host/runtime/priority.py)."""
     memory = native.export(ctx, inst, b"memory", _MEMORY)
     alloc = native.export(ctx, inst, b"nimbus_alloc", _FUNC)
     handle = native.export(ctx, inst, b"nimbus_handle", _FUNC)
@@ -94,7 +104,14 @@ def call_handler(fn: LoadedFunction, ctx: Any, inst: Any, event: bytes, inv: Inv
     ctypes.memmove(base + ptr, event, len(event))
     vals[0].i32 = ptr
     vals[1].i32 = len(event)
-    native.call(ctx, handle, vals, 2)
+    if demoter is None:
+        native.call(ctx, handle, vals, 2)
+    else:
+        token = demoter.enter(fn.limits.timeout_s if timeout_s is None else timeout_s)
+        try:
+            native.call(ctx, handle, vals, 2)
+        finally:
+            demoter.leave(token)
     rptr, rlen = abi.split_result(vals[0].i64)
     if rlen > fn.limits.max_response_bytes:
         raise ResponseTooLarge(

@@ -11,6 +11,11 @@ short request, the ticker and the event loop go first. The epoch ticker asks for
 higher priority than the default (it sleeps nearly all the time; when it wakes,
 deadlines depend on it).
 
+Only time spent in guest code counts: ``enter`` and ``leave`` surround the call into
+the guest, never the host's own Python around it, and a demoted thread that calls a
+host import is restored first (``wake``): a thread holding the GIL at a low priority
+would stall every other thread waiting for it.
+
 Linux applies nice per thread (``setpriority`` on a thread id); where the process may
 not change priorities the watcher does nothing and says so once in the log.
 """
@@ -71,6 +76,18 @@ class Demoter:
         now = time.monotonic()
         self._running[tid] = (now, now + timeout_s)
         return tid
+
+    def wake(self) -> None:
+        """The current thread enters the host (a host import, under the GIL): a demoted
+        thread gets its priority back at once, so it never holds the GIL at a low
+        priority while others wait for it (the watcher demotes it again later)."""
+        if self._demoted:
+            tid = threading.get_native_id()
+            if tid in self._demoted:
+                with self._lock:
+                    if tid in self._demoted:
+                        self._demoted.discard(tid)
+                        set_nice(tid, 0)
 
     def leave(self, token: int) -> None:
         """The run that ``enter`` returned ``token`` for has ended."""

@@ -106,7 +106,10 @@ class Runtime:
         arity = range(len(fields))
         pointer_pair = hf.params == ("i32", "i32")
 
+        demoter = self.demoter
+
         def trampoline(_env: Any, caller: Any, vals: Any, _n: int) -> int:
+            demoter.wake()
             ctx, key = native.store_data(caller)
             inv = live[key]
             inv.enter(ctx)
@@ -201,18 +204,12 @@ class Runtime:
         """Run ``event`` (msgpack) through a fresh instance of ``fn``; the response,
         checked and in its delivered form (``response.validate``)."""
         limits = fn.limits
-        token = self.demoter.enter(limits.timeout_s if timeout_s is None else timeout_s)
-        try:
-            if fn.kind == "component":
-                value = self._components().invoke(
-                    fn.name, fn.module, limits, event, inv, timeout_s, classify
-                )
-            else:
-                raw = self._invoke_module(fn, event, inv, timeout_s)
-        finally:
-            self.demoter.leave(token)
-        if fn.kind != "component":
-            value = response.decode(raw, fn.name)
+        if fn.kind == "component":
+            value = self._components().invoke(
+                fn.name, fn.module, limits, event, inv, timeout_s, classify
+            )
+        else:
+            value = response.decode(self._invoke_module(fn, event, inv, timeout_s), fn.name)
         return response.validate(value, fn.name, limits.max_response_bytes, _noter(inv))
 
     def _invoke_module(
@@ -226,7 +223,7 @@ class Runtime:
             )
         with self.instances.fresh(fn, inv, timeout_s) as (ctx, inst):
             try:
-                return call_handler(fn, ctx, inst, event, inv)
+                return call_handler(fn, ctx, inst, event, inv, self.demoter, timeout_s)
             except native.GuestTrap as t:
                 if inv.error is not None:
                     raise inv.error from None
