@@ -8,7 +8,6 @@ the records (never a secret or its hash); ``DELETE /_admin/keys/{id}`` revokes o
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio.to_thread
@@ -18,6 +17,7 @@ from starlette.routing import Route
 
 from host.common.units import parse_duration
 from host.errors import InvalidRequest
+from host.gateway.json_body import parse_json
 from host.services.apikeys import ApiKeys
 
 
@@ -40,10 +40,7 @@ class KeysApi:
 
     async def create(self, request: Request) -> Response:
         raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else {}
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"expected a JSON body {{'name': …}}: {e}") from None
+        body = parse_json(raw, "the JSON body {'name': …}") if raw else {}
         if not isinstance(body, dict) or not isinstance(body.get("name"), str):
             raise InvalidRequest("expected a JSON object with a 'name' (a string)")
         expires = body.get("expires")
