@@ -196,3 +196,22 @@ class ServiceUnavailable(ServiceError):
     """The storage layer could not answer; retrying later may succeed."""
 
     kind = "ServiceUnavailable"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The data dir could not take a write (an I/O error on commit); nothing of the
+    write was applied, reads keep working, and retrying later may succeed."""
+
+    kind = "StorageUnavailable"
+
+    def __init__(self, message: str, path: str = "", retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.path = path
+        self.retry_after_s = retry_after_s
+
+
+class StorageFull(StorageUnavailable):
+    """The disk holding the data dir is full: nothing of the write was applied, reads
+    keep working, and writes resume by themselves once space is freed."""
+
+    kind = "StorageFull"

@@ -164,3 +164,37 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield _start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs, mounted for the test and unmounted after."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (run the suite as root or with CAP_SYS_ADMIN)")
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "nimbus-test", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(mnt: Path) -> Path:
+    """Take every free byte of the filesystem with one file."""
+    filler = mnt / "filler"
+    st = os.statvfs(mnt)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize)
+    finally:
+        os.close(fd)
+    st = os.statvfs(mnt)
+    assert st.f_bavail * st.f_frsize < 64 * 1024
+    return filler

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from host.cli import keys
+from host.cli.backup import add_commands as add_backup_commands
 from host.cli.data import add_commands, admin_client
 from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, NimbusError, PayloadTooLarge
@@ -94,17 +95,6 @@ def cmd_build(args: argparse.Namespace) -> None:
     result = build_function(target)
     note = "built" if result.rebuilt else "up to date"
     out.print(f"{result.wasm} ({result.language}, {result.wasm.stat().st_size} bytes, {note})")
-
-
-def cmd_backup(args: argparse.Namespace) -> None:
-    from host.services.services import Services
-
-    services = Services(Path(args.data) / "db")
-    try:
-        services.backup(Path(args.dest))
-    finally:
-        services.close()
-    out.print(f"backup written to {args.dest}")
 
 
 # --- admin API clients ---------------------------------------------------------------
@@ -276,9 +266,7 @@ def _parser() -> argparse.ArgumentParser:
     serving(command("serve", cmd_serve, "serve the functions already deployed in the data dir"))
     c = command("build", cmd_build, "build a function dir, or every function of an app")
     c.add_argument("path", nargs="?", default=".")
-    c = command("backup", cmd_backup, "write a consistent copy of the data (safe while serving)")
-    c.add_argument("dest", help="directory to write the copy into")
-    data(c)
+    add_backup_commands(command, data)
 
     c = command("ls", cmd_ls, "list deployed functions")
     c.add_argument("--json", action="store_true")

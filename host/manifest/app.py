@@ -49,10 +49,13 @@ Schema (every key optional unless marked *required*)::
                            backoff = { initial = "1s", max = "5m", multiplier = 2.0 },
                            dead_letter (default "<queue>.dlq")
     [[triggers.schedule]]  name*, cron*, function*, timezone ("UTC"),
-                           missed = "latest" (run once for the latest missed time) | "skip"
+                           missed = "latest" (run once for the latest missed time) | "skip",
+                           visibility_timeout (30s)
     [[triggers.storage]]   bucket*, function*, prefix (""), suffix (""),
-                           events (["put", "delete"]), max_attempts, backoff, dead_letter
-    [[triggers.event]]     topic* (a pattern), function*, max_attempts, backoff, dead_letter
+                           events (["put", "delete"]), max_attempts, backoff, dead_letter,
+                           visibility_timeout (30s)
+    [[triggers.event]]     topic* (a pattern), function*, max_attempts, backoff, dead_letter,
+                           visibility_timeout (30s)
 
     [workflows.NAME]       a table per workflow, kept as written for the orchestrator
 

@@ -43,6 +43,7 @@ from host.runtime.loaded import LoadedFunction
 from host.runtime.pool import WarmPool
 from host.runtime.runtime import Runtime
 from host.services.blobs import MAX_OBJECT_BYTES
+from host.services.hosts import Hosts
 from host.services.services import Services
 from host.telemetry.records import InvocationRecord, Telemetry
 
@@ -102,6 +103,9 @@ class Platform:
             component_imports=component_imports(),
         )
         self.registry = Registry(self.services.deployments, self.data_dir / "modules")
+        self.hosts = Hosts(self.services.storage)
+        #: this process's name on its leases; a restarted host takes back a dead one's
+        self.incarnation = self.hosts.register()
         self.pool = WarmPool()
         self.telemetry = Telemetry()
         self._limits_lock = threading.Lock()
@@ -113,6 +117,7 @@ class Platform:
     def close(self) -> None:
         self._stop.set()
         self._sweeper.join(timeout=2)
+        self.hosts.unregister(self.incarnation)
         self.runtime.close()
         self.services.close()
 

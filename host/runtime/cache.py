@@ -117,10 +117,16 @@ class ModuleCache:
             p.unlink(missing_ok=True)
 
     def _store(self, sha: str, artifact: bytes | bytearray) -> None:
+        """Keep the compiled artifact for the next process; best effort: a full disk
+        costs the next process a compile, never this call."""
         path = self.path_for(sha)
         digest = f"crc32:{zlib.crc32(artifact):08x}"
-        atomic_write(path.with_suffix(".sum"), f"{len(artifact)} {digest}\n".encode())
-        atomic_write(path, bytes(artifact))
+        try:
+            atomic_write(path.with_suffix(".sum"), f"{len(artifact)} {digest}\n".encode())
+            atomic_write(path, bytes(artifact))
+        except OSError as e:
+            log.warning("module cache entry %s not written (%s); serving from memory", sha, e)
+            path.with_suffix(".sum").unlink(missing_ok=True)
 
 
 def _checksum_file(fd: int, size: int) -> str:

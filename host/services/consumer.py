@@ -22,10 +22,15 @@ class Consumer:
         self._storage = storage
         self._queues = queues
 
-    def lease(self, queue: str, limit: int, visibility_ms: int, now_ms: int) -> list[Message]:
-        """Up to ``limit`` visible messages, hidden for ``visibility_ms``, attempt + 1."""
+    def lease(
+        self, queue: str, limit: int, visibility_ms: int, now_ms: int, holder: str = ""
+    ) -> list[Message]:
+        """Up to ``limit`` visible messages, hidden for ``visibility_ms``, attempt + 1,
+        leased by ``holder`` (a host incarnation, ``hosts.py``)."""
         q = self._queues
-        return self._storage.write(lambda txn: q.lease(txn, queue, limit, visibility_ms, now_ms))
+        return self._storage.write(
+            lambda txn: q.lease(txn, queue, limit, visibility_ms, now_ms, holder)
+        )
 
     def ack(self, queue: str, ids: Sequence[str]) -> None:
         """Delete the messages ``ids`` (handled)."""
