@@ -23,11 +23,11 @@ Build = Callable[[str], Path]
 
 
 @pytest.fixture(scope="module")
-def py(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def py(tmp_path_factory: pytest.TempPathFactory, python_cache: Path) -> Iterator[Platform]:
     """One platform for the module: the shared Python runtime compiles once, in seconds."""
-    from tests.conftest import GUESTS
+    from tests.conftest import GUESTS, python_data_dir
 
-    p = Platform(tmp_path_factory.mktemp("py") / "data")
+    p = Platform(python_data_dir(tmp_path_factory.mktemp("py"), python_cache))
     hello = build_function(GUESTS / "hello_py").wasm.read_bytes()
     services = build_function(GUESTS / "services_py").wasm.read_bytes()
     p.deploy(

@@ -13,6 +13,7 @@ from host.errors import DeployError, FunctionOutOfMemory, FunctionTimeout
 from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import Platform
 from host.toolchain.builder import build_function
+from tests.conftest import python_data_dir
 
 COUNT = 10
 
@@ -63,13 +64,22 @@ def _spec(i: int, **over: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def ten(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Path]]:
+def ten(
+    tmp_path_factory: pytest.TempPathFactory, python_cache: Path
+) -> Iterator[tuple[Platform, Path]]:
     root = tmp_path_factory.mktemp("ten")
-    p = Platform(root / "data")
+    p = Platform(python_data_dir(root, python_cache))
     for i in range(COUNT):
         wasm = build_function(_write(root / f"f{i}", i)).wasm.read_bytes()
         p.deploy(_spec(i), wasm)
     yield p, root
+    p.close()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, python_cache: Path) -> Iterator[Platform]:
+    p = Platform(python_data_dir(tmp_path / "p", python_cache))
+    yield p
     p.close()
 
 
@@ -94,7 +104,8 @@ def test_one_runtime_compiled_once_for_all(ten: tuple[Platform, Path]) -> None:
     p, _ = ten
     host = p.runtime.python()
     assert host.cache.compiles + host.cache.hits == 1  # ten functions, one runtime load
-    code = list((host.cache.dir / "python").glob("*.code"))
+    shas = {d.sha256 for d in p.registry.list()}
+    code = [f for f in (host.cache.dir / "python").glob("*.code") if f.name.split(".")[0] in shas]
     assert len(code) == COUNT and all(f.stat().st_size < 64 * 1024 for f in code)
 
 
@@ -133,8 +144,10 @@ def test_redeploy_changes_only_that_function(ten: tuple[Platform, Path]) -> None
     assert p.runtime.python().cache.compiles == compiles  # the runtime was not recompiled
 
 
-def test_standard_library_on_demand_and_fresh_randomness(tmp_path: Path) -> None:
-    (tmp_path / "handler.py").write_text(
+def test_standard_library_on_demand_and_fresh_randomness(tmp_path: Path, fresh: Platform) -> None:
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(
         "import random, json, re, datetime, dataclasses\n"
         "def handle(event):\n"
         "    import xml.dom.minidom, tomllib, fractions\n"
@@ -147,14 +160,10 @@ def test_standard_library_on_demand_and_fresh_randomness(tmp_path: Path) -> None
         "    return {'tag': doc.documentElement.tagName, 'toml': tomllib.loads('x = 1'),\n"
         "            'r': random.random(), 'sql': sql}\n"
     )
-    p = Platform(tmp_path / "data")
-    try:
-        p.deploy(_spec(0), build_function(tmp_path).wasm.read_bytes())
-        a, b = call(p, "f0"), call(p, "f0")
-        assert a["tag"] == "a" and a["toml"] == {"x": 1} and a["sql"] == "refused"
-        assert a["r"] != b["r"]  # each instance reseeds: no two calls share a sequence
-    finally:
-        p.close()
+    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
+    a, b = call(fresh, "f0"), call(fresh, "f0")
+    assert a["tag"] == "a" and a["toml"] == {"x": 1} and a["sql"] == "refused"
+    assert a["r"] != b["r"]  # each instance reseeds: no two calls share a sequence
 
 
 @pytest.mark.parametrize(
@@ -164,14 +173,14 @@ def test_standard_library_on_demand_and_fresh_randomness(tmp_path: Path) -> None
         ("def other(event):\n    return 1\n", r"handler\.py defines no handle"),
     ],
 )
-def test_bad_sources_are_refused_at_deploy(tmp_path: Path, source: str, message: str) -> None:
-    (tmp_path / "handler.py").write_text(source)
-    p = Platform(tmp_path / "data")
-    try:
-        with pytest.raises(DeployError, match=message):
-            p.deploy(_spec(0), build_function(tmp_path).wasm.read_bytes())
-    finally:
-        p.close()
+def test_bad_sources_are_refused_at_deploy(
+    tmp_path: Path, fresh: Platform, source: str, message: str
+) -> None:
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(source)
+    with pytest.raises(DeployError, match=message):
+        fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
 
 
 def test_a_module_named_nimbus_is_refused(tmp_path: Path) -> None:
