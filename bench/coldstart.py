@@ -23,6 +23,7 @@ from host.hostcalls.catalog import all_host_functions, component_imports
 from host.runtime.invocation import Invocation
 from host.runtime.runtime import Runtime
 from host.toolchain.builder import build_function
+from host.toolchain.python_runtime import runtime_wasm
 
 FUNCTIONS = {
     "hello": ROOT / "functions" / "hello",
@@ -35,26 +36,37 @@ import sys, time
 from pathlib import Path
 from host.hostcalls.catalog import all_host_functions, component_imports
 from host.runtime.runtime import Runtime
+from host.toolchain.python_runtime import runtime_wasm
 wasm = Path(sys.argv[2]).read_bytes()
-rt = Runtime(Path(sys.argv[1]), all_host_functions(), component_imports=component_imports())
+rt = Runtime(Path(sys.argv[1]), all_host_functions(), component_imports=component_imports(),
+             python_runtime=runtime_wasm)
 t0 = time.perf_counter()
 fn = rt.load("f", wasm)
 print((time.perf_counter() - t0) * 1000, fn.cache_hit)
 """
 
 
+def _runtime(cache: Path) -> Runtime:
+    return Runtime(
+        cache,
+        all_host_functions(),
+        component_imports=component_imports(),
+        python_runtime=runtime_wasm,
+    )
+
+
 def _in_process(name: str, wasm: bytes, runs: int) -> dict[str, Any]:
     compile_ms = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
-            rt = Runtime(Path(tmp), all_host_functions(), component_imports=component_imports())
+            rt = _runtime(Path(tmp))
             t0 = time.perf_counter()
             rt.load(name, wasm)
             compile_ms.append((time.perf_counter() - t0) * 1000)
             rt.close()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
-        rt = Runtime(cache, all_host_functions(), component_imports=component_imports())
+        rt = _runtime(cache)
         fn = rt.load(name, wasm)
         event = hello_event()
         warm = []

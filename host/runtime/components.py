@@ -98,6 +98,7 @@ class PythonHost:
         self._code_dir = self.cache.dir / "python"
         self._runtime_wasm = runtime_wasm
         self._runtime: Any = None
+        self._exports: dict[str, Any] = {}  # export name -> its index, looked up once
         self.runtime_key = ""
         self.runtime_cache_hit = False
         self._start_lock = threading.Lock()
@@ -143,8 +144,10 @@ class PythonHost:
             except wasmtime.WasmtimeError as e:
                 raise DeployError(f"the Python runtime {path} cannot be linked: {e}") from None
             for export in (EXPORT, COMPILE):
-                if inst.get_func(store, export) is None:
+                index = cached.module.get_export_index(export)
+                if index is None or inst.get_func(store, index) is None:
                     raise DeployError(f"the Python runtime {path} does not export {export!r}")
+                self._exports[export] = index
             del inst, store
             self.runtime_key, self.runtime_cache_hit = key, cached.cache_hit
             self._runtime = cached.module
@@ -173,7 +176,7 @@ class PythonHost:
         self._current.inv = Invocation(request_id="compile", function=name)
         try:
             inst = self.linker.instantiate(store, self._runtime)
-            reply = call_bytes(store, inst.get_func(store, COMPILE), sources)
+            reply = call_bytes(store, inst.get_func(store, self._exports[COMPILE]), sources)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
             raise DeployError(f"function {name}: compiling its sources failed: {t}") from None
         finally:
@@ -211,7 +214,7 @@ class PythonHost:
         self._current.inv = inv
         try:
             inst = self.linker.instantiate(store, runtime)
-            raw = call_bytes(store, inst.get_func(store, EXPORT), code, event)
+            raw = call_bytes(store, inst.get_func(store, self._exports[EXPORT]), code, event)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
             if inv.error is not None:
                 raise inv.error from None
