@@ -190,3 +190,20 @@ def test_a_module_named_nimbus_is_refused(tmp_path: Path) -> None:
     (tmp_path / "nimbus.py").write_text("X = 1\n")
     with pytest.raises(BuildError, match="hide the Nimbus SDK"):
         build_function(tmp_path)
+
+
+def test_pure_python_requirements_just_work(tmp_path: Path, fresh: Platform) -> None:
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "function.toml").write_text('requirements = ["six==1.16.0", "attrs==23.2.0"]\n')
+    (src / "handler.py").write_text(
+        "import six\n"
+        "from attr import define\n\n"
+        "@define\n"
+        "class Point:\n"
+        "    x: int\n\n"
+        "def handle(event):\n"
+        "    return {'six': six.PY3, 'attrs': Point(3).x}\n"
+    )
+    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
+    assert call(fresh, "f0") == {"six": True, "attrs": 3}
