@@ -47,7 +47,8 @@ def _key() -> str:
     h = hashlib.sha256(
         f"componentize-py {componentize_version()} msgpack {msgpack.version}".encode()
     )
-    for path in sorted(p for p in SDK.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    inputs = [*(SDK / "nimbus").rglob("*"), *(SDK / "wit").rglob("*")]  # not the docs
+    for path in sorted(p for p in inputs if p.is_file() and "__pycache__" not in p.parts):
         h.update(str(path.relative_to(SDK)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:24]
