@@ -65,6 +65,21 @@ def open_services(backend: str, path: Path, **options: Any) -> Services:
     raise ValueError(f"unknown services backend {backend!r} (known: {BACKENDS})")
 
 
+@pytest.fixture(scope="session")
+def python_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One module cache for every Python platform of the session: the shared Python
+    runtime is compiled once (tens of seconds on a loaded machine), then loaded."""
+    return tmp_path_factory.mktemp("python-cache")
+
+
+def python_data_dir(root: Path, cache: Path) -> Path:
+    """A data dir under ``root`` whose module cache is the session's ``python_cache``."""
+    data = root / "data"
+    data.mkdir(parents=True)
+    (data / "cache").symlink_to(cache)
+    return data
+
+
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt = Runtime(tmp_path / "cache", all_host_functions())

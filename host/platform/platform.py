@@ -12,6 +12,7 @@ logs and records hold whatever started the call.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import msgpack
 
 from host.common.ids import new_id
+from host.common.python_bundle import is_python_bundle
 from host.errors import (
     AbiError,
     DeployError,
@@ -46,6 +48,7 @@ from host.services.blobs import MAX_OBJECT_BYTES
 from host.services.hosts import Hosts
 from host.services.services import Services
 from host.telemetry.records import InvocationRecord, Telemetry
+from host.toolchain.python_runtime import runtime_wasm
 
 #: how often idle functions are looked for (scale to zero)
 SWEEP_INTERVAL_S = 1.0
@@ -101,6 +104,7 @@ class Platform:
             all_host_functions(),
             time_scale=self.options.time_scale,
             component_imports=component_imports(),
+            python_runtime=runtime_wasm,
         )
         self.registry = Registry(self.services.deployments, self.data_dir / "modules")
         self.hosts = Hosts(self.services.storage)
@@ -138,6 +142,14 @@ class Platform:
         dep = self.registry.put(spec, wasm)
         self.pool.drop(f"{spec.name}@")
         return dep
+
+    def prepare(self) -> None:
+        """Before serving: start the shared Python runtime and load every deployed
+        Python function, so that no first request pays for either."""
+        for dep in self.registry.list():
+            wasm = self.registry.wasm(dep)
+            if is_python_bundle(wasm):
+                self.pool.get(dep.key, functools.partial(self._load, dep), dep.spec.idle_ttl_s)
 
     def remove(self, name: str) -> None:
         self.registry.delete(name)

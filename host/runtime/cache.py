@@ -78,6 +78,18 @@ class ModuleCache:
         self._store(sha, module.serialize())
         return CachedModule(module, sha, cache_hit=False)
 
+    def load_named(self, key: str, read: Callable[[], bytes]) -> CachedModule:
+        """Like ``load`` for an artifact whose name already says what it holds (the
+        shared Python runtime): no hash of its bytes, which are read only to compile."""
+        module = self._load_cached(key)
+        if module is not None:
+            with self._lock:
+                self.hits += 1
+            return CachedModule(module, key, cache_hit=True)
+        module = self._compile(read())
+        self._store(key, module.serialize())
+        return CachedModule(module, key, cache_hit=False)
+
     def _compile(self, wasm: bytes) -> Any:
         try:
             module = self._new(self._engine, wasm)

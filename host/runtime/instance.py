@@ -58,7 +58,7 @@ class FreshInstance:
         self.store = native.NativeStore(owner.engine_ptr, self.key, fn.limits.memory_bytes)
         try:
             self.store.set_deadline(owner.ticker.ticks_for(self.timeout_s))
-            assert fn.pre_ptr is not None, "components are instantiated by the ComponentHost"
+            assert fn.pre_ptr is not None, "Python functions are instantiated by the PythonHost"
             inst = native.instantiate(fn.pre_ptr, self.store.ctx)
         except native.GuestTrap as t:
             self._close()

@@ -16,7 +16,7 @@ class LoadedFunction:
 
     name: str
     sha256: str
-    module: Any  # a wasmtime Module, or a Component for kind "component"
+    module: Any  # a wasmtime Module, or the code bundle (bytes) for kind "python"
     pre: wasmtime.InstancePre | None
     limits: Limits
     cache_hit: bool

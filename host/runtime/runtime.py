@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import wasmtime
 
+from host.common.python_bundle import is_python_bundle
 from host.errors import DeployError, FunctionCrashed, InvocationError, NimbusError, PayloadTooLarge
 from host.runtime import abi, native, response
 from host.runtime.cache import ModuleCache
-from host.runtime.components import ComponentHost, ComponentImport, is_component
+from host.runtime.components import ComponentImport, PythonHost, is_component
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint, make_engine
 from host.runtime.imports import HostFunction
 from host.runtime.instance import FreshInstance, Instances, call_handler, memory_size
@@ -52,6 +53,7 @@ class Runtime:
         settings: EngineSettings | None = None,
         time_scale: float = 1.0,
         component_imports: dict[str, ComponentImport] | None = None,
+        python_runtime: Callable[[], Path] | None = None,
     ) -> None:
         settings = settings or EngineSettings()
         self.engine = make_engine(settings)
@@ -64,7 +66,8 @@ class Runtime:
         self._settings = settings
         self._time_scale = time_scale
         self._component_imports = component_imports or {}
-        self._component_host: ComponentHost | None = None
+        self._python_runtime = python_runtime
+        self._component_host: PythonHost | None = None
         self._component_lock = threading.Lock()
         self._linker = wasmtime.Linker(self.engine)
         self._callbacks: list[Any] = []
@@ -78,14 +81,18 @@ class Runtime:
         if self._component_host is not None:
             self._component_host.close()
 
-    def _components(self) -> ComponentHost:
+    def python(self) -> PythonHost:
+        """The shared Python runtime (made on first use; ``start()`` it to warm it)."""
         with self._component_lock:
             if self._component_host is None:
-                self._component_host = ComponentHost(
+                if self._python_runtime is None:
+                    raise DeployError("this host runs no Python functions (no Python runtime)")
+                self._component_host = PythonHost(
                     self._cache_dir,
                     self._component_imports,
                     self._time_scale,
                     self._settings.max_wasm_stack,
+                    self._python_runtime,
                 )
             return self._component_host
 
@@ -154,12 +161,14 @@ class Runtime:
         deployed module's cold load skips it (see the module docstring).
         """
         limits = limits or Limits()
+        if is_python_bundle(wasm):
+            code, sha, hit = self.python().load(name, wasm)
+            return LoadedFunction(name, sha, code, None, limits, hit, kind="python")
         if is_component(wasm):
-            host = self._components()
-            component, sha, hit = host.load(wasm)
-            if verify:  # a deployed component was checked when it was deployed
-                host.check(name, component, limits)
-            return LoadedFunction(name, sha, component, None, limits, hit, kind="component")
+            raise DeployError(
+                "this is a WebAssembly component; Python functions are deployed as the "
+                "bundle `nimbus build` makes of their handler.py (rebuild it)"
+            )
         cached = self.cache.load(wasm)
         abi.check_imports(cached.module, self.host_functions)
         abi.check_exports(cached.module)
@@ -204,8 +213,8 @@ class Runtime:
         """Run ``event`` (msgpack) through a fresh instance of ``fn``; the response,
         checked and in its delivered form (``response.validate``)."""
         limits = fn.limits
-        if fn.kind == "component":
-            value = self._components().invoke(
+        if fn.kind == "python":
+            value = self.python().invoke(
                 fn.name, fn.module, limits, event, inv, timeout_s, classify
             )
         else:
