@@ -196,3 +196,16 @@ class ServiceUnavailable(ServiceError):
     """The storage layer could not answer; retrying later may succeed."""
 
     kind = "ServiceUnavailable"
+
+
+class OutboundTimeout(ServiceError):
+    """An outbound HTTP request took longer than the timeout the guest gave it (the
+    invocation's own deadline ends the invocation instead: ``FunctionTimeout``)."""
+
+    kind = "OutboundTimeout"
+
+
+class LimitExceeded(ServiceError):
+    """A per-invocation count is used up (e.g. 32 outbound requests)."""
+
+    kind = "LimitExceeded"

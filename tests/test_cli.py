@@ -34,7 +34,20 @@ def nimbus(
 
 @pytest.mark.parametrize(
     "command",
-    ["up", "serve", "build", "backup", "ls", "get", "deploy", "rm", "invoke", "routes", "logs"],
+    [
+        "up",
+        "serve",
+        "build",
+        "backup",
+        "ls",
+        "get",
+        "deploy",
+        "rm",
+        "invoke",
+        "routes",
+        "logs",
+        "secrets",
+    ],
 )
 def test_every_command_has_help(command: str) -> None:
     r = nimbus(command, "--help")

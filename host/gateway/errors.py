@@ -38,6 +38,8 @@ STATUS: dict[type[e.NimbusError], int] = {
     e.ResponseTooLarge: 502,
     e.FunctionFailed: 502,
     e.ServiceUnavailable: 503,
+    e.OutboundTimeout: 504,
+    e.LimitExceeded: 429,
 }
 
 #: errors whose message is about the function's insides: not shown to HTTP callers
