@@ -32,6 +32,7 @@ from host.errors import (
     TooLarge,
 )
 from host.hostcalls.fetcher import Fetcher, FetchRequest, FetchResponse
+from host.hostcalls.wire import decode_request
 from host.manifest.outbound import OutboundPolicy
 from host.runtime.imports import HostFunction
 from host.runtime.invocation import Invocation
@@ -171,7 +172,7 @@ def serve(inv: Invocation, request: bytes) -> bytes:
     """The msgpack ``[status, value]`` answer to one ``http_fetch`` request (core and
     component guests both come through here)."""
     try:
-        req = msgpack.unpackb(request, raw=False, strict_map_key=False)
+        req = decode_request(request)  # bounded: a hostile map cannot blow up the host
         fetch, timeout_s = parse_request(req)
         access = inv.outbound
         if not isinstance(access, OutboundAccess):

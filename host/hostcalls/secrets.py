@@ -16,6 +16,7 @@ import msgpack
 
 from host.errors import AbiError, PermissionDenied, ServiceError
 from host.hostcalls.http import STATUS
+from host.hostcalls.wire import decode_request
 from host.runtime.imports import HostFunction
 from host.runtime.invocation import Invocation
 from host.services.secrets import Secrets, check_secret_name
@@ -37,8 +38,7 @@ class SecretAccess:
 def serve(inv: Invocation, request: bytes) -> bytes:
     """The msgpack ``[status, value]`` answer to one ``secret_get`` request."""
     try:
-        req = msgpack.unpackb(request, raw=False, strict_map_key=False)
-        name = check_secret_name(req.get("name") if isinstance(req, dict) else None)
+        name = check_secret_name(decode_request(request).get("name"))
         access = inv.secrets
         if not isinstance(access, SecretAccess) or name not in access.granted:
             message = (
