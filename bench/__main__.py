@@ -21,7 +21,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import coldstart, http, isolation, memory, policies, services, storm, triggers, workflows
+from bench import (
+    coldstart,
+    http,
+    isolation,
+    memory,
+    outbound,
+    policies,
+    services,
+    storm,
+    triggers,
+    workflows,
+)
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "coldstart": coldstart.run,
@@ -31,6 +42,7 @@ SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "memory": memory.run,
     "policies": policies.run,
     "services": services.run,
+    "outbound": outbound.run,
     "triggers": triggers.run,
     "workflows": workflows.run,
 }

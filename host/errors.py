@@ -215,3 +215,14 @@ class StorageFull(StorageUnavailable):
     keep working, and writes resume by themselves once space is freed."""
 
     kind = "StorageFull"
+class OutboundTimeout(ServiceError):
+    """An outbound HTTP request took longer than the timeout the guest gave it (the
+    invocation's own deadline ends the invocation instead: ``FunctionTimeout``)."""
+
+    kind = "OutboundTimeout"
+
+
+class LimitExceeded(ServiceError):
+    """A per-invocation count is used up (e.g. 32 outbound requests)."""
+
+    kind = "LimitExceeded"

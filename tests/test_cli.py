@@ -47,6 +47,7 @@ def nimbus(
         "invoke",
         "routes",
         "logs",
+        "secrets",
     ],
 )
 def test_every_command_has_help(command: str) -> None:

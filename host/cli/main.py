@@ -21,6 +21,7 @@ from rich.table import Table
 from host.cli import keys
 from host.cli.backup import add_commands as add_backup_commands
 from host.cli.data import add_commands, admin_client
+from host.cli.secrets import add_secret_commands
 from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, NimbusError, PayloadTooLarge
 from host.manifest.functions import MAX_MODULE_BYTES
@@ -299,6 +300,7 @@ def _parser() -> argparse.ArgumentParser:
     remote(c)
     add_commands(sub, remote)
     keys.add_commands(sub, remote)
+    add_secret_commands(sub, remote)
     return p
 
 

@@ -28,6 +28,7 @@ from host.gateway.json_body import parse_json
 from host.gateway.keys_api import KeysApi
 from host.gateway.openapi import OPENAPI
 from host.gateway.schedules_api import ScheduleSource
+from host.gateway.secrets_api import SecretsApi
 from host.gateway.workflow_api import WorkflowApi
 from host.manifest.functions import MAX_MODULE_BYTES, function_spec_from_dict
 from host.manifest.routes import routes_from_list
@@ -92,6 +93,7 @@ class AdminApi:
             *data_routes(self.platform, self.schedules, guarded),
             *WorkflowApi(self.workflows).routes(guarded),
             *KeysApi(self.platform.services.api_keys).routes(guarded),
+            *SecretsApi(self.platform.secrets).routes(guarded),
         ]
 
     def _guarded(self, endpoint: Any) -> Any:

@@ -40,6 +40,8 @@ STATUS: dict[type[e.NimbusError], int] = {
     e.FunctionFailed: 502,
     e.ServiceUnavailable: 503,
     e.StorageFull: 507,
+    e.OutboundTimeout: 504,
+    e.LimitExceeded: 429,
 }
 
 #: errors whose message is about the function's insides: not shown to HTTP callers

@@ -10,7 +10,8 @@ event loop, under a short budget enforced by the engine (``INLINE_BUDGET_S``, ro
 up to the engine's 5 ms epoch tick, so the loop is held 10 ms at the worst). If it
 runs past the budget it is stopped (its staged effects dropped, nothing recorded)
 and run again in a thread with its full time limit, and it loses its inline status
-until it proves fast again.
+until it proves fast again. A function allowed outbound HTTP never runs inline: it may
+wait on the network for up to its whole time limit.
 
 A request that waits for one of its function's threads spends its own time limit
 waiting: it runs with what is left, and one that waited its whole limit is refused as
@@ -30,7 +31,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from host.errors import Overloaded
+from host.errors import NimbusError, Overloaded
 from host.platform.platform import InvocationResult, OverBudget, Platform
 from host.platform.request import InvocationRequest
 
@@ -59,7 +60,7 @@ class Invoker:
     async def invoke(
         self, function: str, event: dict[str, Any], request_id: str
     ) -> InvocationResult:
-        if self._streak.get(function, 0) >= FAST_STREAK:
+        if self._streak.get(function, 0) >= FAST_STREAK and not self._may_block(function):
             try:
                 return self.platform.execute(
                     InvocationRequest(
@@ -89,6 +90,15 @@ class Invoker:
             return self.platform.execute(request)
 
         result = await anyio.to_thread.run_sync(run, limiter=limiter)
-        fast = result.duration_ms < FAST_MS
+        # a function that may fetch never earns the inline path, however fast it runs
+        fast = result.duration_ms < FAST_MS and not self._may_block(function)
         self._streak[function] = self._streak.get(function, 0) + 1 if fast else 0
         return result
+
+    def _may_block(self, function: str) -> bool:
+        """A function that may wait on the network (it has outbound hosts) never runs
+        on the event loop, decided by its current deployment's grants."""
+        try:
+            return bool(self.platform.registry.get(function).spec.outbound.entries)
+        except NimbusError:
+            return False

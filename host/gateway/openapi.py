@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from host.gateway.secrets_api import SECRETS_OPENAPI
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -158,3 +160,5 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+OPENAPI["paths"].update(SECRETS_OPENAPI)

@@ -25,6 +25,11 @@ Schema (every key optional unless marked *required*)::
     max_staged = "80MiB"             # bytes one invocation may write (80MiB), then the
     max_staged_ops = 1000            #   guest gets too_large; write operations (1000)
     env = { GREETING = "hi" }        # names [A-Za-z_][A-Za-z0-9_]*, string values
+    allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:9000"]
+                                     # http_fetch may reach only these (none by default;
+                                     #   see host/manifest/outbound.py)
+    max_outbound_response = "4MiB"   # body cap of one outbound response (4MiB)
+    secrets = ["PAYMENT_API_KEY"]    # secrets secret_get may read (nimbus secrets set)
     [functions.NAME.grants]          # what the function may reach; nothing by default
     tables = { orders = "read-write", audit = "read" }
     buckets = { uploads = "read" }

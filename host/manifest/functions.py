@@ -14,6 +14,7 @@ from typing import Any
 from host.common.units import format_duration, format_size
 from host.manifest.config_table import ConfigTable, Problems, quote_key
 from host.manifest.grants import KINDS, MODES, RESOURCE, Grants, is_topic_pattern
+from host.manifest.outbound import SECRET_NAME, OutboundPolicy, parse_allowed_host
 
 FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 NAME = FUNCTION_NAME  # the name this pattern had first
@@ -24,6 +25,8 @@ MAX_MEMORY = 4 * GiB
 #: the largest module (.wasm or component) a deploy accepts, checked on the bytes
 #: uploaded (admin API, CLI, platform): a Python component with its interpreter is ~20 MiB
 MAX_MODULE_BYTES = 64 * MiB
+#: the default cap on one outbound response's body (``max_outbound_response``)
+MAX_OUTBOUND_RESPONSE = 4 * MiB
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,11 @@ class FunctionSpec:
     max_staged_ops: int = 1000
     env: dict[str, str] = field(default_factory=dict)
     grants: Grants = field(default_factory=Grants)
+    #: ``allowed_outbound_hosts``: what ``http_fetch`` may reach (nothing by default)
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    max_outbound_response: int = MAX_OUTBOUND_RESPONSE
+    #: names of the secrets ``secret_get`` may read
+    secrets: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The config in manifest form (what ``function_spec_from_dict`` reads back)."""
@@ -63,6 +71,9 @@ class FunctionSpec:
             "max_staged_ops": self.max_staged_ops,
             "env": dict(self.env),
             "grants": self.grants.to_dict(),
+            "allowed_outbound_hosts": [str(e) for e in self.outbound.entries],
+            "max_outbound_response": format_size(self.max_outbound_response),
+            "secrets": list(self.secrets),
         }
         if self.source is not None:
             d["source"] = str(self.source)
@@ -109,6 +120,9 @@ def read_function(name: str, t: ConfigTable, base: Path | None) -> FunctionSpec:
         max_staged_ops=t.integer("max_staged_ops", 1000, minimum=1),
         env=_env(t),
         grants=_grants(t.table("grants")),
+        outbound=_outbound(t),
+        max_outbound_response=t.size("max_outbound_response", MAX_OUTBOUND_RESPONSE, True),
+        secrets=_secrets(t),
     )
     t.finish()
     return spec
@@ -162,6 +176,34 @@ def _env(t: ConfigTable) -> dict[str, str]:
         if not ENV_NAME.match(k):
             t.error("env", f"{k!r} is not an environment variable name ({ENV_NAME.pattern})")
     return env
+
+
+def _strings(t: ConfigTable, k: str, example: str) -> list[str]:
+    v = t.raw(k)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        t.error(k, f"expected an array of strings, e.g. {k} = [{example}]")
+        return []
+    return list(v)
+
+
+def _outbound(t: ConfigTable) -> OutboundPolicy:
+    entries = []
+    for text in _strings(t, "allowed_outbound_hosts", '"https://api.example.com"'):
+        try:
+            entries.append(parse_allowed_host(text))
+        except ValueError as e:
+            t.error("allowed_outbound_hosts", str(e))
+    return OutboundPolicy(tuple(entries))
+
+
+def _secrets(t: ConfigTable) -> tuple[str, ...]:
+    names = _strings(t, "secrets", '"PAYMENT_API_KEY"')
+    for name in names:
+        if not SECRET_NAME.match(name):
+            t.error("secrets", f"{name!r} is not a secret name ({SECRET_NAME.pattern})")
+    return tuple(names)
 
 
 def _grants(t: ConfigTable) -> Grants:

@@ -36,6 +36,9 @@ from host.errors import (
 )
 from host.hostcalls.catalog import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
+from host.hostcalls.fetcher import Fetcher
+from host.hostcalls.http import OutboundAccess, stable_event_id
+from host.hostcalls.secrets import SecretAccess
 from host.manifest.functions import MAX_MODULE_BYTES, FunctionSpec
 from host.platform.registry import Deployment, Registry
 from host.platform.request import CommitDeclined, InvocationRequest
@@ -46,6 +49,7 @@ from host.runtime.pool import WarmPool
 from host.runtime.runtime import Runtime
 from host.services.blobs import MAX_OBJECT_BYTES
 from host.services.hosts import Hosts
+from host.services.secrets import KEY_FILE, Secrets
 from host.services.services import Services
 from host.telemetry.records import InvocationRecord, Telemetry
 from host.toolchain.python_runtime import runtime_wasm
@@ -110,6 +114,9 @@ class Platform:
         self.hosts = Hosts(self.services.storage)
         #: this process's name on its leases; a restarted host takes back a dead one's
         self.incarnation = self.hosts.register()
+        self.secrets = Secrets(self.services.storage, self.data_dir / KEY_FILE)
+        #: outbound HTTP of every invocation (one connection pool per process)
+        self.fetcher = Fetcher()
         self.pool = WarmPool()
         self.telemetry = Telemetry()
         self._limits_lock = threading.Lock()
@@ -123,6 +130,7 @@ class Platform:
         self._sweeper.join(timeout=2)
         self.hosts.unregister(self.incarnation)
         self.runtime.close()
+        self.fetcher.close()
         self.services.close()
 
     # --- deployments -----------------------------------------------------------------
@@ -249,6 +257,7 @@ class Platform:
             call.inv.services = ServiceAccess(
                 effects, spec.grants, call.inv, spec.max_staged_bytes, spec.max_staged_ops
             )
+            self._grant_egress(call.inv, spec, envelope, call.run_s or spec.timeout_s)
             try:
                 response = self.runtime.invoke(fn, msgpack.packb(envelope), call.inv, call.run_s)
                 _raise_for_error(response, dep.name)
@@ -259,6 +268,22 @@ class Platform:
                 effects.discard()
                 raise
         return response, applied
+
+    def _grant_egress(
+        self, inv: Invocation, spec: FunctionSpec, envelope: dict[str, Any], run_s: float
+    ) -> None:
+        """Outbound HTTP and secrets for a function granted them (None otherwise)."""
+        if spec.outbound.entries:
+            inv.outbound = OutboundAccess(
+                self.fetcher,
+                spec.outbound,
+                spec.name,
+                stable_event_id(envelope),
+                time.monotonic() + run_s / self.options.time_scale,
+                spec.max_outbound_response,
+            )
+        if spec.secrets:
+            inv.secrets = SecretAccess(self.secrets, spec.secrets)
 
     def _load(self, dep: Deployment) -> LoadedFunction:
         return self.runtime.load(
@@ -329,6 +354,7 @@ class _Call:
             error=self.error,
             logs=[(line.level, line.message) for line in self.inv.logs],
             event_id=self.event_id,
+            **_outbound_figures(self.inv),
         )
 
 
@@ -360,6 +386,13 @@ def _limits(spec: FunctionSpec) -> Limits:
         max_request_bytes=spec.max_request_bytes,
         max_response_bytes=spec.max_response_bytes,
     )
+
+
+def _outbound_figures(inv: Invocation) -> dict[str, Any]:
+    out = inv.outbound
+    if not isinstance(out, OutboundAccess):
+        return {}
+    return {"outbound_requests": out.requests, "outbound_wait_ms": out.waited_s * 1000}
 
 
 def _raise_for_error(response: dict[str, Any], function: str) -> None:

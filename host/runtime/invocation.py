@@ -40,6 +40,10 @@ class Invocation:
     request_id: str
     function: str
     services: Any = None
+    #: what outbound HTTP and secrets need (host/hostcalls/http.py, secrets.py); None
+    #: for a function granted neither
+    outbound: Any = None
+    secrets: Any = None
     logs: list[LogLine] = field(default_factory=list)
     #: an error raised by a host function; it ends the invocation once the trap unwinds
     error: BaseException | None = None

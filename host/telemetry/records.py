@@ -43,6 +43,9 @@ class InvocationRecord:
     logs: list[tuple[str, str]] = field(default_factory=list)
     #: the event's stable id (the same on every redelivery of one event)
     event_id: str = ""
+    #: outbound HTTP requests made, and the time spent waiting for them
+    outbound_requests: int = 0
+    outbound_wait_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ or any other value (the ``output`` of an invoke or a workflow step). Raising an
 exception fails the invocation: nothing it wrote is committed, and triggers retry it.
 """
 
-from nimbus import log
+from nimbus import http, log, secrets
 from nimbus.events import (
     Auth,
     AuthorizerEvent,
@@ -32,8 +32,10 @@ from nimbus.response import Response
 from nimbus.services import (
     Conflict,
     Invalid,
+    LimitExceeded,
     PermissionDenied,
     ServiceError,
+    Timeout,
     TooLarge,
     Unavailable,
     blobs,
@@ -52,6 +54,7 @@ __all__ = [
     "HttpEvent",
     "Invalid",
     "InvokeEvent",
+    "LimitExceeded",
     "Message",
     "PermissionDenied",
     "QueueEvent",
@@ -59,14 +62,17 @@ __all__ = [
     "ScheduleEvent",
     "ServiceError",
     "StorageEvent",
+    "Timeout",
     "TooLarge",
     "Unavailable",
     "WorkflowEvent",
     "blobs",
     "events",
+    "http",
     "log",
     "now_ns",
     "queues",
     "random_bytes",
+    "secrets",
     "tables",
 ]
