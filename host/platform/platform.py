@@ -237,11 +237,21 @@ class Platform:
                 _raise_for_error(response, dep.name)
                 if hook is not None:
                     hook.check(response)
+                staged = effects.counts()
                 applied = effects.commit(extra=hook, idempotency_id=request.idempotency_ids)
+                if applied:
+                    call.effects = {k: n for k, n in staged.items() if n}
+                status = response.get("status")
+                call.status = status if isinstance(status, int) else None
             except BaseException:
                 effects.discard()
                 raise
         return response, applied
+
+    def in_flight(self, function: str) -> int:
+        """Invocations of ``function`` running in this process now."""
+        with self._limits_lock:
+            return self._running.get(function, 0)
 
     def _load(self, dep: Deployment) -> LoadedFunction:
         return self.runtime.load(
@@ -264,6 +274,7 @@ class _Call:
         "cold",
         "dep",
         "duration_ms",
+        "effects",
         "error",
         "event_id",
         "inv",
@@ -272,6 +283,7 @@ class _Call:
         "request_id",
         "run_s",
         "started",
+        "status",
         "t0",
         "trigger",
     )
@@ -292,6 +304,8 @@ class _Call:
         self.outcome: str = "ok"
         self.error: str | None = None
         self.duration_ms = 0.0
+        self.effects: dict[str, int] = {}
+        self.status: int | None = None
         self.inv = Invocation(
             request_id=self.request_id,
             function=dep.name,
@@ -312,6 +326,8 @@ class _Call:
             error=self.error,
             logs=[(line.level, line.message) for line in self.inv.logs],
             event_id=self.event_id,
+            effects=self.effects,
+            status=self.status,
         )
 
 
