@@ -27,6 +27,7 @@ from host.manifest.app import load_manifest
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
+from host.triggers.manager import TriggerManager
 from tests.conftest import ROOT, free_port
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -148,7 +149,10 @@ def console(tmp_path_factory: pytest.TempPathFactory, build: Build) -> Iterator[
     platform = Platform(tmp / "data")
     apply_manifest(platform, load_manifest(tmp / "app"))
     runner = WorkflowRunner(platform)
-    app = create_app(platform, admin_token=TOKEN, background=[runner], workflows=runner)
+    # the triggers are built (they answer for the schedules) but not run: a dead letter
+    # the test makes stays put until the test replays it
+    triggers = TriggerManager(platform, start_workflow=runner.start_run)
+    app = create_app(platform, runner, triggers, admin_token=TOKEN, background=[runner])
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

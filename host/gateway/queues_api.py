@@ -7,7 +7,7 @@ consumption; a send goes through staged effects like a guest's.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
@@ -46,13 +46,14 @@ class QueuesApi:
     async def stats(self, request: Request) -> Response:
         return JSONResponse({"queues": self.overview()})
 
-    def overview(self) -> dict[str, dict[str, Any]]:
-        """Every queue that holds a message: its counts, its dead-letter queue (and
-        how many are there) and the enqueue time of its oldest message."""
+    def overview(self, also: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+        """Every queue that holds a message (and those in ``also``): its counts, its
+        dead-letter queue (and how many are there) and the enqueue time of its oldest
+        message."""
         consumer = self.services.consumer
         now = int(time.time() * 1000)
         out: dict[str, dict[str, Any]] = {}
-        for queue in sorted(consumer.all_stats(now)):
+        for queue in sorted(set(consumer.all_stats(now)) | set(also)):
             dlq = self.dead_letter_of(queue)
             oldest = consumer.peek(queue, 1)
             out[queue] = {

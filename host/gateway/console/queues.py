@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from host.gateway.console.context import Context
 from host.gateway.console.sessions import Session
+from host.services.keys import check_name
 
 PEEK = 50
 
@@ -35,7 +36,8 @@ class QueuePages:
         ]
 
     async def list(self, request: Request, session: Session) -> Response:
-        queues = self.ctx.queues.overview()
+        triggered = [t.queue for t in self.ctx.platform.registry.triggers().queue]
+        queues = self.ctx.queues.overview(triggered)
         dead_letters = {q["dead_letter"] for q in queues.values()}
         rows = [{"name": n, **q} for n, q in queues.items() if n not in dead_letters]
         return self.ctx.web.render(
@@ -49,15 +51,8 @@ class QueuePages:
 
     def _panel(self, request: Request, session: Session, template: str, **extra: Any) -> Response:
         name = request.path_params["queue"]
-        overview = self.ctx.queues.overview()
-        stats = overview.get(name) or {
-            "depth": 0,
-            "in_flight": 0,
-            "delayed": 0,
-            "dead": 0,
-            "oldest_ms": None,
-            "dead_letter": f"{name}.dlq",
-        }
+        overview = self.ctx.queues.overview([check_name("queue", name)])
+        stats = overview[name]
         return self.ctx.web.render(
             request,
             template,
