@@ -215,6 +215,8 @@ class StorageFull(StorageUnavailable):
     keep working, and writes resume by themselves once space is freed."""
 
     kind = "StorageFull"
+
+
 class OutboundTimeout(ServiceError):
     """An outbound HTTP request took longer than the timeout the guest gave it (the
     invocation's own deadline ends the invocation instead: ``FunctionTimeout``)."""

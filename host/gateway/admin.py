@@ -31,9 +31,11 @@ from host.gateway.schedules_api import ScheduleSource
 from host.gateway.secrets_api import SecretsApi
 from host.gateway.workflow_api import WorkflowApi
 from host.manifest.functions import MAX_MODULE_BYTES, function_spec_from_dict
+from host.manifest.routes import Route as AppRoute
 from host.manifest.routes import routes_from_list
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
+from host.platform.registry import Deployment
 
 #: what a deploy form may hold besides the module (its config, the part headers)
 FORM_OVERHEAD_BYTES = 1024 * 1024
@@ -118,20 +120,18 @@ class AdminApi:
         return JSONResponse(OPENAPI)
 
     async def list_functions(self, request: Request) -> Response:
-        routes = self.platform.registry.routes()
-        items = []
-        for dep in self.platform.registry.list():
-            d = dep.to_dict()
-            d["routes"] = [r.to_dict() for r in routes if r.function == dep.name]
-            items.append(d)
-        return JSONResponse({"functions": items})
+        return JSONResponse({"functions": self.functions()})
 
     async def get_function(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        dep = self.platform.registry.get(name)
-        d = dep.to_dict()
-        d["routes"] = [r.to_dict() for r in self.platform.registry.routes() if r.function == name]
-        return JSONResponse(d)
+        return JSONResponse(self.function(request.path_params["name"]))
+
+    def functions(self) -> list[dict[str, Any]]:
+        """Every deployment as the API shows it: version, config, routes."""
+        routes = self.platform.registry.routes()
+        return [_described(dep, routes) for dep in self.platform.registry.list()]
+
+    def function(self, name: str) -> dict[str, Any]:
+        return _described(self.platform.registry.get(name), self.platform.registry.routes())
 
     async def deploy(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -166,6 +166,12 @@ class AdminApi:
         name = request.path_params["name"]
         raw = await request.body()
         value = parse_json(raw, "the invoke body") if raw else None
+        request_id = request.headers.get("x-request-id") or new_id("req")
+        return JSONResponse(await self.invoke_value(name, value, request_id))
+
+    async def invoke_value(self, name: str, value: Any, request_id: str) -> dict[str, Any]:
+        """Invoke ``name`` with ``value`` (an event envelope if it has a ``kind``, else the
+        ``input`` of an ``invoke`` event): the response, logs and how it ran."""
         event = (
             value
             if isinstance(value, dict) and "kind" in value
@@ -174,19 +180,16 @@ class AdminApi:
                 "input": value,
             }
         )
-        request_id = request.headers.get("x-request-id") or new_id("req")
         result = await self.invoker.invoke(name, event, request_id)
-        return JSONResponse(
-            {
-                "request_id": result.request_id,
-                "function": result.function,
-                "version": result.version,
-                "cold": result.cold,
-                "duration_ms": round(result.duration_ms, 3),
-                "response": jsonable(result.response),
-                "logs": [{"level": ln.level, "message": ln.message} for ln in result.logs],
-            }
-        )
+        return {
+            "request_id": result.request_id,
+            "function": result.function,
+            "version": result.version,
+            "cold": result.cold,
+            "duration_ms": round(result.duration_ms, 3),
+            "response": jsonable(result.response),
+            "logs": [{"level": ln.level, "message": ln.message} for ln in result.logs],
+        }
 
     async def get_routes(self, request: Request) -> Response:
         return JSONResponse({"routes": [r.to_dict() for r in self.platform.registry.routes()]})
@@ -221,3 +224,9 @@ class AdminApi:
 
     async def _run(self, fn: Any) -> Any:
         return await anyio.to_thread.run_sync(fn)
+
+
+def _described(dep: Deployment, routes: list[AppRoute]) -> dict[str, Any]:
+    d = dep.to_dict()
+    d["routes"] = [r.to_dict() for r in routes if r.function == dep.name]
+    return d

@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route
 
 from host.gateway.admin import AdminApi
 from host.gateway.auth import AdminAuth, load_or_create_token
+from host.gateway.console.mount import console_routes
 from host.gateway.functions import FunctionRoutes
 from host.gateway.invoker import Invoker
 from host.gateway.policies.chain import GatewayPolicies
@@ -69,6 +70,7 @@ def create_app(
     app = Starlette(
         routes=[
             Mount("/_admin", routes=admin.routes()),
+            *console_routes(admin, token),
             Route("/{path:path}", functions.handle, methods=ALL_METHODS),
         ],
         lifespan=lifespan,

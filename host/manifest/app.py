@@ -69,7 +69,7 @@ schedules match ``RESOURCE`` (letters, digits, ``_ . -``, at most 128); topics a
 dot-separated words, and in grants and event triggers a segment may be ``*`` or (last)
 ``#``. Checks across the file: a route or trigger naming no function, two routes that
 collide (a method both accept and the same path shape: ``/a/{x}`` and ``/a/{y}``),
-``/_admin`` (reserved for the admin API), two schedules of one name.
+``/_admin`` or ``/_console`` (reserved), two schedules of one name.
 
 ``function_spec_from_dict``, ``route_from_dict`` (``routes_from_list`` for a whole
 table) and ``triggers_from_dict`` apply the same rules to a JSON config (the admin

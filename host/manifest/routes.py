@@ -1,12 +1,13 @@
 """HTTP routes as an app declares them: methods, a path pattern, the function to run.
 
 Read from ``[[routes]]`` of nimbus.toml and from the admin API's route list, checked
-the same way: a path starts with ``/``, stays out of ``/_admin`` (the admin API's),
-and has parameters only as whole segments, ``{name}`` (one segment) or ``{rest...}``
-(the rest of the path, last only), each name once. Two routes collide when a method
-both accept meets the same path shape (``/a/{x}`` and ``/a/{y}``): the second could
-never be reached. ``host/gateway/routing.py`` does the matching at request time.
-``policies`` names ``[gateway.policies.NAME]`` tables (``host/manifest/gateway.py``).
+the same way: a path starts with ``/``, stays out of ``/_admin`` and ``/_console`` (the
+admin API's and the console's), and has parameters only as whole segments, ``{name}``
+(one segment) or ``{rest...}`` (the rest of the path, last only), each name once. Two
+routes collide when a method both accept meets the same path shape (``/a/{x}`` and
+``/a/{y}``): the second could never be reached. ``host/gateway/routing.py`` does the
+matching at request time. ``policies`` names ``[gateway.policies.NAME]`` tables
+(``host/manifest/gateway.py``).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def _check_path(t: ConfigTable, path: str) -> None:
         return
     if path == "/_admin" or path.startswith("/_admin/"):
         bad("/_admin is reserved for the admin API")
+    if path == "/_console" or path.startswith("/_console/"):
+        bad("/_console is reserved for the web console")
     if not _PATH_CHARS.match(path):
         bad("a route path holds only URL path characters (no spaces, '?' or '#')")
     segments = path.split("/")[1:]

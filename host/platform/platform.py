@@ -263,7 +263,12 @@ class Platform:
                 _raise_for_error(response, dep.name)
                 if hook is not None:
                     hook.check(response)
+                staged = effects.counts()
                 applied = effects.commit(extra=hook, idempotency_id=request.idempotency_ids)
+                if applied:
+                    call.effects = {k: n for k, n in staged.items() if n}
+                status = response.get("status")
+                call.status = status if isinstance(status, int) else None
             except BaseException:
                 effects.discard()
                 raise
@@ -284,6 +289,11 @@ class Platform:
             )
         if spec.secrets:
             inv.secrets = SecretAccess(self.secrets, spec.secrets)
+
+    def in_flight(self, function: str) -> int:
+        """Invocations of ``function`` running in this process now."""
+        with self._limits_lock:
+            return self._running.get(function, 0)
 
     def _load(self, dep: Deployment) -> LoadedFunction:
         return self.runtime.load(
@@ -306,6 +316,7 @@ class _Call:
         "cold",
         "dep",
         "duration_ms",
+        "effects",
         "error",
         "event_id",
         "inv",
@@ -314,6 +325,7 @@ class _Call:
         "request_id",
         "run_s",
         "started",
+        "status",
         "t0",
         "trigger",
     )
@@ -334,6 +346,8 @@ class _Call:
         self.outcome: str = "ok"
         self.error: str | None = None
         self.duration_ms = 0.0
+        self.effects: dict[str, int] = {}
+        self.status: int | None = None
         self.inv = Invocation(
             request_id=self.request_id,
             function=dep.name,
@@ -355,6 +369,8 @@ class _Call:
             logs=[(line.level, line.message) for line in self.inv.logs],
             event_id=self.event_id,
             **_outbound_figures(self.inv),
+            effects=self.effects,
+            status=self.status,
         )
 
 

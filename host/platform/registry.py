@@ -104,6 +104,10 @@ class Registry:
     def wasm(self, dep: Deployment) -> bytes:
         return (self._modules / f"{dep.sha256}.wasm").read_bytes()
 
+    def wasm_size(self, dep: Deployment) -> int:
+        """The module's size in bytes, without reading it."""
+        return (self._modules / f"{dep.sha256}.wasm").stat().st_size
+
     # --- routes ----------------------------------------------------------------------
 
     def set_routes(self, routes: builtins.list[Route]) -> None:

@@ -46,6 +46,12 @@ class InvocationRecord:
     #: outbound HTTP requests made, and the time spent waiting for them
     outbound_requests: int = 0
     outbound_wait_ms: float = 0.0
+    #: the guest's linear memory at the end, bytes (0: not measured)
+    memory_bytes: int = 0
+    #: writes committed by a successful invocation, by kind (empty: none, or it failed)
+    effects: dict[str, int] = field(default_factory=dict)
+    #: the HTTP status of the response, when it had one
+    status: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +67,8 @@ class Telemetry:
 
     def __init__(self, keep: int = 10000, max_bytes: int = MAX_RECENT_BYTES) -> None:
         self._recent: deque[tuple[InvocationRecord, int]] = deque()
+        #: how many records were ever kept: the position of the newest, for tailing
+        self._seq = 0
         self._keep = keep
         self._max_bytes = max_bytes
         self.recent_bytes = 0
@@ -84,6 +92,7 @@ class Telemetry:
         size = rec.size()
         with self._lock:
             self._recent.append((rec, size))
+            self._seq += 1
             self.recent_bytes += size
             while len(self._recent) > self._keep or (
                 self.recent_bytes > self._max_bytes and len(self._recent) > 1
@@ -109,3 +118,11 @@ class Telemetry:
         if function is not None:
             items = [r for r in items if r.function == function]
         return items[-limit:]
+
+    def since(self, seq: int) -> tuple[int, list[InvocationRecord]]:
+        """The records kept after position ``seq`` (oldest first) and the position of
+        the newest: a tail passes the position back to get only what is new."""
+        with self._lock:
+            new = min(max(self._seq - seq, 0), len(self._recent))
+            items = [rec for rec, _ in list(self._recent)[len(self._recent) - new :]] if new else []
+            return self._seq, items
