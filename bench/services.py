@@ -51,6 +51,7 @@ def run(quick: bool, n: int | None = None) -> dict[str, Any]:
         try:
             config = {"wasm": "kvloop.wasm", "grants": {"tables": {"bench": "read-write"}}}
             config["memory"] = "512MiB"
+            config["max_staged_ops"] = n  # one invocation stages n writes (default 1000)
             platform.deploy(function_spec_from_dict("kvloop", config), wasm)
 
             def guest(op: str) -> None:

@@ -123,9 +123,15 @@ def test_response_status_headers_wrap_and_pick() -> None:
     )
     out = t.transform_response(tr, response)
     assert out["status"] == 200
-    assert out["headers"] == {"a": "1", "cache-control": "no-store"}
-    assert out["body"] == {"data": 5}
+    assert out["headers"] == {
+        "a": "1",
+        "cache-control": "no-store",
+        "content-type": "application/json",
+    }
+    assert json.loads(out["body"]) == {"data": 5}
     assert t.map_status(500, {404: 200}) == 500
     # a text body is wrapped as a string; an output value as is
-    assert t.transform_response(ResponseTransform(wrap="v"), {"body": "hi"})["body"] == {"v": "hi"}
-    assert t.transform_response(ResponseTransform(wrap="v"), {"output": [1]})["body"] == {"v": [1]}
+    wrapped = t.transform_response(ResponseTransform(wrap="v"), {"body": "hi"})["body"]
+    assert json.loads(wrapped) == {"v": "hi"}
+    wrapped = t.transform_response(ResponseTransform(wrap="v"), {"output": [1]})["body"]
+    assert json.loads(wrapped) == {"v": [1]}

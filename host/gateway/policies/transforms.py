@@ -170,8 +170,13 @@ def transform_response(t: ResponseTransform, response: dict[str, Any]) -> dict[s
             body = pick(body, t.pick)
         if t.wrap:
             body = {t.wrap: body}
-        out["body"] = body
-        out["headers"] = {**remove_headers(headers, ("content-type",))}
+        # the runtime delivered bytes; what the caller gets is the new JSON, as bytes
+        out["body"] = json.dumps(body, separators=(",", ":")).encode()
+        out.pop("output", None)
+        out["headers"] = {
+            **remove_headers(headers, ("content-type",)),
+            "content-type": "application/json",
+        }
     return out
 
 
