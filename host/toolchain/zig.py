@@ -40,7 +40,12 @@ def zig(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def zig_version() -> str:
     result = zig("version")
     if result.returncode != 0:
-        raise BuildError("the Zig compiler (ziglang package) does not run", result.stderr)
+        raise BuildError(
+            "the Zig compiler (the ziglang package, which builds Zig and C functions) does not "
+            f"run: {result.stderr.strip() or 'no output'}; reinstall it into this environment "
+            "(`make .venv/.installed`, or `pip install ziglang`), then `nimbus doctor`",
+            result.stderr,
+        )
     return result.stdout.strip()
 
 
