@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, Server, free_port, nimbus_dir_state
 
 Start = Callable[..., Server]
 
@@ -34,7 +34,10 @@ def nimbus(
 
 @pytest.mark.parametrize(
     "command",
-    ["up", "serve", "build", "backup", "ls", "get", "deploy", "rm", "invoke", "routes", "logs"],
+    [
+        *("up", "serve", "build", "backup", "ls", "get", "deploy", "rm", "invoke", "routes"),
+        *("logs", "new", "dev", "doctor", "completion"),
+    ],
 )
 def test_every_command_has_help(command: str) -> None:
     r = nimbus(command, "--help")
@@ -99,61 +102,46 @@ def test_remote_commands_against_a_server(
     assert r.returncode == 1 and "403" in r.stderr
 
 
-def test_make_up_serves_the_example_app() -> None:
-    """The README's first command, exactly as written (port 8080, data in ./.nimbus)."""
-    with socket_free(8080):
-        proc = subprocess.Popen(
-            ["make", "up"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-                try:
-                    r = httpx.get("http://127.0.0.1:8080/hello/make", timeout=2)
-                    if r.status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            assert r.text == "hello, make\n"
-            echo = httpx.post("http://127.0.0.1:8080/echo", content=b"ping")
-            assert echo.content == b"ping"
-            order = f"make-{time.time_ns()}"
-            started = httpx.post(
-                "http://127.0.0.1:8080/orders", json={"orderId": order, "total": 42}
-            )
-            assert started.status_code == 202
-            deadline = time.monotonic() + 30
-            status = ""
-            while time.monotonic() < deadline and status != "shipped":
-                status = httpx.get(f"http://127.0.0.1:8080/orders/{order}").text
-                time.sleep(0.1)
-            assert status == "shipped"
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-
-
-class socket_free:
-    """Skips nothing: fails clearly when the README's port is already taken."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    def __enter__(self) -> None:
-        try:
-            httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
-        except httpx.HTTPError:
-            return
-        pytest.fail(f"port {self.port} is already in use; `make up` needs it")
-
-    def __exit__(self, *exc: object) -> None:
-        pass
+def test_make_up_serves_the_example_app(tmp_path: Path) -> None:
+    """The README's first command as written, on a free port and a temporary data dir,
+    so it passes beside the user's own `make up` and leaves their ./.nimbus alone."""
+    port, before = free_port(), nimbus_dir_state()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        ["make", "up", f"PORT={port}", f"DATA={tmp_path / 'data'}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                r = httpx.get(f"{url}/hello/make", timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        assert r.text == "hello, make\n"
+        echo = httpx.post(f"{url}/echo", content=b"ping")
+        assert echo.content == b"ping"
+        order = f"make-{time.time_ns()}"
+        started = httpx.post(f"{url}/orders", json={"orderId": order, "total": 42})
+        assert started.status_code == 202
+        deadline = time.monotonic() + 30
+        status = ""
+        while time.monotonic() < deadline and status != "shipped":
+            status = httpx.get(f"{url}/orders/{order}").text
+            time.sleep(0.1)
+        assert status == "shipped"
+        assert (tmp_path / "data" / "admin_token").exists()  # DATA= was used
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert nimbus_dir_state() == before
 
 
 def test_kv_blob_queue_and_backup_commands(start_server: Start, tmp_path: Path) -> None:

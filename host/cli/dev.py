@@ -163,7 +163,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
         server = _serve(args)
         url = f"http://{args.host}:{args.port}"
         _wait_ready(server, url)
-        err.print(f"serving on {url}; watching {manifest.base_dir} (Ctrl-C stops)")
         watcher = watchfiles.watch(
             manifest.base_dir,
             watch_filter=_Filter(Path(args.data)),
@@ -173,7 +172,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
             rust_timeout=500,
             yield_on_timeout=True,
         )
+        watching = False
         for changes in watcher:
+            if not watching:  # the first yield comes once the watcher is in place
+                err.print(f"serving on {url}; watching {manifest.base_dir} (Ctrl-C stops)")
+                watching = True
             if server.poll() is not None:
                 err.print(f"[red]the server exited with status {server.returncode}[/]")
                 return 1
@@ -196,7 +199,7 @@ def report(outcome: Outcome) -> None:
     stamp = time.strftime("%H:%M:%S")
     err.print(f"[dim]{stamp}[/] {outcome.line}")
     if outcome.detail:
-        err.print(outcome.detail, markup=False)
+        err.print(outcome.detail, markup=False, soft_wrap=True)  # verbatim, never re-wrapped
 
 
 def _serve(args: argparse.Namespace) -> subprocess.Popen[bytes]:

@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args) or 0
     except NimbusError as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        # soft_wrap: a compiler's message stays as it wrote it, lines not re-wrapped
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 1
     except json.JSONDecodeError as e:
         err.print(
