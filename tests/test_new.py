@@ -4,10 +4,11 @@ answers through a served app; the manifest edit keeps the user's file as written
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from host.cli.new import LANGUAGES, TRIGGERS
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, Server, free_port
 from tests.test_cli import nimbus
 
 COMBOS = [(lang, trigger) for lang in LANGUAGES for trigger in TRIGGERS]
@@ -35,21 +36,20 @@ class ScaffoldedApp:
 
 @pytest.fixture(scope="session")
 def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> ScaffoldedApp:
-    """Fifteen functions from `nimbus new`, built by one `nimbus build` (the Python
-    ones take seconds each, so the whole session shares them and their compiled
-    modules in one data dir)."""
+    """Fifteen functions from `nimbus new`, sharing one data dir: each is built (the
+    Python ones take seconds) and compiled into the module cache by its own local
+    invoke test, and the served app reuses both."""
     base = tmp_path_factory.mktemp("new")
     app = base / "app"
     app.mkdir()
     for lang, trigger in COMBOS:
         r = nimbus("new", fn_name(lang, trigger), "--lang", lang, "--trigger", trigger, cwd=app)
         assert r.returncode == 0, r.stderr
-    r = nimbus("build", str(app))
-    assert r.returncode == 0, r.stdout + r.stderr
     return ScaffoldedApp(app, base / "data")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a Python build and compile on a loaded machine
 @pytest.mark.parametrize(("lang", "trigger"), COMBOS)
 def test_template_answers_a_local_invoke(
     scaffolded: ScaffoldedApp, lang: str, trigger: str
@@ -77,10 +77,18 @@ def test_template_answers_a_local_invoke(
 
 
 @pytest.mark.slow
-def test_templates_answer_through_a_served_app(
-    scaffolded: ScaffoldedApp, start_server: Callable[..., Server], tmp_path: Path
-) -> None:
-    server = start_server("up", str(scaffolded.dir), "--data", str(scaffolded.data))
+@pytest.mark.timeout(1800)  # builds and compiles all fifteen when run on its own
+def test_templates_answer_through_a_served_app(scaffolded: ScaffoldedApp, tmp_path: Path) -> None:
+    env = {**os.environ, "NIMBUS_ADMIN_TOKEN": "test-token", "PYTHONUNBUFFERED": "1"}
+    server = Server(["up", str(scaffolded.dir), "--data", str(scaffolded.data)], free_port(), env)
+    try:
+        server.wait_ready(timeout=1500)  # `up` builds first what no earlier test built
+        _answer_through(server, tmp_path)
+    finally:
+        server.stop()
+
+
+def _answer_through(server: Server, tmp_path: Path) -> None:
     remote = ["--url", server.url, "--token", "test-token"]
     for lang in LANGUAGES:
         name = fn_name(lang, "http")
@@ -154,10 +162,11 @@ def test_new_keeps_every_byte_of_the_manifest(example_app: Path) -> None:
 
 
 def test_new_creates_the_manifest_when_there_is_none(tmp_path: Path) -> None:
-    r = nimbus("new", "tick", "--lang", "zig", "--trigger", "schedule", "--app", str(tmp_path))
+    app = tmp_path / "shop"
+    r = nimbus("new", "tick", "--lang", "zig", "--trigger", "schedule", "--app", str(app))
     assert r.returncode == 0, r.stderr
-    data = tomllib.loads((tmp_path / "nimbus.toml").read_text())
-    assert data["app"]["name"] == tmp_path.name
+    data = tomllib.loads((app / "nimbus.toml").read_text())
+    assert data["app"]["name"] == "shop"
     assert data["triggers"]["schedule"] == [
         {"name": "tick", "cron": "*/5 * * * *", "function": "tick"}
     ]

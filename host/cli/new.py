@@ -68,8 +68,9 @@ def cmd_new(args: argparse.Namespace) -> None:
     app = Path(args.app)
     lang = LANGUAGES[args.lang]
     name = _check_name(args.name)
-    if not app.is_dir():
-        raise InvalidRequest(f"{app}: no such app directory (create it, or give --app DIR)")
+    if app.exists() and not app.is_dir():
+        raise InvalidRequest(f"{app} is a file; --app takes the app's directory")
+    app.mkdir(parents=True, exist_ok=True)  # a new app starts with its first function
     fn_dir = app / name
     if fn_dir.exists():
         raise InvalidRequest(
