@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 
 from host.cli.client import DEFAULT_URL, resolve_token
 from host.errors import NimbusError
@@ -62,9 +63,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         out.print_json(json.dumps([asdict(c) for c in checks]))
     else:
         for c in checks:
-            out.print(f"{MARKS[c.status]} [bold]{c.name}[/]: {c.detail}")
+            out.print(f"{MARKS[c.status]} [bold]{c.name}[/]: {escape(c.detail)}", soft_wrap=True)
             if c.fix:
-                out.print(f"    → {c.fix}")
+                out.print(f"    → {escape(c.fix)}", soft_wrap=True)
     return 1 if any(c.status == "problem" for c in checks) else 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, ManifestError
@@ -71,7 +72,10 @@ def cmd_invoke(args: argparse.Namespace, admin_client: Callable[[argparse.Namesp
     if args.http and args.event:
         raise InvalidRequest("give either --event or --http (with --body), not both")
     if args.remote:
-        app = _app_here()
+        try:  # the local app, when it has the function, shapes the event
+            app = _app_here()
+        except ManifestError:
+            app = None
         if app is not None and args.target not in app.functions:
             app = None
         payload = _event(args, app, args.target)
@@ -91,7 +95,7 @@ def _show(
     logs: list[tuple[str, str]], response: Any, effects: list[dict[str, Any]] | None, commit: bool
 ) -> None:
     for level, message in logs:
-        err.print(f"[dim]{level}[/] {message}")
+        err.print(f"[dim]{level}[/] {escape(message)}")
     out.print_json(json.dumps(jsonable(response)))
     if effects is None:
         return
@@ -101,7 +105,7 @@ def _show(
     head = "committed" if commit else "would commit (a dry run: nothing kept; --commit applies)"
     err.print(f"[bold]effects[/] {head}:")
     for effect in effects:
-        err.print(f"  {json.dumps(jsonable(effect))}")
+        err.print(f"  {escape(json.dumps(jsonable(effect)))}")
 
 
 def _event(args: argparse.Namespace, app: Manifest | None, name: str) -> dict[str, Any] | Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +99,8 @@ def _check_name(name: str) -> str:
 
     if FUNCTION_NAME.match(name):
         return name
-    fixed = "".join(c if c.isalnum() or c in "_-" else "-" for c in name.lower()).lstrip(
-        "-_0123456789"
-    )
+    words = re.split(r"[^a-z0-9_]+", name.lower())
+    fixed = "-".join(w for w in words if w).lstrip("_0123456789")[:63]
     hint = f"; try {fixed!r}" if fixed and FUNCTION_NAME.match(fixed) else ""
     raise InvalidRequest(
         f"{name!r} is not a function name: lower-case letters, digits, '_' and '-', "
