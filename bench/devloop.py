@@ -52,11 +52,12 @@ def _wait(check: Any, timeout: float, what: str, poll: float = 0.005) -> None:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def _rewrite(src: Path, greeting: str) -> None:
+def _rewrite(src: Path, old: str, new: str) -> None:
+    """Change the template's greeting (``"hello, …``) from ``old`` to ``new``."""
     text = src.read_text()
-    start = text.index('"hello, ') if '"hello, ' in text else text.index('"v')
-    end = text.index(", ", start)
-    src.write_text(text[:start] + f'"{greeting}' + text[end:])
+    if f'"{old}, ' not in text:
+        raise RuntimeError(f"{src}: no greeting {old!r} to change")
+    src.write_text(text.replace(f'"{old}, ', f'"{new}, ', 1))
 
 
 def _build_alone(fn_dir: Path, entry: str, rounds: int) -> list[float]:
@@ -65,9 +66,10 @@ def _build_alone(fn_dir: Path, entry: str, rounds: int) -> list[float]:
         copy = Path(tmp) / fn_dir.name
         shutil.copytree(fn_dir, copy, ignore=shutil.ignore_patterns("build"))
         build_function(copy)
-        times = []
+        times, greeting = [], "hello"
         for i in range(rounds):
-            _rewrite(copy / entry, f"ref{i}")
+            _rewrite(copy / entry, greeting, f"ref{i}")
+            greeting = f"ref{i}"
             t0 = time.perf_counter()
             build_function(copy)
             times.append(time.perf_counter() - t0)
@@ -75,12 +77,14 @@ def _build_alone(fn_dir: Path, entry: str, rounds: int) -> list[float]:
 
 
 def run_rounds(zig_rounds: int, py_rounds: int) -> dict[str, Any]:
+    """``zig_rounds`` saves of the Zig function, then ``py_rounds`` of the Python one."""
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp) / "app"
         app.mkdir()
         _nimbus("new", "zig-fn", "--lang", "zig", cwd=app)
-        _nimbus("new", "py-fn", "--lang", "python", cwd=app)
+        if py_rounds:
+            _nimbus("new", "py-fn", "--lang", "python", cwd=app)
         _nimbus("build", ".", cwd=app)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -108,11 +112,12 @@ def run_rounds(zig_rounds: int, py_rounds: int) -> dict[str, Any]:
             _wait(lambda: httpx.get(f"{url}/zig-fn/a").status_code == 200, 300, "serving")
             _wait(lambda: b"watching" in (Path(tmp) / "dev.log").read_bytes(), 60, "watcher")
             plan = (("zig", "zig-fn", zig_rounds), ("python", "py-fn", py_rounds))
-            for lang, name, rounds in plan:
-                times = []
+            for lang, name, rounds in (p for p in plan if p[2]):
+                ref = _build_alone(app / name, ENTRY[lang], rounds)
+                times, greeting = [], "hello"
                 for i in range(rounds):
-                    greeting = f"v{i}{lang}"
-                    _rewrite(app / name / ENTRY[lang], greeting)
+                    old, greeting = greeting, f"v{i}{lang}"
+                    _rewrite(app / name / ENTRY[lang], old, greeting)
                     t0 = time.perf_counter()
                     _wait(
                         lambda n=name, g=greeting: g in httpx.get(f"{url}/{n}/a").text,
@@ -121,7 +126,6 @@ def run_rounds(zig_rounds: int, py_rounds: int) -> dict[str, Any]:
                     )
                     times.append(time.perf_counter() - t0)
                     time.sleep(0.3)  # let the status line print before the next save
-                ref = _build_alone(app / name, ENTRY[lang], rounds)
                 out[lang] = {
                     "rounds": rounds,
                     "save_to_serving_s_median": statistics.median(times),
@@ -146,8 +150,15 @@ def run(quick: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--zig-rounds", type=int, help="override the rounds of the Zig function")
+    parser.add_argument("--python-rounds", type=int, help="override the rounds of the Python one")
     args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2))
+    zig_rounds, py_rounds = (2, 1) if args.quick else (5, 2)
+    if args.zig_rounds is not None:
+        zig_rounds = args.zig_rounds
+    if args.python_rounds is not None:
+        py_rounds = args.python_rounds
+    print(json.dumps(run_rounds(zig_rounds, py_rounds), indent=2))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -176,6 +177,12 @@ def test_kv_blob_queue_and_backup_commands(start_server: Start, tmp_path: Path) 
     assert '"n": 1' in r.stdout
     r = nimbus("queue", "stats", *remote)
     assert "jobs" in r.stdout
+    r = nimbus("queue", "stats", "--json", *remote)  # for scripts
+    assert json.loads(r.stdout)["jobs"]["depth"] == 1
+    r = nimbus("kv", "scan", "orders", "--json", *remote)
+    assert [item["key"] for item in json.loads(r.stdout)["items"]] == ["o1", "o2"]
+    r = nimbus("routes", "--json", *remote)
+    assert json.loads(r.stdout) == []
     r = nimbus("backup", str(tmp_path / "copy"), "--data", str(data))  # while serving
     assert r.returncode == 0, r.stderr
     server.stop()
