@@ -3,7 +3,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: up test lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,8 +20,14 @@ DATA ?= .nimbus
 up: $(STAMP)
 	$(VENV)/bin/nimbus up functions --data $(DATA) --host 127.0.0.1 --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# the console's browser tests drive Debian's Chromium (Playwright never downloads one)
+chromium:
+	@test -x $(CHROMIUM) || { test "$$(id -u)" = 0 && apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+		echo "warning: $(CHROMIUM) is missing; as root: apt-get install chromium"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check host bench tests

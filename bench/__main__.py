@@ -21,14 +21,28 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import coldstart, http, isolation, memory, services, triggers, workflows
+from bench import (
+    coldstart,
+    http,
+    isolation,
+    memory,
+    outbound,
+    policies,
+    services,
+    storm,
+    triggers,
+    workflows,
+)
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "coldstart": coldstart.run,
     "isolation": isolation.run,
+    "isolation-storm": storm.run,
     "http": http.run,
     "memory": memory.run,
+    "policies": policies.run,
     "services": services.run,
+    "outbound": outbound.run,
     "triggers": triggers.run,
     "workflows": workflows.run,
 }

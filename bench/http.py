@@ -37,9 +37,20 @@ def wrk_path() -> str | None:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def _wrk(wrk: str, url: str, seconds: int, connections: int) -> dict[str, float]:
+def _wrk(
+    wrk: str, url: str, seconds: int, connections: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
+    extra = [a for k, v in (headers or {}).items() for a in ("-H", f"{k}: {v}")]
     out = subprocess.run(
-        [wrk, f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        [
+            wrk,
+            f"-t{min(2, connections)}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            *extra,
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -59,12 +70,18 @@ def _wrk(wrk: str, url: str, seconds: int, connections: int) -> dict[str, float]
     }
 
 
-def _measure(
-    proc: Process, path: str, seconds: int, connections: int, wrk: str | None
+def measure(
+    proc: Process,
+    path: str,
+    seconds: int,
+    connections: int,
+    wrk: str | None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
+    """Throughput and latency of ``GET path`` (wrk when there is one)."""
     if wrk:
-        return _wrk(wrk, proc.url + path, seconds, connections)
-    r = run_load("127.0.0.1", proc.port, path, seconds, connections)
+        return _wrk(wrk, proc.url + path, seconds, connections, headers)
+    r = run_load("127.0.0.1", proc.port, path, seconds, connections, headers)
     return {
         "rps": r.rps,
         "p50_ms": r.percentile(0.5),
@@ -110,7 +127,7 @@ def run(quick: bool) -> dict[str, Any]:
     results["seconds"] = seconds
     bare = bare_starlette(b"hello, bench\n")
     try:
-        results["a_bare_starlette"] = _measure(bare, "/hello/bench", seconds, connections, wrk)
+        results["a_bare_starlette"] = measure(bare, "/hello/bench", seconds, connections, wrk)
     finally:
         bare.stop()
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,13 +136,13 @@ def run(quick: bool) -> dict[str, Any]:
         server = nimbus("up", str(app), "--data", str(data))
         try:
             server.admin.post("/functions/kvread/invoke", content="{}")
-            results["b_hello"] = _measure(server, "/hello/bench", seconds, connections, wrk)
-            results["c_hello_table_read"] = _measure(server, "/kv/bench", seconds, connections, wrk)
+            results["b_hello"] = measure(server, "/hello/bench", seconds, connections, wrk)
+            results["c_hello_table_read"] = measure(server, "/kv/bench", seconds, connections, wrk)
         finally:
             server.stop()
         two = nimbus("serve", "--data", str(data), "--workers", "2")
         try:
-            results["d_hello_2_workers"] = _measure(two, "/hello/bench", seconds, connections, wrk)
+            results["d_hello_2_workers"] = measure(two, "/hello/bench", seconds, connections, wrk)
         finally:
             two.stop()
     ceiling = results["a_bare_starlette"]["rps"]

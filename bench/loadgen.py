@@ -60,9 +60,12 @@ async def _connection(
     return done
 
 
-async def _run(host: str, port: int, path: str, seconds: float, connections: int) -> LoadResult:
+async def _run(
+    host: str, port: int, path: str, seconds: float, connections: int, headers: dict[str, str]
+) -> LoadResult:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: keep-alive\r\n\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: keep-alive\r\n{extra}\r\n"
     ).encode()
     lat: list[float] = []
     errs: list[int] = []
@@ -75,12 +78,19 @@ async def _run(host: str, port: int, path: str, seconds: float, connections: int
 
 
 def run_load(
-    url_host: str, port: int, path: str, seconds: float = 5.0, connections: int = 16
+    url_host: str,
+    port: int,
+    path: str,
+    seconds: float = 5.0,
+    connections: int = 16,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
-    """Drive ``GET path`` for ``seconds`` over ``connections`` keep-alive sockets."""
+    """Drive ``GET path`` (with ``headers``) for ``seconds`` over ``connections``
+    keep-alive sockets."""
+    run = _run(url_host, port, path, seconds, connections, headers or {})
     try:
         import uvloop
 
-        return uvloop.run(_run(url_host, port, path, seconds, connections))
+        return uvloop.run(run)
     except ImportError:
-        return asyncio.run(_run(url_host, port, path, seconds, connections))
+        return asyncio.run(run)

@@ -72,15 +72,36 @@ class PermissionDenied(NimbusError):
 
 
 class Unauthorized(NimbusError):
-    """The admin API was called without credentials."""
+    """A call came without valid credentials (missing, wrong, expired, revoked);
+    ``challenge`` is the ``WWW-Authenticate`` value that says what to send."""
 
     kind = "Unauthorized"
 
+    def __init__(self, message: str, challenge: str = "Bearer") -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
 
 class Forbidden(NimbusError):
-    """The admin API was called with the wrong credentials."""
+    """The caller is known but not allowed (wrong admin token, a denied route)."""
 
     kind = "Forbidden"
+
+
+class RateLimited(NimbusError):
+    """A caller is over a route's rate limit; ``headers`` say when to come back."""
+
+    kind = "RateLimited"
+
+    def __init__(self, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
+class QuotaExceeded(RateLimited):
+    """A caller used up its calls for the day or the month (a usage plan)."""
+
+    kind = "QuotaExceeded"
 
 
 # --- invocation -------------------------------------------------------------------
@@ -175,3 +196,35 @@ class ServiceUnavailable(ServiceError):
     """The storage layer could not answer; retrying later may succeed."""
 
     kind = "ServiceUnavailable"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The data dir could not take a write (an I/O error on commit); nothing of the
+    write was applied, reads keep working, and retrying later may succeed."""
+
+    kind = "StorageUnavailable"
+
+    def __init__(self, message: str, path: str = "", retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.path = path
+        self.retry_after_s = retry_after_s
+
+
+class StorageFull(StorageUnavailable):
+    """The disk holding the data dir is full: nothing of the write was applied, reads
+    keep working, and writes resume by themselves once space is freed."""
+
+    kind = "StorageFull"
+
+
+class OutboundTimeout(ServiceError):
+    """An outbound HTTP request took longer than the timeout the guest gave it (the
+    invocation's own deadline ends the invocation instead: ``FunctionTimeout``)."""
+
+    kind = "OutboundTimeout"
+
+
+class LimitExceeded(ServiceError):
+    """A per-invocation count is used up (e.g. 32 outbound requests)."""
+
+    kind = "LimitExceeded"

@@ -90,6 +90,21 @@ def open_services(backend: str, path: Path, **options: Any) -> Services:
     raise ValueError(f"unknown services backend {backend!r} (known: {BACKENDS})")
 
 
+@pytest.fixture(scope="session")
+def python_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One module cache for every Python platform of the session: the shared Python
+    runtime is compiled once (tens of seconds on a loaded machine), then loaded."""
+    return tmp_path_factory.mktemp("python-cache")
+
+
+def python_data_dir(root: Path, cache: Path) -> Path:
+    """A data dir under ``root`` whose module cache is the session's ``python_cache``."""
+    data = root / "data"
+    data.mkdir(parents=True)
+    (data / "cache").symlink_to(cache)
+    return data
+
+
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt = Runtime(tmp_path / "cache", all_host_functions())
@@ -189,3 +204,37 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield _start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs, mounted for the test and unmounted after."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (run the suite as root or with CAP_SYS_ADMIN)")
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "nimbus-test", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(mnt: Path) -> Path:
+    """Take every free byte of the filesystem with one file."""
+    filler = mnt / "filler"
+    st = os.statvfs(mnt)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize)
+    finally:
+        os.close(fd)
+    st = os.statvfs(mnt)
+    assert st.f_bavail * st.f_frsize < 64 * 1024
+    return filler

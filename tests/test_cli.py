@@ -36,8 +36,8 @@ def nimbus(
 @pytest.mark.parametrize(
     "command",
     [
-        *("up", "serve", "build", "backup", "ls", "get", "deploy", "rm", "invoke", "routes"),
-        *("logs", "new", "dev", "doctor", "completion"),
+        *("up", "serve", "build", "backup", "restore", "ls", "get", "deploy", "rm", "invoke"),
+        *("routes", "logs", "secrets", "keys", "new", "dev", "doctor", "completion"),
     ],
 )
 def test_every_command_has_help(command: str) -> None:
@@ -108,8 +108,9 @@ def test_make_up_serves_the_example_app(tmp_path: Path) -> None:
     so it passes beside the user's own `make up` and leaves their ./.nimbus alone."""
     port, before = free_port(), nimbus_dir_state()
     url = f"http://127.0.0.1:{port}"
+    data = tmp_path / "data"
     proc = subprocess.Popen(
-        ["make", "up", f"PORT={port}", f"DATA={tmp_path / 'data'}"],
+        ["make", "up", f"PORT={port}", f"DATA={data}"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -130,15 +131,27 @@ def test_make_up_serves_the_example_app(tmp_path: Path) -> None:
         echo = httpx.post(f"{url}/echo", content=b"ping")
         assert echo.content == b"ping"
         order = f"make-{time.time_ns()}"
-        started = httpx.post(f"{url}/orders", json={"orderId": order, "total": 42})
-        assert started.status_code == 202
+        body = {"orderId": order, "total": 42}
+        refused = httpx.post(f"{url}/orders", json=body)
+        assert refused.status_code == 401  # the order API takes an API key
+        created = subprocess.run(
+            [sys.executable, "-m", "host.cli", "keys", "create", "make-up"]
+            + ["--data", str(data), "--url", url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = {"x-api-key": created.stdout.strip()}
+        started = httpx.post(f"{url}/orders", json=body, headers=key)
+        assert started.status_code == 202, started.text
         deadline = time.monotonic() + 30
         status = ""
         while time.monotonic() < deadline and status != "shipped":
-            status = httpx.get(f"{url}/orders/{order}").text
+            status = httpx.get(f"{url}/orders/{order}", headers=key).text
             time.sleep(0.1)
         assert status == "shipped"
-        assert (tmp_path / "data" / "admin_token").exists()  # DATA= was used
+        assert (data / "admin_token").exists()  # DATA= was used
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -186,10 +199,12 @@ def test_kv_blob_queue_and_backup_commands(start_server: Start, tmp_path: Path) 
     r = nimbus("backup", str(tmp_path / "copy"), "--data", str(data))  # while serving
     assert r.returncode == 0, r.stderr
     server.stop()
-    again = start_server("serve", "--data", str(tmp_path / "restored"))
-    again.stop()
-    shutil.rmtree(tmp_path / "restored" / "db")
-    shutil.copytree(tmp_path / "copy", tmp_path / "restored" / "db")
-    restored = start_server("serve", "--data", str(tmp_path / "restored"))
-    r = nimbus("kv", "get", "orders", "o1", "--url", restored.url, "--token", "test-token")
-    assert '"total": 12' in r.stdout
+    r = nimbus("restore", str(tmp_path / "copy"), "--data", str(tmp_path / "restored"))
+    assert r.returncode == 0, r.stderr
+    for dir in ("copy", "restored"):  # the backup serves as is, and so does a restore
+        restored = start_server("serve", "--data", str(tmp_path / dir))
+        r = nimbus("kv", "get", "orders", "o1", "--url", restored.url, "--token", "test-token")
+        assert '"total": 12' in r.stdout
+        restored.stop()
+    r = nimbus("restore", str(tmp_path / "copy"), "--data", str(tmp_path / "restored"))
+    assert r.returncode == 1 and "not empty" in r.stderr

@@ -346,6 +346,7 @@ def test_a_route_naming_no_function(tmp_path: Path) -> None:
         ('path = "x"\nfunction = "fn"', "routes[0].path", "must start with '/'"),
         ('path = "/_admin/x"\nfunction = "fn"', "routes[0].path", "reserved for the admin API"),
         ('path = "/_admin"\nfunction = "fn"', "routes[0].path", "reserved"),
+        ('path = "/_console/x"\nfunction = "fn"', "routes[0].path", "reserved for the web console"),
         ('path = "/a/{x}/{x}"\nfunction = "fn"', "routes[0].path", "'x' appears twice"),
         ('path = "/a/x{y}"\nfunction = "fn"', "routes[0].path", "a parameter is a whole segment"),
         ('path = "/a/{1y}"\nfunction = "fn"', "routes[0].path", "a parameter is a whole segment"),

@@ -1,5 +1,5 @@
-"""Python functions: built with componentize-py, run as components with the same
-limits, errors, imports and services as Zig and C functions."""
+"""Python functions: built into bundles, run in the shared runtime component with the
+same limits, errors, imports and services as Zig and C functions."""
 
 from __future__ import annotations
 
@@ -17,16 +17,17 @@ from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import Platform
 from host.runtime.runtime import Runtime
 from host.toolchain.builder import build_function
+from host.toolchain.python_runtime import runtime_wasm
 
 Build = Callable[[str], Path]
 
 
 @pytest.fixture(scope="module")
-def py(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """One platform for the module: a Python component compiles in seconds, once."""
-    from tests.conftest import GUESTS
+def py(tmp_path_factory: pytest.TempPathFactory, python_cache: Path) -> Iterator[Platform]:
+    """One platform for the module: the shared Python runtime compiles once, in seconds."""
+    from tests.conftest import GUESTS, python_data_dir
 
-    p = Platform(tmp_path_factory.mktemp("py") / "data")
+    p = Platform(python_data_dir(tmp_path_factory.mktemp("py"), python_cache))
     hello = build_function(GUESTS / "hello_py").wasm.read_bytes()
     services = build_function(GUESTS / "services_py").wasm.read_bytes()
     p.deploy(
@@ -191,14 +192,18 @@ def test_every_service_and_atomicity(py: Platform) -> None:
         assert msgpack.unpackb(py.services.tables.get(txn, "t", b"k")[0]) == {"n": 1}  # type: ignore[index]
 
 
-def test_component_cache_hit_in_a_new_runtime(py: Platform) -> None:
+def test_runtime_and_code_from_the_cache_in_a_new_runtime(py: Platform) -> None:
     wasm = build_function(Path(__file__).parent / "guests" / "hello_py").wasm.read_bytes()
-    rt = Runtime(py.data_dir / "cache", all_host_functions(), component_imports=component_imports())
+    rt = Runtime(
+        py.data_dir / "cache",
+        all_host_functions(),
+        component_imports=component_imports(),
+        python_runtime=runtime_wasm,
+    )
     try:
-        t0 = time.perf_counter()
         fn = rt.load("hello", wasm)
-        assert fn.cache_hit and fn.kind == "component"
-        print(f"\ncomponent load from cache: {(time.perf_counter() - t0) * 1000:.1f} ms")
+        assert fn.cache_hit and fn.kind == "python"
+        assert rt.python().runtime_cache_hit and rt.python().cache.compiles == 0
     finally:
         rt.close()
 

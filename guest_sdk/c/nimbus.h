@@ -40,6 +40,8 @@ NIMBUS_IMPORT(blob_delete) uint64_t nimbus__blob_delete(const void *p, uint32_t 
 NIMBUS_IMPORT(blob_list) uint64_t nimbus__blob_list(const void *p, uint32_t n);
 NIMBUS_IMPORT(queue_send) uint64_t nimbus__queue_send(const void *p, uint32_t n);
 NIMBUS_IMPORT(event_publish) uint64_t nimbus__event_publish(const void *p, uint32_t n);
+NIMBUS_IMPORT(http_fetch) uint64_t nimbus__http_fetch(const void *p, uint32_t n);
+NIMBUS_IMPORT(secret_get) uint64_t nimbus__secret_get(const void *p, uint32_t n);
 
 /* The compiler may emit calls to these; wasm bulk-memory instructions implement them. */
 void *memcpy(void *d, const void *s, size_t n) { __builtin_memcpy(d, s, n); return d; }
@@ -353,6 +355,19 @@ static nimbus_bytes nimbus_http_query(const nimbus_event *ev, const char *name) 
 /* A request header; `name` in lower case. */
 static nimbus_bytes nimbus_http_header(const nimbus_event *ev, const char *name) { return nimbus__lookup(ev, "headers", name); }
 static nimbus_bytes nimbus_http_body(const nimbus_event *ev) { return nimbus_event_str(ev, "body"); }
+/* The caller on a route with an authentication policy (empty when the route has none):
+ * kind ("api_key", "jwt", "authorizer"), subject, the API key's id, and a claim (a JWT's
+ * claims, or an authorizer's context) by name. */
+static nimbus_bytes nimbus_http_auth_kind(const nimbus_event *ev) { return nimbus__lookup(ev, "auth", "kind"); }
+static nimbus_bytes nimbus_http_auth_subject(const nimbus_event *ev) { return nimbus__lookup(ev, "auth", "subject"); }
+static nimbus_bytes nimbus_http_auth_key_id(const nimbus_event *ev) { return nimbus__lookup(ev, "auth", "key_id"); }
+static nimbus_val nimbus_http_auth_claim(const nimbus_event *ev, const char *name) {
+    return nimbus_map_get(nimbus_map_get(nimbus_map_get(ev->root, "auth"), "claims"), name);
+}
+/* An `authorizer` event (method, path, params, query and headers as for http): the
+ * credential to judge and the caller's address. */
+static nimbus_bytes nimbus_authorizer_identity(const nimbus_event *ev) { return nimbus_event_str(ev, "identity"); }
+static nimbus_bytes nimbus_authorizer_source_ip(const nimbus_event *ev) { return nimbus_event_str(ev, "source_ip"); }
 
 /* ---- the response --------------------------------------------------------------------- */
 
@@ -389,6 +404,21 @@ static nimbus_buf *nimbus_res_output(nimbus_response *res) {
     res->has_output = 1;
     return &res->output;
 }
+/* An authorizer's answer: allow or deny, the caller's subject, and a context of
+ * `context_entries` pairs that the caller writes (key, value, key, value…) into the
+ * returned encoder; the gateway passes the context to the function as auth.claims. */
+static nimbus_buf *nimbus_res_authorize(nimbus_response *res, int allow, const char *subject,
+                                        uint32_t context_entries) {
+    nimbus_buf *o = nimbus_res_output(res);
+    nimbus_mp_map(o, 3);
+    nimbus_mp_str(o, "allow");
+    nimbus_mp_bool(o, allow);
+    nimbus_mp_str(o, "subject");
+    nimbus_mp_str(o, subject);
+    nimbus_mp_str(o, "context");
+    nimbus_mp_map(o, context_entries);
+    return o;
+}
 /* Fails the invocation: its effects are discarded and the caller sees `kind`. */
 static void nimbus_res_fail(nimbus_response *res, const char *kind, const char *message) {
     res->error_kind = kind;
@@ -398,7 +428,8 @@ static void nimbus_res_fail(nimbus_response *res, const char *kind, const char *
 /* ---- managed services ------------------------------------------------------------------ */
 
 enum { NIMBUS_OK = 0, NIMBUS_PERMISSION_DENIED = 1, NIMBUS_INVALID = 2, NIMBUS_CONFLICT = 3,
-       NIMBUS_TOO_LARGE = 4, NIMBUS_UNAVAILABLE = 5 };
+       NIMBUS_TOO_LARGE = 4, NIMBUS_UNAVAILABLE = 5, NIMBUS_TIMEOUT = 6,
+       NIMBUS_LIMIT_EXCEEDED = 7 };
 
 /* A service reply: `status` from the table above; `value` the result (status 0) or a
  * message string (any other status). */
@@ -522,6 +553,32 @@ static nimbus_reply nimbus_event_publish(const char *topic, const nimbus_buf *pa
     nimbus_mp_str(&b, "payload");
     nimbus_mp_raw(&b, payload);
     return nimbus_call(nimbus__event_publish, &b);
+}
+
+/* ---- outbound HTTP and secrets --------------------------------------------------------- */
+
+/* One outbound request (see ABI.md, "Outbound HTTP"). `headers` is NULL or an encoded
+ * msgpack map of str -> str; `body` may be NULL; timeout_ms 0 = the invocation's deadline.
+ * ok value: {status, headers (map, names lower case), body (bin)}. Error statuses:
+ * PERMISSION_DENIED (host not allowed: the message names it), TOO_LARGE (body over the
+ * cap), TIMEOUT (timeout_ms passed), LIMIT_EXCEEDED (32 per invocation), UNAVAILABLE. */
+static nimbus_reply nimbus_http_fetch(const char *method, const char *url, const nimbus_buf *headers,
+                                      const void *body, uint32_t body_len, uint32_t timeout_ms) {
+    nimbus_buf b = {0};
+    nimbus_mp_map(&b, 2 + (headers ? 1 : 0) + (body ? 1 : 0) + (timeout_ms ? 1 : 0));
+    nimbus__key(&b, "method", method ? method : "GET");
+    nimbus__key(&b, "url", url);
+    if (headers) { nimbus_mp_str(&b, "headers"); nimbus_mp_raw(&b, headers); }
+    if (body) nimbus__bin(&b, "body", body, body_len);
+    if (timeout_ms) { nimbus_mp_str(&b, "timeout_ms"); nimbus_mp_uint(&b, timeout_ms); }
+    return nimbus_call(nimbus__http_fetch, &b);
+}
+/* A granted secret. ok value: bin, or nil when granted but not set. */
+static nimbus_reply nimbus_secret_get(const char *name) {
+    nimbus_buf b = {0};
+    nimbus_mp_map(&b, 1);
+    nimbus__key(&b, "name", name);
+    return nimbus_call(nimbus__secret_get, &b);
 }
 
 /* ---- the ABI glue ---------------------------------------------------------------------- */

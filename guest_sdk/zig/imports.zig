@@ -16,3 +16,5 @@ pub extern "nimbus" fn blob_delete(ptr: [*]const u8, len: usize) u64;
 pub extern "nimbus" fn blob_list(ptr: [*]const u8, len: usize) u64;
 pub extern "nimbus" fn queue_send(ptr: [*]const u8, len: usize) u64;
 pub extern "nimbus" fn event_publish(ptr: [*]const u8, len: usize) u64;
+pub extern "nimbus" fn http_fetch(ptr: [*]const u8, len: usize) u64;
+pub extern "nimbus" fn secret_get(ptr: [*]const u8, len: usize) u64;

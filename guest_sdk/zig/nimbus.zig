@@ -99,6 +99,34 @@ pub const Event = struct {
         return self.string("body");
     }
 
+    /// The caller on a route with an authentication policy (null when it has none):
+    /// "api_key", "jwt" or "authorizer".
+    pub fn authKind(self: *const Event) ?[]const u8 {
+        return self.lookup("auth", "kind");
+    }
+
+    /// The caller's subject: the API key's name, the JWT's `sub`, the authorizer's subject.
+    pub fn authSubject(self: *const Event) ?[]const u8 {
+        return self.lookup("auth", "subject");
+    }
+
+    /// The id of the API key the caller presented.
+    pub fn authKeyId(self: *const Event) ?[]const u8 {
+        return self.lookup("auth", "key_id");
+    }
+
+    /// A claim of the caller's JWT, or an entry of the authorizer's context.
+    pub fn authClaim(self: *const Event, name: []const u8) ?Value {
+        const auth = self.root.get("auth") orelse return null;
+        const claims = auth.get("claims") orelse return null;
+        return claims.get(name);
+    }
+
+    /// An `authorizer` event's credential (the value of the policy's identity header).
+    pub fn identity(self: *const Event) []const u8 {
+        return self.string("identity");
+    }
+
     /// `input` of an `invoke` or `workflow` event (nil when absent).
     pub fn input(self: *const Event) Value {
         return self.root.get("input") orelse .nil;
@@ -159,6 +187,16 @@ pub const Response = struct {
         self.status = status;
         self.setHeader("content-type", content_type);
         self.body = content;
+    }
+
+    /// An authorizer's answer: allow or deny, the caller's subject, and a context
+    /// (a map value, or null) passed to the function as `auth.claims`.
+    pub fn authorize(self: *Response, allow: bool, subject: []const u8, context: ?Value) void {
+        const out = heap.allocator.alloc(Pair, 3) catch return;
+        out[0] = kv("allow", .{ .boolean = allow });
+        out[1] = kv("subject", .{ .str = subject });
+        out[2] = kv("context", context orelse Value{ .map = &.{} });
+        self.output = .{ .map = out };
     }
 
     /// Fails the invocation: its effects are discarded and the caller sees `kind`.
@@ -259,7 +297,11 @@ pub fn alloc(n: usize) []u8 {
 
 // --- managed services ---------------------------------------------------------------
 
-pub const ServiceError = error{ PermissionDenied, Invalid, Conflict, TooLarge, Unavailable };
+pub const ServiceError = error{ PermissionDenied, Invalid, Conflict, TooLarge, Unavailable, Timeout, LimitExceeded };
+
+/// The message of the last error status a host import answered (what was wrong and
+/// what to do, e.g. the host an outbound request may not reach); "" before any.
+pub var last_error: []const u8 = "";
 
 /// Calls one service import with a request map and returns the `ok` value.
 pub fn call(comptime op: fn ([*]const u8, usize) callconv(.c) u64, request: []const Pair) ServiceError!Value {
@@ -274,12 +316,16 @@ pub fn call(comptime op: fn ([*]const u8, usize) callconv(.c) u64, request: []co
         else => return error.Unavailable,
     };
     if (parts.len != 2) return error.Unavailable;
-    return switch (parts[0].integer() orelse 5) {
+    const status = parts[0].integer() orelse 5;
+    if (status != 0) last_error = parts[1].bytes() orelse "";
+    return switch (status) {
         0 => parts[1],
         1 => error.PermissionDenied,
         2 => error.Invalid,
         3 => error.Conflict,
         4 => error.TooLarge,
+        6 => error.Timeout,
+        7 => error.LimitExceeded,
         else => error.Unavailable,
     };
 }
@@ -428,5 +474,63 @@ pub const events = struct {
     pub fn publish(topic: []const u8, payload: Value) ServiceError![]const u8 {
         const v = try call(imports.event_publish, &.{ kv("topic", .{ .str = topic }), kv("payload", payload) });
         return orNil(v.get("id")).bytes() orelse "";
+    }
+};
+
+/// Outbound HTTP to the hosts the manifest allows (`allowed_outbound_hosts`). Each
+/// request carries an `Idempotency-Key` that is the same when the same event is
+/// delivered again (see ABI.md); errors: `PermissionDenied` (host not allowed, or an
+/// internal address), `TooLarge` (body over the cap), `Timeout` (`timeout_ms` passed),
+/// `LimitExceeded` (32 requests per invocation), `Unavailable` (network);
+/// `last_error` says more.
+pub const http = struct {
+    pub const Request = struct {
+        method: []const u8 = "GET",
+        url: []const u8,
+        headers: []const Header = &.{},
+        body: ?[]const u8 = null,
+        timeout_ms: ?u64 = null,
+        follow_redirects: bool = false,
+    };
+
+    pub const Reply = struct {
+        status: u16,
+        /// a map of lower-case names to values (repeated headers joined with ", ")
+        headers: Value,
+        body: []const u8,
+
+        /// A response header; `name` must be lower case.
+        pub fn header(self: *const Reply, name: []const u8) ?[]const u8 {
+            const v = self.headers.get(name) orelse return null;
+            return v.bytes();
+        }
+    };
+
+    pub fn fetch(req: Request) ServiceError!Reply {
+        const hs = heap.allocSlice(Pair, req.headers.len) orelse heap.outOfMemory("headers");
+        for (req.headers, 0..) |h, i| hs[i] = kv(h.name, .{ .str = h.value });
+        var fields = [_]Pair{
+            kv("method", .{ .str = req.method }),
+            kv("url", .{ .str = req.url }),
+            kv("headers", .{ .map = hs }),
+            kv("follow_redirects", .{ .boolean = req.follow_redirects }),
+            kv("body", if (req.body) |b| .{ .bin = b } else .nil),
+            kv("timeout_ms", if (req.timeout_ms) |t| .{ .uint = t } else .nil),
+        };
+        const v = try call(imports.http_fetch, &fields);
+        return .{
+            .status = @intCast(orNil(v.get("status")).integer() orelse 0),
+            .headers = orNil(v.get("headers")),
+            .body = orNil(v.get("body")).bytes() orelse "",
+        };
+    }
+};
+
+/// Secrets the manifest grants (`secrets = ["NAME"]`), set with `nimbus secrets set`;
+/// null when granted but not set, `PermissionDenied` when not granted.
+pub const secrets = struct {
+    pub fn get(name: []const u8) ServiceError!?[]const u8 {
+        const v = try call(imports.secret_get, &.{kv("name", .{ .str = name })});
+        return v.bytes();
     }
 };

@@ -70,7 +70,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def toolchains() -> list[Check]:
-    from host.toolchain.python import componentize_version
+    from host.toolchain.python_runtime import componentize_version
     from host.toolchain.zig import zig_version
 
     found = []

@@ -19,13 +19,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from host.cli import keys
+from host.cli.backup import add_commands as add_backup_commands
 from host.cli.completion import add_command as add_completion
 from host.cli.data import add_commands, admin_client
 from host.cli.dev import add_command as add_dev
 from host.cli.doctor import add_command as add_doctor
 from host.cli.invoke import add_arguments as invoke_arguments
 from host.cli.new import add_command as add_new
-from host.errors import NimbusError
+from host.cli.secrets import add_secret_commands
+from host.errors import NimbusError, PayloadTooLarge
+from host.manifest.functions import MAX_MODULE_BYTES
 
 DEFAULT_DATA = Path(".nimbus")
 err = Console(stderr=True)
@@ -108,17 +112,6 @@ def cmd_build(args: argparse.Namespace) -> None:
     out.print(f"{result.wasm} ({result.language}, {result.wasm.stat().st_size} bytes, {note})")
 
 
-def cmd_backup(args: argparse.Namespace) -> None:
-    from host.services.services import Services
-
-    services = Services(Path(args.data) / "db")
-    try:
-        services.backup(Path(args.dest))
-    finally:
-        services.close()
-    out.print(f"backup written to {args.dest}")
-
-
 # --- admin API clients ---------------------------------------------------------------
 
 
@@ -144,6 +137,12 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     source = Path(args.module)
     wasm_path = build_function(source).wasm if source.is_dir() else source
     config = json.loads(args.config) if args.config else {}
+    size = wasm_path.stat().st_size
+    if size > MAX_MODULE_BYTES:  # refused before a byte is uploaded
+        raise PayloadTooLarge(
+            f"{wasm_path} is {size} bytes; a deploy accepts modules of at most "
+            f"{MAX_MODULE_BYTES} bytes"
+        )
     dep = admin_client(args).deploy(args.name, wasm_path.read_bytes(), config)
     out.print(f"deployed {dep['name']} version {dep['version']} ({dep['sha256'][:12]})")
 
@@ -164,9 +163,13 @@ def cmd_routes(args: argparse.Namespace) -> None:
     if args.json:
         out.print_json(json.dumps(routes))
         return
-    table = Table("methods", "path", "function")
+    table = Table("methods", "path", "function", "policies")
     for r in routes:
-        table.add_row("|".join(r["methods"]), r["path"], r["function"])
+        policies = r.get("policies")
+        shown = "(defaults)" if policies is None else ", ".join(policies) or "-"
+        table.add_row(
+            "|".join(r["methods"]), r["path"], r.get("function", r.get("workflow", "")), shown
+        )
     out.print(table)
 
 
@@ -222,9 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     serving(command("serve", cmd_serve, "serve the functions already deployed in the data dir"))
     c = command("build", cmd_build, "build a function dir, or every function of an app")
     c.add_argument("path", nargs="?", default=".")
-    c = command("backup", cmd_backup, "write a consistent copy of the data (safe while serving)")
-    c.add_argument("dest", help="directory to write the copy into")
-    data(c)
+    add_backup_commands(command, data)
 
     c = command("ls", cmd_ls, "list deployed functions")
     c.add_argument("--json", action="store_true")
@@ -261,6 +262,8 @@ def _parser() -> argparse.ArgumentParser:
     add_dev(sub, serving)
     add_doctor(sub, remote)
     add_completion(sub, _parser)
+    keys.add_commands(sub, remote)
+    add_secret_commands(sub, remote)
     return p
 
 

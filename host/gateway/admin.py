@@ -9,7 +9,6 @@ running version serving.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -20,20 +19,47 @@ from starlette.routing import Route
 
 from host.common.ids import new_id
 from host.common.jsonable import jsonable
-from host.errors import InvalidRequest, ManifestError
+from host.errors import InvalidRequest, ManifestError, PayloadTooLarge
 from host.gateway.auth import AdminAuth
 from host.gateway.data_api import data_routes
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
+from host.gateway.json_body import parse_json
+from host.gateway.keys_api import KeysApi
 from host.gateway.openapi import OPENAPI
 from host.gateway.schedules_api import ScheduleSource
+from host.gateway.secrets_api import SecretsApi
 from host.gateway.workflow_api import WorkflowApi
-from host.manifest.functions import function_spec_from_dict
+from host.manifest.functions import MAX_MODULE_BYTES, function_spec_from_dict
+from host.manifest.routes import Route as AppRoute
 from host.manifest.routes import routes_from_list
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
+from host.platform.registry import Deployment
 
-MAX_MODULE_BYTES = 64 * 1024 * 1024
+#: what a deploy form may hold besides the module (its config, the part headers)
+FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+async def _capped(request: Request, cap: int) -> Request:
+    """The request with its body read, refused with 413 as soon as it passes ``cap``
+    bytes (from Content-Length, or while it streams in): Starlette's form parser
+    spools a file part of any size to disk, and ``max_part_size`` does not apply to
+    file parts."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"the deploy is {declared} bytes; at most {cap} are accepted")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise PayloadTooLarge(f"the deploy is over {cap} bytes, the most accepted")
+    data = bytes(body)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    return Request(request.scope, receive)
 
 
 class AdminApi:
@@ -68,6 +94,8 @@ class AdminApi:
             Route("/invocations", guarded(self.invocations), methods=["GET"]),
             *data_routes(self.platform, self.schedules, guarded),
             *WorkflowApi(self.workflows).routes(guarded),
+            *KeysApi(self.platform.services.api_keys).routes(guarded),
+            *SecretsApi(self.platform.secrets).routes(guarded),
         ]
 
     def _guarded(self, endpoint: Any) -> Any:
@@ -92,35 +120,35 @@ class AdminApi:
         return JSONResponse(OPENAPI)
 
     async def list_functions(self, request: Request) -> Response:
-        routes = self.platform.registry.routes()
-        items = []
-        for dep in self.platform.registry.list():
-            d = dep.to_dict()
-            d["routes"] = [r.to_dict() for r in routes if r.function == dep.name]
-            items.append(d)
-        return JSONResponse({"functions": items})
+        return JSONResponse({"functions": self.functions()})
 
     async def get_function(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        dep = self.platform.registry.get(name)
-        d = dep.to_dict()
-        d["routes"] = [r.to_dict() for r in self.platform.registry.routes() if r.function == name]
-        return JSONResponse(d)
+        return JSONResponse(self.function(request.path_params["name"]))
+
+    def functions(self) -> list[dict[str, Any]]:
+        """Every deployment as the API shows it: version, config, routes."""
+        routes = self.platform.registry.routes()
+        return [_described(dep, routes) for dep in self.platform.registry.list()]
+
+    def function(self, name: str) -> dict[str, Any]:
+        return _described(self.platform.registry.get(name), self.platform.registry.routes())
 
     async def deploy(self, request: Request) -> Response:
         name = request.path_params["name"]
-        async with request.form(max_part_size=MAX_MODULE_BYTES) as form:
+        form_request = await _capped(request, MAX_MODULE_BYTES + FORM_OVERHEAD_BYTES)
+        async with form_request.form(max_part_size=MAX_MODULE_BYTES) as form:
             module = form.get("module")
             if module is None or isinstance(module, str):
                 raise InvalidRequest("the deploy form needs a 'module' file part (the .wasm)")
             wasm = await module.read()
+            if len(wasm) > MAX_MODULE_BYTES:
+                raise PayloadTooLarge(
+                    f"module is {len(wasm)} bytes; a deploy accepts at most {MAX_MODULE_BYTES}"
+                )
             raw_config = form.get("config")
         config: dict[str, Any] = {}
         if raw_config is not None:
-            try:
-                loaded = json.loads(raw_config if isinstance(raw_config, str) else "")
-            except json.JSONDecodeError as e:
-                raise InvalidRequest(f"'config' is not valid JSON: {e}") from None
+            loaded = parse_json(raw_config if isinstance(raw_config, str) else "", "'config'")
             if not isinstance(loaded, dict):
                 raise InvalidRequest("'config' must be a JSON object")
             config = loaded
@@ -137,10 +165,13 @@ class AdminApi:
     async def invoke(self, request: Request) -> Response:
         name = request.path_params["name"]
         raw = await request.body()
-        try:
-            value = json.loads(raw) if raw else None
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"the invoke body must be JSON: {e}") from None
+        value = parse_json(raw, "the invoke body") if raw else None
+        request_id = request.headers.get("x-request-id") or new_id("req")
+        return JSONResponse(await self.invoke_value(name, value, request_id))
+
+    async def invoke_value(self, name: str, value: Any, request_id: str) -> dict[str, Any]:
+        """Invoke ``name`` with ``value`` (an event envelope if it has a ``kind``, else the
+        ``input`` of an ``invoke`` event): the response, logs and how it ran."""
         event = (
             value
             if isinstance(value, dict) and "kind" in value
@@ -149,28 +180,25 @@ class AdminApi:
                 "input": value,
             }
         )
-        request_id = request.headers.get("x-request-id") or new_id("req")
         result = await self.invoker.invoke(name, event, request_id)
-        return JSONResponse(
-            {
-                "request_id": result.request_id,
-                "function": result.function,
-                "version": result.version,
-                "cold": result.cold,
-                "duration_ms": round(result.duration_ms, 3),
-                "response": jsonable(result.response),
-                "logs": [{"level": ln.level, "message": ln.message} for ln in result.logs],
-            }
-        )
+        return {
+            "request_id": result.request_id,
+            "function": result.function,
+            "version": result.version,
+            "cold": result.cold,
+            "duration_ms": round(result.duration_ms, 3),
+            "response": jsonable(result.response),
+            "logs": [{"level": ln.level, "message": ln.message} for ln in result.logs],
+        }
 
     async def get_routes(self, request: Request) -> Response:
         return JSONResponse({"routes": [r.to_dict() for r in self.platform.registry.routes()]})
 
     async def put_routes(self, request: Request) -> Response:
+        body = parse_json(await request.body(), "the routes body")
         try:
-            body = json.loads(await request.body())
             raw_routes = body["routes"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise InvalidRequest(f"expected a JSON body {{'routes': [...]}}: {e}") from None
         names = {d.name for d in self.platform.registry.list()}
         routes = routes_from_list(raw_routes, where="PUT /_admin/routes")
@@ -181,6 +209,10 @@ class AdminApi:
         unknown = sorted({r.workflow for r in routes if r.workflow} - workflows)
         if unknown:
             raise ManifestError(f"routes name workflows that are not deployed: {unknown}")
+        policies = set(self.platform.registry.app_config("gateway").get("policies") or {})
+        undefined = sorted({p for r in routes for p in r.policies or ()} - policies)
+        if undefined:
+            raise ManifestError(f"routes name policies that are not deployed: {undefined}")
         self.platform.registry.set_routes(routes)
         return await self.get_routes(request)
 
@@ -192,3 +224,9 @@ class AdminApi:
 
     async def _run(self, fn: Any) -> Any:
         return await anyio.to_thread.run_sync(fn)
+
+
+def _described(dep: Deployment, routes: list[AppRoute]) -> dict[str, Any]:
+    d = dep.to_dict()
+    d["routes"] = [r.to_dict() for r in routes if r.function == dep.name]
+    return d

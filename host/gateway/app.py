@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -12,8 +12,10 @@ from starlette.routing import Mount, Route
 
 from host.gateway.admin import AdminApi
 from host.gateway.auth import AdminAuth, load_or_create_token
+from host.gateway.console.mount import console_routes
 from host.gateway.functions import FunctionRoutes
 from host.gateway.invoker import Invoker
+from host.gateway.policies.chain import GatewayPolicies
 from host.gateway.schedules_api import ScheduleSource
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
@@ -41,7 +43,17 @@ def create_app(
     token = admin_token or load_or_create_token(platform.data_dir)
     invoker = Invoker(platform)
     admin = AdminApi(platform, invoker, AdminAuth(token), workflows, schedules)
-    functions = FunctionRoutes(platform.registry, invoker, workflows.start_run)
+
+    async def invoke(function: str, event: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return (await invoker.invoke(function, event, request_id)).response
+
+    policies = GatewayPolicies(
+        lambda: platform.registry.app_config("gateway"),
+        platform.services.api_keys,
+        platform.services.counters,
+        invoke,
+    )
+    functions = FunctionRoutes(platform.registry, invoker, workflows.start_run, policies)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,6 +70,7 @@ def create_app(
     app = Starlette(
         routes=[
             Mount("/_admin", routes=admin.routes()),
+            *console_routes(admin, token),
             Route("/{path:path}", functions.handle, methods=ALL_METHODS),
         ],
         lifespan=lifespan,

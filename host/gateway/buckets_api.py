@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from host.common.jsonable import jsonable
 from host.errors import NotFound
+from host.gateway.query import cursor_of, limit_of
 from host.services.keys import check_key, check_name
 from host.services.services import Services
 
@@ -35,19 +36,24 @@ class BucketsApi:
         ]
 
     async def list(self, request: Request) -> Response:
-        bucket = check_name("bucket", request.path_params["bucket"])
-        prefix = request.query_params.get("prefix", "").encode()
-        cursor = request.query_params.get("cursor")
-        limit = min(int(request.query_params.get("limit", "100")), 1000)
-        start = bytes.fromhex(cursor) if cursor else b""
-        with self.services.begin(self.source) as effects:
-            infos, nxt = effects.blob_list(bucket, prefix, start, limit)
-        return JSONResponse(
-            {
-                "items": [{"key": jsonable(i.key), **i.to_dict()} for i in infos],
-                "cursor": nxt.hex() if nxt is not None else None,
-            }
+        q = request.query_params
+        page = self.list_objects(
+            request.path_params["bucket"], q.get("prefix", ""), q.get("cursor"), limit_of(q, 100)
         )
+        return JSONResponse(page)
+
+    def list_objects(
+        self, bucket: str, prefix: str, cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        """One page of ``bucket``'s objects under ``prefix``: items and the next cursor."""
+        bucket = check_name("bucket", bucket)
+        start = cursor_of(cursor) if cursor else b""
+        with self.services.begin(self.source) as effects:
+            infos, nxt = effects.blob_list(bucket, prefix.encode(), start, min(limit, 1000))
+        return {
+            "items": [{"key": jsonable(i.key), **i.to_dict()} for i in infos],
+            "cursor": nxt.hex() if nxt is not None else None,
+        }
 
     async def get(self, request: Request) -> Response:
         bucket, key = _bucket_key(request)

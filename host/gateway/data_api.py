@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from host.gateway.buckets_api import BucketsApi
 from host.gateway.events_api import EventsApi
-from host.gateway.queues_api import QueuesApi
+from host.gateway.queues_api import DeadLetterOf, QueuesApi
 from host.gateway.schedules_api import SchedulesApi, ScheduleSource
 from host.gateway.tables_api import TablesApi
 from host.platform.platform import Platform
@@ -25,17 +25,22 @@ ADMIN_SOURCE = "admin"
 def data_routes(platform: Platform, schedules: ScheduleSource, guard: Any) -> list[Route]:
     """The routes of the services' admin view, each behind ``guard``."""
     s = platform.services
+    return [
+        *TablesApi(s, ADMIN_SOURCE).routes(guard),
+        *BucketsApi(s, ADMIN_SOURCE).routes(guard),
+        *QueuesApi(s, ADMIN_SOURCE, dead_letter_of(platform)).routes(guard),
+        *EventsApi(s, ADMIN_SOURCE).routes(guard),
+        *SchedulesApi(schedules).routes(guard),
+    ]
 
-    def dead_letter_of(queue: str) -> str:
+
+def dead_letter_of(platform: Platform) -> DeadLetterOf:
+    """The dead-letter queue of a queue, as the deployed triggers say."""
+
+    def find(queue: str) -> str:
         for t in platform.registry.triggers().queue:
             if t.queue == queue:
                 return t.delivery.dead_letter or f"{queue}.dlq"
         return f"{queue}.dlq"
 
-    return [
-        *TablesApi(s, ADMIN_SOURCE).routes(guard),
-        *BucketsApi(s, ADMIN_SOURCE).routes(guard),
-        *QueuesApi(s, ADMIN_SOURCE, dead_letter_of).routes(guard),
-        *EventsApi(s, ADMIN_SOURCE).routes(guard),
-        *SchedulesApi(schedules).routes(guard),
-    ]
+    return find

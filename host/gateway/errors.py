@@ -2,7 +2,8 @@
 
 A function's own failures (crash, out of memory, ABI violation) answer 502 with the
 error kind and the request id only: the details are in the invocation's log, never
-in a response a stranger can read.
+in a response a stranger can read. A storage fault is retryable and says so: 507
+(the disk is full) or 503, with ``Retry-After``, naming the data dir.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ STATUS: dict[type[e.NimbusError], int] = {
     e.PayloadTooLarge: 413,
     e.TooLarge: 413,
     e.Overloaded: 429,
+    e.RateLimited: 429,
     e.FunctionTimeout: 504,
     e.FunctionCrashed: 502,
     e.FunctionOutOfMemory: 502,
@@ -37,6 +39,9 @@ STATUS: dict[type[e.NimbusError], int] = {
     e.ResponseTooLarge: 502,
     e.FunctionFailed: 502,
     e.ServiceUnavailable: 503,
+    e.StorageFull: 507,
+    e.OutboundTimeout: 504,
+    e.LimitExceeded: 429,
 }
 
 #: errors whose message is about the function's insides: not shown to HTTP callers
@@ -69,4 +74,11 @@ def error_response(err: BaseException, request_id: str) -> JSONResponse:
         log.error("[%s] internal error", request_id, exc_info=err)
         status, kind, message = 500, "InternalError", "internal error"
     body = {"error": {"kind": kind, "message": message, "request_id": request_id}}
-    return JSONResponse(body, status_code=status, headers={"x-request-id": request_id})
+    headers = {"x-request-id": request_id}
+    if isinstance(err, e.Unauthorized):
+        headers["www-authenticate"] = err.challenge
+    elif isinstance(err, e.RateLimited):
+        headers.update(err.headers)
+    elif isinstance(err, e.ServiceUnavailable):  # 503 and 507: retryable, say when
+        headers["retry-after"] = str(getattr(err, "retry_after_s", 1))
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -3,7 +3,6 @@ effects and outbox as a function's, so subscribers cannot tell them apart."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgpack
@@ -12,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from host.errors import InvalidRequest
+from host.gateway.json_body import parse_json
 from host.manifest.grants import TOPIC
 from host.services.services import Services
 
@@ -30,10 +30,7 @@ class EventsApi:
         topic = request.path_params["topic"]
         if not TOPIC.match(topic) or "*" in topic or "#" in topic:
             raise InvalidRequest(f"{topic!r} is not a topic name like 'order.created'")
-        try:
-            payload = json.loads(await request.body())
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"the body must be the event payload as JSON: {e}") from None
+        payload = parse_json(await request.body(), "the event payload (the JSON body)")
         effects = self.services.begin(self.source)
         event_id = effects.event_publish(topic, msgpack.packb(payload))
         effects.commit()

@@ -18,6 +18,8 @@ from host.common.ids import new_id
 from host.errors import InvalidRequest, PayloadTooLarge
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
+from host.gateway.json_body import parse_json
+from host.gateway.policies.chain import GatewayPolicies, Guard
 from host.gateway.routing import Match, RouteTable
 from host.platform.registry import Registry
 
@@ -33,23 +35,36 @@ class FunctionRoutes:
         registry: Registry,
         invoker: Invoker,
         start_workflow: Callable[[str, Any, str | None], dict[str, Any]] | None = None,
+        policies: GatewayPolicies | None = None,
     ) -> None:
         self._registry = registry
         self._invoker = invoker
         self._start_workflow = start_workflow
+        self._policies = policies
         self._generation = -1
         self._table = RouteTable([])
 
     def table(self) -> RouteTable:
         generation = self._registry.generation()
         if generation != self._generation:
-            self._table = RouteTable(self._registry.routes())
+            routes = self._registry.routes()
+            if self._policies is not None:
+                self._policies.compile(routes)
+            self._table = RouteTable(routes)
             self._generation = generation
         return self._table
 
     async def handle(self, request: Request) -> Response:
         request_id = request.headers.get(REQUEST_ID) or new_id("req")
         try:
+            if (
+                request.method == "OPTIONS"
+                and self._policies is not None
+                and "access-control-request-method" in request.headers
+            ):
+                preflight = self._policies.preflight(self.table(), request, request_id)
+                if preflight is not None:
+                    return preflight
             found = self.table().match(request.method, request.url.path)
             if found is None:
                 return _plain(404, "no route matches this path", request_id)
@@ -57,25 +72,41 @@ class FunctionRoutes:
                 resp = _plain(405, f"method not allowed; allowed: {', '.join(found)}", request_id)
                 resp.headers["allow"] = ", ".join(found)
                 return resp
-            if found.route.workflow:
-                return await self._start(found, request, request_id)
-            cap = self._registry.get(found.route.function).spec.max_request_bytes
-            event = await _http_event(request, found, cap)
-            result = await self._invoker.invoke(found.route.function, event, request_id)
-            return _http_response(result.response, request_id)
+            chain = self._policies.chain(found.route) if self._policies is not None else None
+            if chain is not None:
+                return await chain.serve(request, found, request_id, self._dispatch)
+            return await self._dispatch(request, found, request_id, None)
         except Exception as err:
             return error_response(err, request_id)
 
-    async def _start(self, found: Match, request: Request, request_id: str) -> Response:
+    async def _dispatch(
+        self, request: Request, found: Match, request_id: str, guard: Guard | None
+    ) -> Response:
+        """Run the route's function (or start its workflow); ``guard`` is the route's
+        policies' say on the event and the response."""
+        if found.route.workflow:
+            return await self._start(found, request, request_id, guard)
+        cap = self._registry.get(found.route.function).spec.max_request_bytes
+        event = await _http_event(request, found, cap)
+        if guard is None:
+            result = await self._invoker.invoke(found.route.function, event, request_id)
+            return _http_response(result.response, request_id)
+        result = await self._invoker.invoke(found.route.function, guard.event(event), request_id)
+        return _http_response(guard.response(result.response), request_id)
+
+    async def _start(
+        self, found: Match, request: Request, request_id: str, guard: Guard | None
+    ) -> Response:
         """A workflow route: the JSON body (plus the path params) is the run's input;
         an ``idempotency-key`` header makes a retried request return the first run."""
         if self._start_workflow is None:
             raise InvalidRequest("this server does not run workflows")
-        body = await _read_body(request, WORKFLOW_INPUT_BYTES)
-        try:
-            value = json.loads(body) if body else {}
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"a workflow route takes a JSON body: {e}") from None
+        if guard is None:
+            body = await _read_body(request, WORKFLOW_INPUT_BYTES)
+        else:
+            event = guard.event(await _http_event(request, found, WORKFLOW_INPUT_BYTES))
+            body = event["body"]
+        value = parse_json(body, "a workflow route's JSON body") if body else {}
         if isinstance(value, dict) and found.params:
             value = {**found.params, **value}
         key = request.headers.get("idempotency-key")
@@ -125,32 +156,12 @@ async def _read_body(request: Request, cap: int) -> bytes:
 
 
 def _http_response(response: dict[str, Any], request_id: str) -> Response:
-    status = response.get("status", 200)
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        status = 502
-    raw_headers = response.get("headers") or {}
-    headers = (
-        {str(k).lower(): str(v) for k, v in raw_headers.items()}
-        if isinstance(raw_headers, dict)
-        else {}
-    )
-    body: Any = response.get("body", response.get("output", b""))
-    if isinstance(body, bytes):
-        content = body
-    elif isinstance(body, str):
-        content = body.encode()
-        headers.setdefault("content-type", "text/plain; charset=utf-8")
-    else:
-        content = json.dumps(body, default=_json_default).encode()
-        headers.setdefault("content-type", "application/json")
+    """The HTTP response for a function's response, which the runtime checked and
+    converted before the invocation committed (host/runtime/response.py): status,
+    headers and the exact body bytes. The server sets content-length itself."""
+    headers = dict(response["headers"])
     headers[REQUEST_ID] = request_id
-    return Response(content, status_code=status, headers=headers)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return Response(response["body"], status_code=response["status"], headers=headers)
 
 
 def _plain(status: int, message: str, request_id: str) -> Response:

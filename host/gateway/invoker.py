@@ -10,22 +10,36 @@ event loop, under a short budget enforced by the engine (``INLINE_BUDGET_S``, ro
 up to the engine's 5 ms epoch tick, so the loop is held 10 ms at the worst). If it
 runs past the budget it is stopped (its staged effects dropped, nothing recorded)
 and run again in a thread with its full time limit, and it loses its inline status
-until it proves fast again.
+until it proves fast again. A function allowed outbound HTTP never runs inline: it may
+wait on the network for up to its whole time limit.
+
+A request that waits for one of its function's threads spends its own time limit
+waiting: it runs with what is left, and one that waited its whole limit is refused as
+``Overloaded`` (retry later), so a caller is answered within the function's timeout
+whatever the queue. The threads of one function are bounded (its ``concurrency``, or
+``THREADS_PER_FUNCTION``) and every function has its own, so a storm of one cannot
+take the threads of another; the runtime lowers the CPU priority of guests that run
+long, so the cores go to short requests first (host/runtime/priority.py).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from host.errors import NimbusError, Overloaded
 from host.platform.platform import InvocationResult, OverBudget, Platform
 from host.platform.request import InvocationRequest
 
-#: threads one function may occupy at once in one worker process
-THREADS_PER_FUNCTION = max(16, 8 * (os.cpu_count() or 1))
+#: threads one function may occupy at once in one worker process (unless its
+#: ``concurrency`` says fewer)
+THREADS_PER_FUNCTION = max(64, 16 * (os.cpu_count() or 1))
+#: a wait for a thread shorter than this does not shorten the time limit
+QUEUE_GRACE_S = 0.005
 #: the longest an inline invocation may hold the event loop
 INLINE_BUDGET_S = 0.003
 #: a run this short (wall time, contention included) counts towards running inline
@@ -46,7 +60,7 @@ class Invoker:
     async def invoke(
         self, function: str, event: dict[str, Any], request_id: str
     ) -> InvocationResult:
-        if self._streak.get(function, 0) >= FAST_STREAK:
+        if self._streak.get(function, 0) >= FAST_STREAK and not self._may_block(function):
             try:
                 return self.platform.execute(
                     InvocationRequest(
@@ -57,10 +71,34 @@ class Invoker:
                 self._streak[function] = 0
         limiter = self._limiters.get(function)
         if limiter is None:
-            limiter = self._limiters.setdefault(function, anyio.CapacityLimiter(self._threads))
+            concurrency = self.platform.registry.get(function).spec.concurrency
+            threads = min(concurrency, self._threads) if concurrency else self._threads
+            limiter = self._limiters.setdefault(function, anyio.CapacityLimiter(threads))
+        arrived = time.monotonic()
 
-        request = InvocationRequest(function, event, request_id=request_id)
-        result = await anyio.to_thread.run_sync(self.platform.execute, request, limiter=limiter)
-        fast = result.duration_ms < FAST_MS
+        def run() -> InvocationResult:
+            waited = time.monotonic() - arrived
+            if waited < QUEUE_GRACE_S:
+                return self.platform.execute(InvocationRequest(function, event, request_id))
+            limit = self.platform.registry.get(function).spec.timeout_s
+            if waited >= limit:
+                raise Overloaded(
+                    f"function {function} waited its whole {limit:g} s time limit for a "
+                    "free thread; retry later"
+                )
+            request = InvocationRequest(function, event, request_id, timeout_s=limit - waited)
+            return self.platform.execute(request)
+
+        result = await anyio.to_thread.run_sync(run, limiter=limiter)
+        # a function that may fetch never earns the inline path, however fast it runs
+        fast = result.duration_ms < FAST_MS and not self._may_block(function)
         self._streak[function] = self._streak.get(function, 0) + 1 if fast else 0
         return result
+
+    def _may_block(self, function: str) -> bool:
+        """A function that may wait on the network (it has outbound hosts) never runs
+        on the event loop, decided by its current deployment's grants."""
+        try:
+            return bool(self.platform.registry.get(function).spec.outbound.entries)
+        except NimbusError:
+            return False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from host.gateway.secrets_api import SECRETS_OPENAPI
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -126,6 +128,26 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _resp("routes"), "400": _resp("refused", _ERROR)},
             },
         },
+        "/_admin/keys": {
+            "get": {
+                "summary": "Gateway API keys (never their secrets)",
+                "responses": {"200": _resp("keys")},
+            },
+            "post": {
+                "summary": "Create an API key {name, expires?, policies?, routes?}; shown once",
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {
+                    "201": _resp("the key and its text"),
+                    "400": _resp("refused", _ERROR),
+                },
+            },
+        },
+        "/_admin/keys/{key_id}": {
+            "delete": {
+                "summary": "Revoke an API key",
+                "responses": {"200": _resp("the revoked key"), "404": _resp("unknown", _ERROR)},
+            }
+        },
         "/_admin/invocations": {
             "get": {
                 "summary": "Recent invocation records",
@@ -138,3 +160,5 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+OPENAPI["paths"].update(SECRETS_OPENAPI)

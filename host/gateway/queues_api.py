@@ -6,9 +6,8 @@ consumption; a send goes through staged effects like a guest's.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
@@ -17,7 +16,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from host.common.jsonable import jsonable
-from host.errors import InvalidRequest
+from host.errors import NotFound
+from host.gateway.json_body import parse_json
+from host.gateway.query import limit_of
 from host.services.keys import check_name
 from host.services.services import Services
 
@@ -43,21 +44,37 @@ class QueuesApi:
         ]
 
     async def stats(self, request: Request) -> Response:
-        stats = self.services.consumer.all_stats(int(time.time() * 1000))
-        return JSONResponse({"queues": {q: s.__dict__ for q, s in stats.items()}})
+        return JSONResponse({"queues": self.overview()})
+
+    def overview(self, also: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+        """Every queue that holds a message (and those in ``also``): its counts, its
+        dead-letter queue (and how many are there) and the enqueue time of its oldest
+        message."""
+        consumer = self.services.consumer
+        now = int(time.time() * 1000)
+        out: dict[str, dict[str, Any]] = {}
+        for queue in sorted(set(consumer.all_stats(now)) | set(also)):
+            dlq = self.dead_letter_of(queue)
+            oldest = consumer.peek(queue, 1)
+            out[queue] = {
+                **consumer.stats(queue, now, dlq).__dict__,
+                "dead_letter": dlq,
+                "oldest_ms": oldest[0].enqueued_ms if oldest else None,
+            }
+        return out
 
     async def peek(self, request: Request) -> Response:
-        queue = check_name("queue", request.path_params["queue"])
-        limit = min(int(request.query_params.get("limit", "20")), 1000)
-        messages = self.services.consumer.peek(queue, limit)
-        return JSONResponse({"messages": [jsonable(m.to_dict()) for m in messages]})
+        messages = self.messages(request.path_params["queue"], limit_of(request.query_params, 20))
+        return JSONResponse({"messages": messages})
+
+    def messages(self, queue: str, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` messages of ``queue``, not leased."""
+        queue = check_name("queue", queue)
+        return [jsonable(m.to_dict()) for m in self.services.consumer.peek(queue, min(limit, 1000))]
 
     async def send(self, request: Request) -> Response:
         queue = check_name("queue", request.path_params["queue"])
-        try:
-            body = json.loads(await request.body())
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"the body must be the message as JSON: {e}") from None
+        body = parse_json(await request.body(), "the message (the JSON body)")
         delay = int(request.query_params.get("delay_ms", "0"))
         effects = self.services.begin(self.source)
         message_id = effects.queue_send(queue, msgpack.packb(body), delay)
@@ -67,15 +84,23 @@ class QueuesApi:
     async def dlq_peek(self, request: Request) -> Response:
         queue = check_name("queue", request.path_params["queue"])
         dlq = self.dead_letter_of(queue)
-        limit = min(int(request.query_params.get("limit", "20")), 1000)
-        messages = self.services.consumer.peek(dlq, limit)
-        return JSONResponse(
-            {"dead_letter": dlq, "messages": [jsonable(m.to_dict()) for m in messages]}
-        )
+        messages = self.messages(dlq, limit_of(request.query_params, 20))
+        return JSONResponse({"dead_letter": dlq, "messages": messages})
 
     async def dlq_replay(self, request: Request) -> Response:
-        """Send every dead-lettered message back to its queue, attempts reset."""
-        queue = check_name("queue", request.path_params["queue"])
+        """Send the dead-lettered messages (or only ``?id=``) back to the queue."""
+        queue = request.path_params["queue"]
+        return JSONResponse(self.replay(queue, request.query_params.get("id")))
+
+    def replay(self, queue: str, message_id: str | None = None) -> dict[str, Any]:
+        """Move every dead-lettered message of ``queue``, or only ``message_id``, back
+        to ``queue`` with its attempts reset: how many moved, from where to where."""
+        queue = check_name("queue", queue)
         dlq = self.dead_letter_of(queue)
-        moved = self.services.consumer.replay(dlq, queue, int(time.time() * 1000))
-        return JSONResponse({"replayed": moved, "from": dlq, "to": queue})
+        now = int(time.time() * 1000)
+        moved = self.services.consumer.replay(dlq, queue, now, message_id)
+        if message_id is not None and not moved:
+            raise NotFound(f"dead-letter queue {dlq} has no message {message_id!r}")
+        if moved:
+            self.services.notify_committed()
+        return {"replayed": moved, "from": dlq, "to": queue}

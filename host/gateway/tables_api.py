@@ -6,7 +6,6 @@ way. Keys in URLs are UTF-8 strings; values are JSON.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgpack
@@ -15,8 +14,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from host.common.jsonable import jsonable
-from host.errors import InvalidRequest, NotFound
+from host.errors import NotFound, TooLarge
+from host.gateway.json_body import parse_json
+from host.gateway.query import cursor_of, limit_of
 from host.services.keys import check_key, check_name, successor
+from host.services.kv import MAX_VALUE_BYTES
 from host.services.services import Services
 
 
@@ -36,23 +38,27 @@ class TablesApi:
         ]
 
     async def scan(self, request: Request) -> Response:
-        table = check_name("table", request.path_params["table"])
-        prefix = request.query_params.get("prefix", "").encode()
-        cursor = request.query_params.get("cursor")
-        limit = min(int(request.query_params.get("limit", "100")), 1000)
-        start = bytes.fromhex(cursor) if cursor else prefix
-        end = successor(prefix) if prefix else None
-        with self.services.begin(self.source) as effects:
-            items, nxt = effects.kv_scan(table, start, end, limit)
-        return JSONResponse(
-            {
-                "items": [
-                    {"key": jsonable(k), "value": jsonable(msgpack.unpackb(v)), "version": ver}
-                    for k, v, ver in items
-                ],
-                "cursor": nxt.hex() if nxt is not None else None,
-            }
+        q = request.query_params
+        page = self.scan_table(
+            request.path_params["table"], q.get("prefix", ""), q.get("cursor"), limit_of(q, 100)
         )
+        return JSONResponse(page)
+
+    def scan_table(self, table: str, prefix: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        """One page of ``table``'s keys under ``prefix``: items and the next cursor."""
+        table = check_name("table", table)
+        raw_prefix = prefix.encode()
+        start = cursor_of(cursor) if cursor else raw_prefix
+        end = successor(raw_prefix) if raw_prefix else None
+        with self.services.begin(self.source) as effects:
+            items, nxt = effects.kv_scan(table, start, end, min(limit, 1000))
+        return {
+            "items": [
+                {"key": jsonable(k), "value": jsonable(msgpack.unpackb(v)), "version": ver}
+                for k, v, ver in items
+            ],
+            "cursor": nxt.hex() if nxt is not None else None,
+        }
 
     async def get(self, request: Request) -> Response:
         table, key = _table_key(request)
@@ -64,12 +70,12 @@ class TablesApi:
 
     async def put(self, request: Request) -> Response:
         table, key = _table_key(request)
-        try:
-            value = json.loads(await request.body())
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"the body must be the value as JSON: {e}") from None
+        value = parse_json(await request.body(), "the value (the JSON body)")
+        packed = msgpack.packb(value)
+        if len(packed) > MAX_VALUE_BYTES:
+            raise TooLarge(f"a table value is at most {MAX_VALUE_BYTES} bytes, got {len(packed)}")
         effects = self.services.begin(self.source)
-        version = effects.kv_put(table, key, msgpack.packb(value))
+        version = effects.kv_put(table, key, packed)
         effects.commit()
         return JSONResponse({"version": version})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio.to_thread
@@ -12,6 +11,7 @@ from starlette.routing import Route
 
 from host.common.jsonable import jsonable
 from host.errors import InvalidRequest
+from host.gateway.json_body import parse_json
 from host.orchestrator.engine import Orchestrator
 from host.orchestrator.runner import WorkflowRunner
 
@@ -47,10 +47,7 @@ class WorkflowApi:
 
     async def start(self, request: Request) -> Response:
         raw = await request.body()
-        try:
-            body = json.loads(raw) if raw else {}
-        except json.JSONDecodeError as e:
-            raise InvalidRequest(f"expected a JSON body {{'input': …}}: {e}") from None
+        body = parse_json(raw, "the run's JSON body {'input': …}") if raw else {}
         if not isinstance(body, dict):
             raise InvalidRequest("expected a JSON object {'input': …, 'idempotency_key': …}")
         engine = self._engine()

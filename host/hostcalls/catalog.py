@@ -6,7 +6,7 @@ Each module here declares the imports of one capability as ``HostFunction`` valu
 
 from __future__ import annotations
 
-from host.hostcalls import core, services
+from host.hostcalls import core, http, secrets, services
 from host.runtime.components import ComponentImport
 from host.runtime.imports import HostFunction
 
@@ -19,4 +19,4 @@ def component_imports() -> dict[str, ComponentImport]:
 
 
 def all_host_functions() -> list[HostFunction]:
-    return [*core.FUNCTIONS, *services.FUNCTIONS]
+    return [*core.FUNCTIONS, *services.FUNCTIONS, *http.FUNCTIONS, *secrets.FUNCTIONS]

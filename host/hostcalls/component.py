@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import time
 
+from host.hostcalls import http, secrets
 from host.hostcalls.core import MAX_LOG_BYTES, MAX_RANDOM_BYTES
-from host.hostcalls.services import MAX_REQUEST_BYTES, OPERATIONS, _pack, reply_to
+from host.hostcalls.services import OPERATIONS
+from host.hostcalls.wire import INVALID, error_reply, reply_to
 from host.runtime.components import ComponentImport
 from host.runtime.invocation import Invocation
 
@@ -24,12 +26,19 @@ def random_bytes(inv: Invocation, n: int) -> bytes:
     return os.urandom(min(n, MAX_RANDOM_BYTES))
 
 
+#: imports that are not managed-service operations, reached through ``call`` as well
+_OTHER_CALLS = {"http_fetch": http.serve, "secret_get": secrets.serve}
+
+
 def call(inv: Invocation, op: str, request: bytes) -> bytes:
+    other = _OTHER_CALLS.get(op)
+    if other is not None:
+        if len(request) > http.MAX_REQUEST_BYTES:
+            return error_reply(4, f"an {op} request is at most {http.MAX_REQUEST_BYTES} bytes")
+        return other(inv, bytes(request))
     operation = OPERATIONS.get(op)
     if operation is None:
-        return _pack([2, f"no service operation named {op!r}"])
-    if len(request) > MAX_REQUEST_BYTES:
-        return _pack([4, f"a service request is at most {MAX_REQUEST_BYTES} bytes"])
+        return error_reply(INVALID, f"no service operation named {op[:64]!r}")
     return reply_to(operation, inv, bytes(request))
 
 

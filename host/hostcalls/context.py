@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import logging
 
-from host.errors import PermissionDenied
+from host.errors import PermissionDenied, TooLarge
 from host.manifest.grants import Grants
 from host.runtime.invocation import Invocation
 from host.services.effects import Effects
 
 log = logging.getLogger("nimbus.grants")
+
+#: what one invocation may stage by default (one largest blob plus 16 MiB)
+MAX_STAGED_BYTES = 80 * 1024 * 1024
+#: write operations one invocation may stage by default
+MAX_STAGED_OPS = 1000
 
 _NOUNS = {"tables": "table", "buckets": "bucket", "queues": "queue", "topics": "topic"}
 
@@ -23,11 +28,39 @@ _NOUNS = {"tables": "table", "buckets": "bucket", "queues": "queue", "topics": "
 class ServiceAccess:
     """One invocation's grant-checked view of the services."""
 
-    def __init__(self, effects: Effects, grants: Grants, inv: Invocation) -> None:
+    def __init__(
+        self,
+        effects: Effects,
+        grants: Grants,
+        inv: Invocation,
+        max_staged_bytes: int = MAX_STAGED_BYTES,
+        max_staged_ops: int = MAX_STAGED_OPS,
+    ) -> None:
         self.effects = effects
         self.grants = grants
         self.inv = inv
         self._allowed: set[tuple[str, str, bool]] = set()
+        self.max_staged_bytes = max_staged_bytes
+        self.max_staged_ops = max_staged_ops
+        self.staged_bytes = 0
+        self.staged_ops = 0
+
+    def charge(self, size: int) -> None:
+        """Count one write of ``size`` bytes against the invocation's staging budget;
+        ``TooLarge`` (status ``too_large`` in the guest) once it would pass it."""
+        if self.staged_ops + 1 > self.max_staged_ops:
+            raise TooLarge(
+                f"function {self.inv.function} staged {self.staged_ops} writes, its budget "
+                "per invocation (max_staged_ops in nimbus.toml)"
+            )
+        if self.staged_bytes + size > self.max_staged_bytes:
+            raise TooLarge(
+                f"function {self.inv.function} would stage {self.staged_bytes + size} bytes; "
+                f"its budget per invocation is {self.max_staged_bytes} (max_staged in "
+                "nimbus.toml)"
+            )
+        self.staged_ops += 1
+        self.staged_bytes += size
 
     def check(self, kind: str, name: str, write: bool) -> None:
         """Raise ``PermissionDenied`` unless the manifest grants this access."""

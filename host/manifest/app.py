@@ -20,7 +20,16 @@ Schema (every key optional unless marked *required*)::
     max_response = "6MiB"            # largest response it may return (6MiB)
     concurrency = 0                  # concurrent invocations, 0 = unlimited (0)
     idle_ttl = "5m"                  # dropped from memory when unused this long (5m)
+    max_log = "256KiB"               # log bytes kept per invocation, then one
+    max_log_lines = 1000             #   "log truncated: N lines dropped" line (1000)
+    max_staged = "80MiB"             # bytes one invocation may write (80MiB), then the
+    max_staged_ops = 1000            #   guest gets too_large; write operations (1000)
     env = { GREETING = "hi" }        # names [A-Za-z_][A-Za-z0-9_]*, string values
+    allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:9000"]
+                                     # http_fetch may reach only these (none by default;
+                                     #   see host/manifest/outbound.py)
+    max_outbound_response = "4MiB"   # body cap of one outbound response (4MiB)
+    secrets = ["PAYMENT_API_KEY"]    # secrets secret_get may read (nimbus secrets set)
     [functions.NAME.grants]          # what the function may reach; nothing by default
     tables = { orders = "read-write", audit = "read" }
     buckets = { uploads = "read" }
@@ -34,15 +43,24 @@ Schema (every key optional unless marked *required*)::
                                      #   {rest...} = the rest (last segment only)
     function = "hello"               # *required*
 
+    policies = ["NAME"]              # gateway policies (default: [gateway] default_policies)
+
+    [gateway]                        # API keys, JWT, authorizers, rate limits, quotas,
+    default_policies = []            #   transforms, CORS: see ``host/manifest/gateway.py``
+    [gateway.policies.NAME]
+
     [[triggers.queue]]     queue*, function*, batch_size (1), visibility_timeout (30s),
                            concurrency (1), max_attempts (5),
                            backoff = { initial = "1s", max = "5m", multiplier = 2.0 },
                            dead_letter (default "<queue>.dlq")
     [[triggers.schedule]]  name*, cron*, function*, timezone ("UTC"),
-                           missed = "latest" (run once for the latest missed time) | "skip"
+                           missed = "latest" (run once for the latest missed time) | "skip",
+                           visibility_timeout (30s)
     [[triggers.storage]]   bucket*, function*, prefix (""), suffix (""),
-                           events (["put", "delete"]), max_attempts, backoff, dead_letter
-    [[triggers.event]]     topic* (a pattern), function*, max_attempts, backoff, dead_letter
+                           events (["put", "delete"]), max_attempts, backoff, dead_letter,
+                           visibility_timeout (30s)
+    [[triggers.event]]     topic* (a pattern), function*, max_attempts, backoff, dead_letter,
+                           visibility_timeout (30s)
 
     [workflows.NAME]       a table per workflow, kept as written for the orchestrator
 
@@ -51,7 +69,7 @@ schedules match ``RESOURCE`` (letters, digits, ``_ . -``, at most 128); topics a
 dot-separated words, and in grants and event triggers a segment may be ``*`` or (last)
 ``#``. Checks across the file: a route or trigger naming no function, two routes that
 collide (a method both accept and the same path shape: ``/a/{x}`` and ``/a/{y}``),
-``/_admin`` (reserved for the admin API), two schedules of one name.
+``/_admin`` or ``/_console`` (reserved), two schedules of one name.
 
 ``function_spec_from_dict``, ``route_from_dict`` (``routes_from_list`` for a whole
 table) and ``triggers_from_dict`` apply the same rules to a JSON config (the admin
@@ -73,6 +91,7 @@ from typing import Any
 from host.errors import ManifestError
 from host.manifest.config_table import ConfigTable, Problems, quote_key
 from host.manifest.functions import FunctionSpec, read_function
+from host.manifest.gateway import GatewayConfig, check_chain, read_gateway, unknown_policy
 from host.manifest.grants import (
     RESOURCE,
 )
@@ -102,6 +121,7 @@ class Manifest:
     workflows: dict[str, Any] = field(default_factory=dict)
     #: the ``[triggers]`` table as written, kept so a deployment can store and re-read it
     triggers_raw: dict[str, Any] = field(default_factory=dict)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -143,6 +163,8 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
         if route.function and route.function not in functions:
             t.error("function", _no_function(route.function, functions))
     check_collisions(routes, problems)
+    gateway = read_gateway(top.table("gateway"), path.parent)
+    _check_policies(gateway, routes, functions, problems)
 
     triggers_raw = top.data.get("triggers")
     triggers = read_triggers(top.table("triggers"))
@@ -165,7 +187,29 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
         triggers,
         workflows,
         dict(triggers_raw) if isinstance(triggers_raw, dict) else {},
+        gateway,
     )
+
+
+def _check_policies(
+    gateway: GatewayConfig,
+    routes: list[tuple[str, Route]],
+    functions: dict[str, FunctionSpec],
+    problems: Problems,
+) -> None:
+    """Routes name defined policies, and authorizers name defined functions."""
+    for where, route in routes:
+        for n in route.policies or ():
+            if n not in gateway.policies:
+                problems.add(f"{where}.policies", unknown_policy(n, gateway.policies))
+        if route.policies:
+            check_chain(route.policies, gateway.policies, problems, f"{where}.policies")
+    for name, policy in gateway.policies.items():
+        if policy.authorizer and policy.authorizer.function not in functions:
+            problems.add(
+                f"gateway.policies.{quote_key(name)}.authorizer.function",
+                _no_function(policy.authorizer.function, functions),
+            )
 
 
 def _app_name(app: ConfigTable, path: Path) -> str:

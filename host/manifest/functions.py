@@ -14,6 +14,7 @@ from typing import Any
 from host.common.units import format_duration, format_size
 from host.manifest.config_table import ConfigTable, Problems, quote_key
 from host.manifest.grants import KINDS, MODES, RESOURCE, Grants, is_topic_pattern
+from host.manifest.outbound import SECRET_NAME, OutboundPolicy, parse_allowed_host
 
 FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 NAME = FUNCTION_NAME  # the name this pattern had first
@@ -21,6 +22,11 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 #: the most a wasm32 linear memory can hold
 MAX_MEMORY = 4 * GiB
+#: the largest module (.wasm or component) a deploy accepts, checked on the bytes
+#: uploaded (admin API, CLI, platform): a Python component with its interpreter is ~20 MiB
+MAX_MODULE_BYTES = 64 * MiB
+#: the default cap on one outbound response's body (``max_outbound_response``)
+MAX_OUTBOUND_RESPONSE = 4 * MiB
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,19 @@ class FunctionSpec:
     max_response_bytes: int = 6 * MiB
     concurrency: int = 0
     idle_ttl_s: float = 300.0
+    #: per-invocation budgets (guest_sdk/ABI.md, "Limits"): log bytes and lines kept,
+    #: bytes and operations staged for the commit
+    max_log_bytes: int = 256 * KiB
+    max_log_lines: int = 1000
+    max_staged_bytes: int = 80 * MiB
+    max_staged_ops: int = 1000
     env: dict[str, str] = field(default_factory=dict)
     grants: Grants = field(default_factory=Grants)
+    #: ``allowed_outbound_hosts``: what ``http_fetch`` may reach (nothing by default)
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    max_outbound_response: int = MAX_OUTBOUND_RESPONSE
+    #: names of the secrets ``secret_get`` may read
+    secrets: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The config in manifest form (what ``function_spec_from_dict`` reads back)."""
@@ -48,8 +65,15 @@ class FunctionSpec:
             "max_response": format_size(self.max_response_bytes),
             "concurrency": self.concurrency,
             "idle_ttl": format_duration(self.idle_ttl_s),
+            "max_log": format_size(self.max_log_bytes),
+            "max_log_lines": self.max_log_lines,
+            "max_staged": format_size(self.max_staged_bytes),
+            "max_staged_ops": self.max_staged_ops,
             "env": dict(self.env),
             "grants": self.grants.to_dict(),
+            "allowed_outbound_hosts": [str(e) for e in self.outbound.entries],
+            "max_outbound_response": format_size(self.max_outbound_response),
+            "secrets": list(self.secrets),
         }
         if self.source is not None:
             d["source"] = str(self.source)
@@ -90,8 +114,15 @@ def read_function(name: str, t: ConfigTable, base: Path | None) -> FunctionSpec:
         max_response_bytes=t.size("max_response", 6 * MiB, positive=True),
         concurrency=t.integer("concurrency", 0),
         idle_ttl_s=t.duration("idle_ttl", 300.0),
+        max_log_bytes=t.size("max_log", 256 * KiB, positive=True),
+        max_log_lines=t.integer("max_log_lines", 1000, minimum=1),
+        max_staged_bytes=t.size("max_staged", 80 * MiB, positive=True),
+        max_staged_ops=t.integer("max_staged_ops", 1000, minimum=1),
         env=_env(t),
         grants=_grants(t.table("grants")),
+        outbound=_outbound(t),
+        max_outbound_response=t.size("max_outbound_response", MAX_OUTBOUND_RESPONSE, True),
+        secrets=_secrets(t),
     )
     t.finish()
     return spec
@@ -145,6 +176,34 @@ def _env(t: ConfigTable) -> dict[str, str]:
         if not ENV_NAME.match(k):
             t.error("env", f"{k!r} is not an environment variable name ({ENV_NAME.pattern})")
     return env
+
+
+def _strings(t: ConfigTable, k: str, example: str) -> list[str]:
+    v = t.raw(k)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        t.error(k, f"expected an array of strings, e.g. {k} = [{example}]")
+        return []
+    return list(v)
+
+
+def _outbound(t: ConfigTable) -> OutboundPolicy:
+    entries = []
+    for text in _strings(t, "allowed_outbound_hosts", '"https://api.example.com"'):
+        try:
+            entries.append(parse_allowed_host(text))
+        except ValueError as e:
+            t.error("allowed_outbound_hosts", str(e))
+    return OutboundPolicy(tuple(entries))
+
+
+def _secrets(t: ConfigTable) -> tuple[str, ...]:
+    names = _strings(t, "secrets", '"PAYMENT_API_KEY"')
+    for name in names:
+        if not SECRET_NAME.match(name):
+            t.error("secrets", f"{name!r} is not a secret name ({SECRET_NAME.pattern})")
+    return tuple(names)
 
 
 def _grants(t: ConfigTable) -> Grants:

@@ -1,11 +1,13 @@
 """HTTP routes as an app declares them: methods, a path pattern, the function to run.
 
 Read from ``[[routes]]`` of nimbus.toml and from the admin API's route list, checked
-the same way: a path starts with ``/``, stays out of ``/_admin`` (the admin API's),
-and has parameters only as whole segments, ``{name}`` (one segment) or ``{rest...}``
-(the rest of the path, last only), each name once. Two routes collide when a method
-both accept meets the same path shape (``/a/{x}`` and ``/a/{y}``): the second could
-never be reached. ``host/gateway/routing.py`` does the matching at request time.
+the same way: a path starts with ``/``, stays out of ``/_admin`` and ``/_console`` (the
+admin API's and the console's), and has parameters only as whole segments, ``{name}``
+(one segment) or ``{rest...}`` (the rest of the path, last only), each name once. Two
+routes collide when a method both accept meets the same path shape (``/a/{x}`` and
+``/a/{y}``): the second could never be reached. ``host/gateway/routing.py`` does the
+matching at request time. ``policies`` names ``[gateway.policies.NAME]`` tables
+(``host/manifest/gateway.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Route:
     function: str
     #: a workflow to start instead (the route answers 202 with the run)
     workflow: str = ""
+    #: the gateway policies it applies (None: the app's default policies)
+    policies: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"methods": list(self.methods), "path": self.path}
@@ -38,6 +42,8 @@ class Route:
             d["workflow"] = self.workflow
         else:
             d["function"] = self.function
+        if self.policies is not None:
+            d["policies"] = list(self.policies)
         return d
 
     def shape(self) -> tuple[str, ...]:
@@ -71,10 +77,23 @@ def read_route(t: ConfigTable) -> Route:
     function = t.string("function", required=not workflow) or ""
     if function and workflow:
         t.error("workflow", "a route runs a function or starts a workflow, not both")
+    policies = _policies(t)
     t.finish()
     if path:
         _check_path(t, path)
-    return Route(methods, path, function, workflow)
+    return Route(methods, path, function, workflow, policies)
+
+
+def _policies(t: ConfigTable) -> tuple[str, ...] | None:
+    raw = t.raw("policies")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
+        t.error(
+            "policies", f"expected a list of policy names ([gateway.policies.NAME]), got {raw!r}"
+        )
+        return None
+    return tuple(raw)
 
 
 def _methods(t: ConfigTable) -> tuple[str, ...]:
@@ -108,6 +127,8 @@ def _check_path(t: ConfigTable, path: str) -> None:
         return
     if path == "/_admin" or path.startswith("/_admin/"):
         bad("/_admin is reserved for the admin API")
+    if path == "/_console" or path.startswith("/_console/"):
+        bad("/_console is reserved for the web console")
     if not _PATH_CHARS.match(path):
         bad("a route path holds only URL path characters (no spaces, '?' or '#')")
     segments = path.split("/")[1:]

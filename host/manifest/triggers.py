@@ -22,6 +22,9 @@ from host.manifest.grants import RESOURCE, is_topic_pattern
 KINDS = ("queue", "schedule", "storage", "event")
 STORAGE_EVENTS = ("put", "delete")
 MISSED = ("latest", "skip")
+#: how long a delivery is leased before another consumer may take it (every kind has
+#: one; a host known to be dead gives its leases back at once, see services/reclaim.py)
+VISIBILITY_TIMEOUT_S = 30.0
 _NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit, at most 128"
 
 
@@ -51,7 +54,7 @@ class QueueTrigger:
     queue: str
     function: str
     batch_size: int = 1
-    visibility_timeout_s: float = 30.0
+    visibility_timeout_s: float = VISIBILITY_TIMEOUT_S
     concurrency: int = 1
     delivery: Delivery = field(default_factory=Delivery)
     #: a workflow to start instead of a function to run (one of the two)
@@ -69,6 +72,7 @@ class ScheduleTrigger:
     #: after downtime: "latest" runs once for the latest missed time, "skip" runs none
     missed: str = "latest"
     workflow: str = ""
+    visibility_timeout_s: float = VISIBILITY_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class StorageTrigger:
     events: tuple[str, ...] = STORAGE_EVENTS
     delivery: Delivery = field(default_factory=Delivery)
     workflow: str = ""
+    visibility_timeout_s: float = VISIBILITY_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class EventTrigger:
     function: str
     delivery: Delivery = field(default_factory=Delivery)
     workflow: str = ""
+    visibility_timeout_s: float = VISIBILITY_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,10 @@ def _delivery(s: ConfigTable) -> Delivery:
     )
 
 
+def _visibility(s: ConfigTable) -> float:
+    return s.duration("visibility_timeout", VISIBILITY_TIMEOUT_S, positive=True)
+
+
 def _function(s: ConfigTable) -> str:
     """The function a trigger runs; a trigger names a function or a workflow, not both."""
     has_workflow = s.data.get("workflow") is not None
@@ -176,7 +186,7 @@ def _queue(s: ConfigTable) -> QueueTrigger:
         function=_function(s),
         workflow=s.string("workflow", "") or "",
         batch_size=s.integer("batch_size", 1, minimum=1),
-        visibility_timeout_s=s.duration("visibility_timeout", 30.0, positive=True),
+        visibility_timeout_s=_visibility(s),
         concurrency=s.integer("concurrency", 1, minimum=1),
         delivery=_delivery(s),
     )
@@ -192,6 +202,7 @@ def _schedule(s: ConfigTable) -> ScheduleTrigger:
         workflow=s.string("workflow", "") or "",
         timezone=s.string("timezone", "UTC") or "UTC",
         missed=s.string("missed", "latest") or "latest",
+        visibility_timeout_s=_visibility(s),
     )
     s.finish()
     if trig.cron and not croniter.is_valid(trig.cron):
@@ -227,6 +238,7 @@ def _storage(s: ConfigTable) -> StorageTrigger:
         suffix=s.string("suffix", "") or "",
         events=tuple(dict.fromkeys(events)),
         delivery=_delivery(s),
+        visibility_timeout_s=_visibility(s),
     )
     s.finish()
     return trig
@@ -245,6 +257,7 @@ def _event(s: ConfigTable) -> EventTrigger:
         function=_function(s),
         delivery=_delivery(s),
         workflow=s.string("workflow", "") or "",
+        visibility_timeout_s=_visibility(s),
     )
     s.finish()
     return trig

@@ -15,7 +15,7 @@ from typing import Any
 
 from host.common.clock import Clock, WallClock
 from host.common.ids import new_id
-from host.errors import FunctionNotFound, InvalidRequest, NotFound
+from host.errors import FunctionNotFound, InvalidRequest, NotFound, ServiceUnavailable
 from host.manifest.workflows import Step, Workflow
 from host.orchestrator.execution import StepRunner
 from host.orchestrator.leasing import lease_due
@@ -140,7 +140,9 @@ class Orchestrator:
     def lease_due(self, now: int, limit: int) -> list[tuple[Timer, dict[str, Any]]]:
         """Lease up to ``limit`` steps due at ``now`` (without running them)."""
         return self.store.transact(
-            lambda runs: lease_due(runs, self.workflows, now, limit, self._lease_ms)
+            lambda runs: lease_due(
+                runs, self.workflows, now, limit, self._lease_ms, self.platform.incarnation
+            )
         )
 
     def _lease_ms(self, step: Step) -> int:
@@ -161,8 +163,13 @@ class Orchestrator:
                 if time.monotonic() - last_cleanup > CLEANUP_EVERY_S:
                     self.cleanup()
                     last_cleanup = time.monotonic()
+            except ServiceUnavailable as e:  # a full disk: timers stay due, run later
+                self.steps.faults.wait(stop, e)
+                continue
             except Exception:
                 log.exception("workflow engine step failed; retrying")
                 handled = 0
-            if not handled and not stop.is_set():
+            if handled and self.steps.faults.faults:  # the last commit met a storage fault
+                stop.wait(self.steps.faults.delay())
+            elif not handled and not stop.is_set():
                 self.platform.services.wait_for_commit(0.02)

@@ -17,11 +17,12 @@ from typing import Any
 
 from host.common import paths
 from host.common.clock import Clock
-from host.errors import NimbusError
+from host.errors import NimbusError, ServiceUnavailable
 from host.manifest.workflows import Step, Workflow
 from host.orchestrator.transitions import clear_timer, failed, is_current, succeeded
 from host.platform.platform import Platform
 from host.platform.request import CommitDeclined, InvocationRequest
+from host.services.faults import FaultPacer
 from host.services.interface import RunStore, RunWork, UnitOfWork
 from host.services.runs import Timer
 
@@ -58,6 +59,7 @@ class StepRunner:
         self.platform = platform
         self.runs = runs
         self.clock = clock
+        self.faults = FaultPacer("workflow engine")
 
     def execute(self, wf: Workflow, lease: Timer, run: dict[str, Any]) -> None:
         step = wf.steps[lease.step]
@@ -82,14 +84,34 @@ class StepRunner:
         )
         try:
             self.platform.execute(request)
+            self.faults.ok()
         except CommitDeclined:
             return
+        except ServiceUnavailable as e:  # the store failed, not the step: not an attempt
+            self._postpone(lease, self.faults.failed(e))
         except NimbusError as e:
             kind = e.kind if not hasattr(e, "error_kind") else str(e.error_kind)
             self._fail_later(wf, lease, step, step_input, (e.kind, f"{kind}: {e}"))
         except Exception as e:
             log.exception("step %s of run %s failed unexpectedly", step.name, run["id"])
             self._fail_later(wf, lease, step, step_input, ("InternalError", repr(e)))
+
+    def _postpone(self, lease: Timer, delay_s: float) -> None:
+        """Run the same attempt again after ``delay_s`` (its commit met a storage
+        fault). If even this cannot be written, the lease fires later as interrupted."""
+        due = self.clock.now_ms() + max(int(delay_s * 1000), 1)
+
+        def write(runs: RunWork) -> None:
+            run = runs.get(lease.run_id)
+            if run is None or not is_current(run, lease):
+                return
+            clear_timer(runs, run)
+            run.pop("running", None)
+            runs.add_timer(Timer(due, lease.run_id, lease.step, lease.attempt))
+            run["timer_due"] = due
+            runs.put(run)
+
+        self.runs.transact(write)
 
     def _fail_later(
         self, wf: Workflow, lease: Timer, step: Step, step_input: Any, error: tuple[str, str]

@@ -21,9 +21,15 @@ LeaseMs = Callable[[Step], int]
 
 
 def lease_due(
-    runs: RunWork, workflows: dict[str, Workflow], now: int, limit: int, lease_ms: LeaseMs
+    runs: RunWork,
+    workflows: dict[str, Workflow],
+    now: int,
+    limit: int,
+    lease_ms: LeaseMs,
+    holder: str = "",
 ) -> list[tuple[Timer, dict[str, Any]]]:
-    """Lease up to ``limit`` due steps; each with the run as it was leased."""
+    """Lease up to ``limit`` due steps, in the name of ``holder`` (a host incarnation,
+    ``services/hosts.py``); each with the run as it was leased."""
     out = []
     for t in runs.due(now, limit):
         runs.remove_timer(t.due_ms, t.run_id)
@@ -37,7 +43,7 @@ def lease_due(
             message = "the step did not finish (host stopped, or it outlived its lease)"
             failed(runs, wf, run, step, t.attempt, (INTERRUPTED, message), now)
             continue
-        lease = Timer(now + lease_ms(step), t.run_id, t.step, t.attempt, leased=True)
+        lease = Timer(now + lease_ms(step), t.run_id, t.step, t.attempt, True, holder)
         runs.add_timer(lease)
         run["timer_due"] = lease.due_ms
         run["running"] = {"step": step.name, "attempt": t.attempt, "started_ms": now}

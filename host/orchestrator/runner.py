@@ -14,6 +14,7 @@ from typing import Any
 from host.manifest.workflows import Workflow, parse_workflows
 from host.orchestrator.engine import Orchestrator
 from host.platform.platform import Platform
+from host.services.reclaim import reclaim_steps
 
 log = logging.getLogger("nimbus.workflows")
 
@@ -60,6 +61,12 @@ class WorkflowRunner:
         inner = threading.Event()
         worker: threading.Thread | None = None
         while not self._stop.is_set():
+            try:  # a dead host's running steps: retried now, not after their lease
+                reclaim_steps(
+                    self.platform.services, self.platform.hosts, self.orchestrator.clock.now_ms()
+                )
+            except Exception:
+                log.exception("taking back dead hosts' step leases failed")
             current = self.platform.registry.generation()
             if current != generation:
                 generation = current

@@ -56,6 +56,8 @@ def apply_manifest(
         on_step(f"deploying {name}")
         dep = platform.deploy(spec, wasm)
         applied.append(Applied(name, dep.version, rebuilt, language))
+    # policies before the routes that name them: a reader never sees a route without them
+    platform.registry.set_app_config("gateway", manifest.gateway.to_dict())
     platform.registry.set_routes(list(manifest.routes))
     platform.registry.set_app_config("triggers", manifest.triggers_raw)
     platform.registry.set_app_config("workflows", manifest.workflows)

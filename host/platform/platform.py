@@ -12,6 +12,7 @@ logs and records hold whatever started the call.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -23,19 +24,35 @@ from typing import Any
 import msgpack
 
 from host.common.ids import new_id
-from host.errors import FunctionFailed, FunctionTimeout, NimbusError, Overloaded
+from host.common.python_bundle import is_python_bundle
+from host.errors import (
+    AbiError,
+    DeployError,
+    FunctionFailed,
+    FunctionTimeout,
+    NimbusError,
+    Overloaded,
+    PayloadTooLarge,
+)
 from host.hostcalls.catalog import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
-from host.manifest.functions import FunctionSpec
+from host.hostcalls.fetcher import Fetcher
+from host.hostcalls.http import OutboundAccess, stable_event_id
+from host.hostcalls.secrets import SecretAccess
+from host.manifest.functions import MAX_MODULE_BYTES, FunctionSpec
 from host.platform.registry import Deployment, Registry
 from host.platform.request import CommitDeclined, InvocationRequest
 from host.runtime.invocation import Invocation, LogLine
 from host.runtime.limits import Limits
+from host.runtime.loaded import LoadedFunction
 from host.runtime.pool import WarmPool
-from host.runtime.runtime import LoadedFunction, Runtime
+from host.runtime.runtime import Runtime
 from host.services.blobs import MAX_OBJECT_BYTES
+from host.services.hosts import Hosts
+from host.services.secrets import KEY_FILE, Secrets
 from host.services.services import Services
 from host.telemetry.records import InvocationRecord, Telemetry
+from host.toolchain.python_runtime import runtime_wasm
 
 #: how often idle functions are looked for (scale to zero)
 SWEEP_INTERVAL_S = 1.0
@@ -93,8 +110,15 @@ class Platform:
             all_host_functions(),
             time_scale=self.options.time_scale,
             component_imports=component_imports(),
+            python_runtime=runtime_wasm,
         )
         self.registry = Registry(self.services.deployments, self.data_dir / "modules")
+        self.hosts = Hosts(self.services.storage)
+        #: this process's name on its leases; a restarted host takes back a dead one's
+        self.incarnation = self.hosts.register()
+        self.secrets = Secrets(self.services.storage, self.data_dir / KEY_FILE)
+        #: outbound HTTP of every invocation (one connection pool per process)
+        self.fetcher = Fetcher()
         self.pool = WarmPool()
         self.telemetry = Telemetry()
         self._limits_lock = threading.Lock()
@@ -106,17 +130,36 @@ class Platform:
     def close(self) -> None:
         self._stop.set()
         self._sweeper.join(timeout=2)
+        self.hosts.unregister(self.incarnation)
         self.runtime.close()
+        self.fetcher.close()
         self.services.close()
 
     # --- deployments -----------------------------------------------------------------
 
     def deploy(self, spec: FunctionSpec, wasm: bytes) -> Deployment:
         """Validate and compile ``wasm`` first; only then make it the serving version."""
-        self.runtime.load(spec.name, wasm, _limits(spec))
+        if len(wasm) > MAX_MODULE_BYTES:
+            raise PayloadTooLarge(
+                f"module is {len(wasm)} bytes; a deploy accepts at most {MAX_MODULE_BYTES}"
+            )
+        if not wasm:
+            raise DeployError("module is empty (0 bytes); upload the .wasm that the build made")
+        try:
+            self.runtime.load(spec.name, wasm, _limits(spec))
+        except AbiError as e:  # a missing or mistyped export: the deployer's to fix
+            raise DeployError(str(e)) from None
         dep = self.registry.put(spec, wasm)
         self.pool.drop(f"{spec.name}@")
         return dep
+
+    def prepare(self) -> None:
+        """Before serving: start the shared Python runtime and load every deployed
+        Python function, so that no first request pays for either."""
+        for dep in self.registry.list():
+            wasm = self.registry.wasm(dep)
+            if is_python_bundle(wasm):
+                self.pool.get(dep.key, functools.partial(self._load, dep), dep.spec.idle_ttl_s)
 
     def remove(self, name: str) -> None:
         self.registry.delete(name)
@@ -192,7 +235,7 @@ class Platform:
             call.cold,
             call.duration_ms,
             applied,
-            call.effects,
+            call.effects_described,
         )
 
     def _call(
@@ -215,23 +258,53 @@ class Platform:
         hook = request.commit
         with self._slot(dep.name, dep.spec.concurrency):
             effects = self.services.begin(dep.name)
-            call.inv.services = ServiceAccess(effects, dep.spec.grants, call.inv)
+            spec = dep.spec
+            call.inv.services = ServiceAccess(
+                effects, spec.grants, call.inv, spec.max_staged_bytes, spec.max_staged_ops
+            )
+            self._grant_egress(call.inv, spec, envelope, call.run_s or spec.timeout_s)
             try:
                 response = self.runtime.invoke(fn, msgpack.packb(envelope), call.inv, call.run_s)
                 _raise_for_error(response, dep.name)
                 if hook is not None:
                     hook.check(response)
                 if request.describe_effects:
-                    call.effects = effects.describe()
+                    call.effects_described = effects.describe()
+                staged = effects.counts()
                 if request.dry_run:  # described above, if asked; nothing kept
                     effects.discard()
                     applied = False
                 else:
                     applied = effects.commit(extra=hook, idempotency_id=request.idempotency_ids)
+                if applied:
+                    call.effects = {k: n for k, n in staged.items() if n}
+                status = response.get("status")
+                call.status = status if isinstance(status, int) else None
             except BaseException:
                 effects.discard()
                 raise
         return response, applied
+
+    def _grant_egress(
+        self, inv: Invocation, spec: FunctionSpec, envelope: dict[str, Any], run_s: float
+    ) -> None:
+        """Outbound HTTP and secrets for a function granted them (None otherwise)."""
+        if spec.outbound.entries:
+            inv.outbound = OutboundAccess(
+                self.fetcher,
+                spec.outbound,
+                spec.name,
+                stable_event_id(envelope),
+                time.monotonic() + run_s / self.options.time_scale,
+                spec.max_outbound_response,
+            )
+        if spec.secrets:
+            inv.secrets = SecretAccess(self.secrets, spec.secrets)
+
+    def in_flight(self, function: str) -> int:
+        """Invocations of ``function`` running in this process now."""
+        with self._limits_lock:
+            return self._running.get(function, 0)
 
     def _load(self, dep: Deployment) -> LoadedFunction:
         return self.runtime.load(
@@ -255,6 +328,7 @@ class _Call:
         "dep",
         "duration_ms",
         "effects",
+        "effects_described",
         "error",
         "event_id",
         "inv",
@@ -263,6 +337,7 @@ class _Call:
         "request_id",
         "run_s",
         "started",
+        "status",
         "t0",
         "trigger",
     )
@@ -283,8 +358,15 @@ class _Call:
         self.outcome: str = "ok"
         self.error: str | None = None
         self.duration_ms = 0.0
-        self.effects: list[dict[str, Any]] | None = None
-        self.inv = Invocation(request_id=self.request_id, function=dep.name)
+        self.effects: dict[str, int] = {}
+        self.effects_described: list[dict[str, Any]] | None = None
+        self.status: int | None = None
+        self.inv = Invocation(
+            request_id=self.request_id,
+            function=dep.name,
+            max_log_bytes=dep.spec.max_log_bytes,
+            max_log_lines=dep.spec.max_log_lines,
+        )
 
     def record(self) -> InvocationRecord:
         return InvocationRecord(
@@ -299,6 +381,9 @@ class _Call:
             error=self.error,
             logs=[(line.level, line.message) for line in self.inv.logs],
             event_id=self.event_id,
+            **_outbound_figures(self.inv),
+            effects=self.effects,
+            status=self.status,
         )
 
 
@@ -330,6 +415,13 @@ def _limits(spec: FunctionSpec) -> Limits:
         max_request_bytes=spec.max_request_bytes,
         max_response_bytes=spec.max_response_bytes,
     )
+
+
+def _outbound_figures(inv: Invocation) -> dict[str, Any]:
+    out = inv.outbound
+    if not isinstance(out, OutboundAccess):
+        return {}
+    return {"outbound_requests": out.requests, "outbound_wait_ms": out.waited_s * 1000}
 
 
 def _raise_for_error(response: dict[str, Any], function: str) -> None:

@@ -21,6 +21,7 @@ from host.errors import FunctionNotFound
 from host.manifest.functions import FunctionSpec, function_spec_from_dict
 from host.manifest.routes import Route, route_from_dict
 from host.manifest.triggers import Triggers, triggers_from_dict
+from host.services.faults import storage_fault
 from host.services.interface import DeploymentStore
 
 
@@ -70,7 +71,10 @@ class Registry:
         sha = hashlib.sha256(wasm).hexdigest()
         path = self._modules / f"{sha}.wasm"
         if not path.exists():
-            atomic_write(path, wasm)
+            try:
+                atomic_write(path, wasm)
+            except OSError as e:
+                raise storage_fault(self._modules, e, "deployment") from e
         now = int(time.time() * 1000)
         return _deployment(self._store.put_function(spec.name, sha, spec.to_dict(), now))
 
@@ -99,6 +103,10 @@ class Registry:
 
     def wasm(self, dep: Deployment) -> bytes:
         return (self._modules / f"{dep.sha256}.wasm").read_bytes()
+
+    def wasm_size(self, dep: Deployment) -> int:
+        """The module's size in bytes, without reading it."""
+        return (self._modules / f"{dep.sha256}.wasm").stat().st_size
 
     # --- routes ----------------------------------------------------------------------
 

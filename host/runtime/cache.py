@@ -78,6 +78,18 @@ class ModuleCache:
         self._store(sha, module.serialize())
         return CachedModule(module, sha, cache_hit=False)
 
+    def load_named(self, key: str, read: Callable[[], bytes]) -> CachedModule:
+        """Like ``load`` for an artifact whose name already says what it holds (the
+        shared Python runtime): no hash of its bytes, which are read only to compile."""
+        module = self._load_cached(key)
+        if module is not None:
+            with self._lock:
+                self.hits += 1
+            return CachedModule(module, key, cache_hit=True)
+        module = self._compile(read())
+        self._store(key, module.serialize())
+        return CachedModule(module, key, cache_hit=False)
+
     def _compile(self, wasm: bytes) -> Any:
         try:
             module = self._new(self._engine, wasm)
@@ -117,10 +129,16 @@ class ModuleCache:
             p.unlink(missing_ok=True)
 
     def _store(self, sha: str, artifact: bytes | bytearray) -> None:
+        """Keep the compiled artifact for the next process; best effort: a full disk
+        costs the next process a compile, never this call."""
         path = self.path_for(sha)
         digest = f"crc32:{zlib.crc32(artifact):08x}"
-        atomic_write(path.with_suffix(".sum"), f"{len(artifact)} {digest}\n".encode())
-        atomic_write(path, bytes(artifact))
+        try:
+            atomic_write(path.with_suffix(".sum"), f"{len(artifact)} {digest}\n".encode())
+            atomic_write(path, bytes(artifact))
+        except OSError as e:
+            log.warning("module cache entry %s not written (%s); serving from memory", sha, e)
+            path.with_suffix(".sum").unlink(missing_ok=True)
 
 
 def _checksum_file(fd: int, size: int) -> str:

@@ -1,18 +1,27 @@
-"""WebAssembly components (Python functions): the same limits, errors and imports.
+"""The shared Python runtime: one compiled component, a fresh instance per call.
 
-A Python function is a component built by componentize-py against the world in
-``guest_sdk/python/wit/nimbus.wit``: it exports ``handle(event) -> response`` (the
-same msgpack envelopes as the core ABI) and imports ``log``, ``now``,
-``random-bytes`` and ``call`` (every service operation by name, served by the same
-host code as the core imports). Components need the component model, so they get an
-engine of their own (without the pooling allocator, whose slot sizes suit small core
-modules, not an interpreter); it shares the disk cache layout and the epoch ticker's
-behaviour. WASI gives the guest a clock and randomness and nothing else: no
-filesystem, no environment, no network.
+Every Python function on a host runs in one component built by componentize-py
+against the ``runtime`` world in ``guest_sdk/python/wit/nimbus.wit``: an interpreter
+with the standard library and the SDK already imported. It is compiled once per
+engine fingerprint into the module cache and loaded once per process (one warm-up
+instance then builds its copy-on-write memory image, so no request pays for that).
+A function adds only its code bundle: its sources, compiled to this interpreter's
+bytecode by the runtime's ``compile`` export when the function is loaded (and kept in
+the cache beside the compiled runtime, so a new process reads it in microseconds).
+Each invocation instantiates the runtime afresh and calls ``handle(code, event)``:
+nothing of one call or one function survives into another.
+
+The guest's imports are ``log``, ``now``, ``random-bytes`` and ``call`` (every service
+operation by name, served by the same host code as the core imports). Components
+need the component model, so they get an engine of their own (without the pooling
+allocator, whose slot sizes suit small core modules, not an interpreter); WASI gives
+the guest a clock and randomness and nothing else: no filesystem, no environment, no
+network.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +31,8 @@ import msgpack
 import wasmtime
 import wasmtime.component as wc
 
+from host.common import python_bundle
+from host.common.files import atomic_write
 from host.errors import (
     AbiError,
     DeployError,
@@ -31,8 +42,9 @@ from host.errors import (
     PayloadTooLarge,
     ResponseTooLarge,
 )
-from host.runtime import native
+from host.runtime import native, response
 from host.runtime.cache import ModuleCache
+from host.runtime.component_call import call_bytes
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
@@ -43,6 +55,9 @@ HOST_INSTANCE = "nimbus:guest/host@1.0.0"
 GUEST_CRASHED = "nimbus.UnhandledException"
 GUEST_OUT_OF_MEMORY = "nimbus.MemoryError"
 EXPORT = "handle"
+COMPILE = "compile"
+#: what compiling a function's sources may use (a large requirement takes a while)
+_COMPILE_LIMITS = Limits(memory_bytes=1 << 30, timeout_s=120.0)
 #: a component's guest calls these with the current invocation first
 ComponentImport = Callable[..., Any]
 
@@ -54,8 +69,8 @@ def is_component(wasm: bytes) -> bool:
     return wasm[:4] == b"\0asm" and wasm[4:8] == _COMPONENT_LAYER
 
 
-class ComponentHost:
-    """Loads and runs components; one per runtime, made on first use."""
+class PythonHost:
+    """The process's Python runtime; made on first use, started once."""
 
     def __init__(
         self,
@@ -63,6 +78,7 @@ class ComponentHost:
         imports: dict[str, ComponentImport],
         time_scale: float,
         max_wasm_stack: int,
+        runtime_wasm: Callable[[], Path],
     ) -> None:
         cfg = wasmtime.Config()
         cfg.wasm_component_model = True
@@ -79,6 +95,13 @@ class ComponentHost:
             compile=wc.Component,
             deserialize_file=wc.Component.deserialize_file,
         )
+        self._code_dir = self.cache.dir / "python"
+        self._runtime_wasm = runtime_wasm
+        self._runtime: Any = None
+        self._exports: dict[str, Any] = {}  # export name -> its index, looked up once
+        self.runtime_key = ""
+        self.runtime_cache_hit = False
+        self._start_lock = threading.Lock()
         self._ticker = EpochTicker(self.engine, time_scale=time_scale)
         self._current = threading.local()
         self.linker = wc.Linker(self.engine)
@@ -106,21 +129,63 @@ class ComponentHost:
 
         return call
 
-    def load(self, wasm: bytes) -> tuple[Any, str, bool]:
-        cached = self.cache.load(wasm)
-        return cached.module, cached.sha256, cached.cache_hit
+    def start(self) -> Any:
+        """The runtime component: compiled (or read from the cache), checked, and its
+        memory image built by one throw-away instance, all before any request."""
+        with self._start_lock:
+            if self._runtime is not None:
+                return self._runtime
+            path = self._runtime_wasm()
+            key = path.stem
+            cached = self.cache.load_named(key, path.read_bytes)
+            store = self._store(_COMPILE_LIMITS, _COMPILE_LIMITS.timeout_s)
+            try:
+                inst = self.linker.instantiate(store, cached.module)
+            except wasmtime.WasmtimeError as e:
+                raise DeployError(f"the Python runtime {path} cannot be linked: {e}") from None
+            for export in (EXPORT, COMPILE):
+                index = cached.module.get_export_index(export)
+                if index is None or inst.get_func(store, index) is None:
+                    raise DeployError(f"the Python runtime {path} does not export {export!r}")
+                self._exports[export] = index
+            del inst, store
+            self.runtime_key, self.runtime_cache_hit = key, cached.cache_hit
+            self._runtime = cached.module
+            return self._runtime
 
-    def check(self, name: str, component: Any, limits: Limits) -> None:
-        """Refuse a component that does not instantiate or lacks the ``handle`` export."""
-        store = self._store(limits, 30.0)
+    def load(self, name: str, wasm: bytes) -> tuple[bytes, str, bool]:
+        """The code bundle of a Python function: ``(code, sha256, from the cache)``."""
+        self.start()
+        sha = hashlib.sha256(wasm).hexdigest()
+        path = self._code_dir / f"{sha}.{self.runtime_key}.code"
         try:
-            inst = self.linker.instantiate(store, component)
-        except wasmtime.WasmtimeError as e:
-            raise DeployError(f"component {name} cannot be linked: {e}") from None
-        if inst.get_func(store, EXPORT) is None:
-            raise DeployError(
-                f"component {name} does not export '{EXPORT}' (build it with the Nimbus SDK)"
-            )
+            return path.read_bytes(), sha, True
+        except FileNotFoundError:
+            pass
+        try:
+            sources = python_bundle.sources(wasm)
+        except ValueError as e:
+            raise DeployError(f"function {name}: {e}") from None
+        code = self._compile(name, sources)
+        self._code_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, code)
+        return code, sha, False
+
+    def _compile(self, name: str, sources: bytes) -> bytes:
+        store = self._store(_COMPILE_LIMITS, _COMPILE_LIMITS.timeout_s)
+        self._current.inv = Invocation(request_id="compile", function=name)
+        try:
+            inst = self.linker.instantiate(store, self._runtime)
+            reply = call_bytes(store, inst.get_func(store, self._exports[COMPILE]), sources)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
+            raise DeployError(f"function {name}: compiling its sources failed: {t}") from None
+        finally:
+            self._current.inv = None
+            del store
+        error, code = msgpack.unpackb(reply, raw=False)
+        if error:
+            raise DeployError(f"function {name}: {error}")
+        return bytes(code)
 
     def _store(self, limits: Limits, timeout_s: float) -> wasmtime.Store:
         store = wasmtime.Store(self.engine)
@@ -132,7 +197,7 @@ class ComponentHost:
     def invoke(
         self,
         name: str,
-        component: Any,
+        code: bytes,
         limits: Limits,
         event: bytes,
         inv: Invocation,
@@ -144,15 +209,12 @@ class ComponentHost:
                 f"event is {len(event)} bytes; function {name} accepts at most "
                 f"{limits.max_request_bytes}"
             )
+        runtime = self.start()
         store = self._store(limits, limits.timeout_s if timeout_s is None else timeout_s)
         self._current.inv = inv
         try:
-            inst = self.linker.instantiate(store, component)
-            handle = inst.get_func(store, EXPORT)
-            if handle is None:
-                raise AbiError(f"component {name} does not export '{EXPORT}'")
-            raw = handle(store, event)
-            handle.post_return(store)
+            inst = self.linker.instantiate(store, runtime)
+            raw = call_bytes(store, inst.get_func(store, self._exports[EXPORT]), code, event)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
             if inv.error is not None:
                 raise inv.error from None
@@ -160,32 +222,24 @@ class ComponentHost:
         finally:
             self._current.inv = None
             del store
-        if not isinstance(raw, bytes | bytearray):
-            raise AbiError(f"component {name} returned {type(raw).__name__}, not bytes")
-        if len(raw) > limits.max_response_bytes:
-            raise ResponseTooLarge(
-                f"function {name} returned {len(raw)} bytes; its response cap is "
-                f"{limits.max_response_bytes}"
-            )
-        try:
-            value = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=False)
-        except Exception as e:
-            raise AbiError(
-                f"function {name} returned a response that is not msgpack: {e}"
-            ) from None
-        if not isinstance(value, dict):
-            raise AbiError(
-                f"function {name} returned a msgpack {type(value).__name__}; "
-                "the response must be a map"
-            )
-        error = value.get("error")
-        kind = error.get("kind") if isinstance(error, dict) else None
-        if kind == GUEST_OUT_OF_MEMORY:
-            raise FunctionOutOfMemory(
-                f"function {name} ran out of memory: it reached its "
-                f"{limits.memory_bytes // (1024 * 1024)} MiB cap"
-            )
-        if kind == GUEST_CRASHED:
-            message = error.get("message", "") if isinstance(error, dict) else ""
-            raise FunctionCrashed(f"function {name} crashed: {message}")
-        return value
+        return _decode(name, raw, limits)
+
+
+def _decode(name: str, raw: bytes, limits: Limits) -> dict[str, Any]:
+    if len(raw) > limits.max_response_bytes:
+        raise ResponseTooLarge(
+            f"function {name} returned {len(raw)} bytes; its response cap is "
+            f"{limits.max_response_bytes}"
+        )
+    value = response.decode(raw, name)
+    error = value.get("error")
+    kind = error.get("kind") if isinstance(error, dict) else None
+    if kind == GUEST_OUT_OF_MEMORY:
+        raise FunctionOutOfMemory(
+            f"function {name} ran out of memory: it reached its "
+            f"{limits.memory_bytes // (1024 * 1024)} MiB cap"
+        )
+    if kind == GUEST_CRASHED:
+        message = error.get("message", "") if isinstance(error, dict) else ""
+        raise FunctionCrashed(f"function {name} crashed: {message}")
+    return value

@@ -17,6 +17,9 @@ from host.errors import AbiError, FunctionOutOfMemory, NimbusError
 from host.runtime import native
 
 LEVELS = ("debug", "info", "warn", "error")
+#: what one invocation may log by default: then one "log truncated" line
+MAX_LOG_BYTES = 256 * 1024
+MAX_LOG_LINES = 1000
 _PY_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 log = logging.getLogger("nimbus.function")
 
@@ -37,9 +40,18 @@ class Invocation:
     request_id: str
     function: str
     services: Any = None
+    #: what outbound HTTP and secrets need (host/hostcalls/http.py, secrets.py); None
+    #: for a function granted neither
+    outbound: Any = None
+    secrets: Any = None
     logs: list[LogLine] = field(default_factory=list)
     #: an error raised by a host function; it ends the invocation once the trap unwinds
     error: BaseException | None = None
+    max_log_bytes: int = MAX_LOG_BYTES
+    max_log_lines: int = MAX_LOG_LINES
+    log_bytes: int = 0
+    #: lines over the budget, counted in the one "log truncated" line
+    dropped: int = 0
     _ctx: Any = None
     _memory: Any = None
     _alloc: Any = None
@@ -52,7 +64,16 @@ class Invocation:
         self._ctx = ctx
 
     def log(self, level: int, message: str) -> None:
+        """Keep one line, within the invocation's log budget (lines and bytes); past it
+        the lines are counted in one "log truncated: N lines dropped" line."""
         level = min(max(level, 0), 3)
+        size = len(message)
+        if self.dropped or (
+            len(self.logs) >= self.max_log_lines or self.log_bytes + size > self.max_log_bytes
+        ):
+            self._drop()
+            return
+        self.log_bytes += size
         self.logs.append(LogLine(int(time.time() * 1000), LEVELS[level], message))
         log.log(
             _PY_LEVELS[level],
@@ -63,6 +84,17 @@ class Invocation:
             extra={"request_id": self.request_id, "function": self.function},
         )
 
+    def _drop(self) -> None:
+        self.dropped += 1
+        marker = LogLine(
+            int(time.time() * 1000), "warn", f"log truncated: {self.dropped} lines dropped"
+        )
+        if self.dropped == 1:
+            self.logs.append(marker)
+            log.warning("[%s] %s: log budget reached", self.request_id, self.function)
+        else:
+            self.logs[-1] = marker
+
     def fail(self, error: NimbusError) -> NimbusError:
         """Remember ``error`` as the invocation's outcome and return it for raising."""
         self.error = error
@@ -70,9 +102,27 @@ class Invocation:
 
     # --- guest memory --------------------------------------------------------------
 
+    def _view(self) -> tuple[int, int]:
+        if self._memory is None:  # a start function calling the host before the handler
+            raise self.fail(
+                AbiError(
+                    f"function {self.function} called a host import before its handler ran "
+                    "(from a start function); imports are only available in nimbus_handle"
+                )
+            )
+        return native.memory_view(self._ctx, self._memory)
+
+    def check_range(self, ptr: int, length: int) -> None:
+        """``AbiError`` unless ``ptr .. ptr+length`` lies inside guest memory."""
+        size = self._view()[1]
+        if ptr + length > size:
+            raise self.fail(
+                AbiError(f"guest passed {ptr}+{length}, outside its {size}-byte memory")
+            )
+
     def read(self, ptr: int, length: int) -> bytes:
         """Copy ``length`` bytes at ``ptr`` out of guest memory, bounds-checked."""
-        base, size = native.memory_view(self._ctx, self._memory)
+        base, size = self._view()
         if ptr + length > size:
             raise self.fail(
                 AbiError(f"guest passed {ptr}+{length}, outside its {size}-byte memory")
@@ -81,7 +131,7 @@ class Invocation:
 
     def write(self, ptr: int, data: bytes) -> None:
         """Copy ``data`` into guest memory at ``ptr``, bounds-checked."""
-        base, size = native.memory_view(self._ctx, self._memory)
+        base, size = self._view()
         if ptr + len(data) > size:
             raise self.fail(
                 AbiError(f"guest passed {ptr}+{len(data)}, outside its {size}-byte memory")
@@ -90,6 +140,7 @@ class Invocation:
 
     def give(self, data: bytes) -> int:
         """Allocate ``data`` inside the guest with its allocator; ``(ptr << 32) | len``."""
+        self._view()
         vals = (native.ValRaw * 1)()
         vals[0].i32 = len(data)
         native.call(self._ctx, self._alloc, vals, 1)

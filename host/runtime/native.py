@@ -50,6 +50,7 @@ _pre_instantiate = ffi.dll.wasmtime_instance_pre_instantiate
 _export_get = _fast("wasmtime_instance_export_get")
 _call_unchecked = ffi.dll.wasmtime_func_call_unchecked
 _memory_data_size = _fast("wasmtime_memory_data_size")
+_increment_epoch = _fast("wasmtime_engine_increment_epoch")
 
 
 def _raw(name: str, restype: Any, argtypes: list[Any]) -> Any:
@@ -143,6 +144,11 @@ def memory_view(ctx: Any, memory: Any) -> tuple[int, int]:
     """The current base address and byte size of a linear memory."""
     ref = byref(memory)
     return _memory_data(ctx, ref) or 0, _memory_data_size(ctx, ref)
+
+
+def increment_epoch(engine_ptr: Any) -> None:
+    """Advance the engine's epoch (keeping the GIL: the call takes nanoseconds)."""
+    _increment_epoch(engine_ptr)
 
 
 def store_data(caller: Any) -> tuple[Any, int]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from host.runtime.runtime import LoadedFunction
+from host.runtime.loaded import LoadedFunction
 
 
 @dataclass

@@ -22,10 +22,15 @@ class Consumer:
         self._storage = storage
         self._queues = queues
 
-    def lease(self, queue: str, limit: int, visibility_ms: int, now_ms: int) -> list[Message]:
-        """Up to ``limit`` visible messages, hidden for ``visibility_ms``, attempt + 1."""
+    def lease(
+        self, queue: str, limit: int, visibility_ms: int, now_ms: int, holder: str = ""
+    ) -> list[Message]:
+        """Up to ``limit`` visible messages, hidden for ``visibility_ms``, attempt + 1,
+        leased by ``holder`` (a host incarnation, ``hosts.py``)."""
         q = self._queues
-        return self._storage.write(lambda txn: q.lease(txn, queue, limit, visibility_ms, now_ms))
+        return self._storage.write(
+            lambda txn: q.lease(txn, queue, limit, visibility_ms, now_ms, holder)
+        )
 
     def ack(self, queue: str, ids: Sequence[str]) -> None:
         """Delete the messages ``ids`` (handled)."""
@@ -81,17 +86,23 @@ class Consumer:
         with self._storage.read() as txn:
             return {name: q.stats(txn, name, now_ms) for name in q.names(txn)}
 
-    def replay(self, from_queue: str, to_queue: str, now_ms: int) -> int:
-        """Send every message of ``from_queue`` (a dead-letter queue) back to
-        ``to_queue`` as a new message (attempts reset); how many moved."""
+    def replay(
+        self, from_queue: str, to_queue: str, now_ms: int, message_id: str | None = None
+    ) -> int:
+        """Send every message of ``from_queue`` (a dead-letter queue), or only
+        ``message_id``, back to ``to_queue`` as a new message (attempts reset); how
+        many moved (0 when ``message_id`` is not there)."""
         q = self._queues
 
         def write(txn: Any) -> int:
-            moved = 0
-            for m in q.peek(txn, from_queue, 1 << 62):
+            if message_id is None:
+                messages = q.peek(txn, from_queue, 1 << 62)
+            else:
+                found = q.get(txn, from_queue, message_id)
+                messages = [] if found is None else [found]
+            for m in messages:
                 q.ack(txn, from_queue, m.id)
                 q.send(txn, new_message(to_queue, m.body, now_ms))
-                moved += 1
-            return moved
+            return len(messages)
 
         return self._storage.write(write)

@@ -75,6 +75,15 @@ class Effects:
     def empty(self) -> bool:
         return not (self._kv or self._blobs or self._sends or self._events)
 
+    def counts(self) -> dict[str, int]:
+        """How many writes of each kind are staged (what a commit would apply)."""
+        return {
+            "table_writes": len(self._kv),
+            "blob_writes": len(self._blobs),
+            "messages_sent": len(self._sends),
+            "events_published": len(self._events),
+        }
+
     # --- tables ------------------------------------------------------------------------
 
     def kv_get(self, table: str, key: bytes) -> tuple[bytes, int] | None:

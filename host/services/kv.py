@@ -24,6 +24,11 @@ from host.services.storage import Storage
 
 _VERSION = struct.Struct(">Q")
 
+#: the largest table value (msgpack bytes), as Spin's 1 MB: a value travels whole into
+#: guest memory on every read and a scan page holds many; bulk data belongs in a bucket
+#: (objects up to 64 MiB, read by byte range)
+MAX_VALUE_BYTES = 1024 * 1024
+
 
 class Tables:
     """Key-value tables in one LMDB database (and their deleted-version marks)."""

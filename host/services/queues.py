@@ -7,6 +7,10 @@ by the visibility timeout and counts the attempt; an ack deletes both; a nack ma
 the message visible again at a later time with the error; dead-lettering moves it to
 another queue. All of it happens in the caller's write transaction, so a consumer can
 ack in the same transaction that commits a function's effects.
+
+A lease names its holder (a host incarnation, ``hosts.py``) on the message and in a
+third index, ``holder + NUL + queue + NUL + id``, so that ``release`` can give back
+everything a dead host held without a scan of the queues.
 """
 
 from __future__ import annotations
@@ -36,17 +40,20 @@ class Message:
     visible_ms: int
     attempt: int = 0
     last_error: str | None = None
+    #: the host incarnation (``hosts.py``) holding the lease, "" when not leased
+    holder: str = ""
 
     def pack(self) -> bytes:
-        packed: bytes = msgpack.packb(
-            [self.body, self.enqueued_ms, self.visible_ms, self.attempt, self.last_error]
-        )
+        fields = [self.body, self.enqueued_ms, self.visible_ms, self.attempt, self.last_error]
+        if self.holder:
+            fields.append(self.holder)
+        packed: bytes = msgpack.packb(fields)
         return packed
 
     @classmethod
     def unpack(cls, queue: str, id: str, raw: bytes) -> Message:
-        body, enqueued, visible, attempt, error = msgpack.unpackb(raw)
-        return cls(id, queue, body, enqueued, visible, attempt, error)
+        body, enqueued, visible, attempt, error, *holder = msgpack.unpackb(raw)
+        return cls(id, queue, body, enqueued, visible, attempt, error, *holder)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,9 +88,20 @@ class Queues:
     def __init__(self, storage: Storage) -> None:
         self.msgs = storage.db(b"q_msgs")
         self.index = storage.db(b"q_visible")
+        #: holder + NUL + queue + NUL + id: the leases each host incarnation holds
+        self.leases = storage.db(b"q_leases")
 
     def _ikey(self, m: Message) -> bytes:
         return scoped(m.queue, _TIME.pack(m.visible_ms) + m.id.encode())
+
+    def _lkey(self, m: Message) -> bytes:
+        return scoped(m.holder, scoped(m.queue, m.id.encode()))
+
+    def _unlease(self, txn: Any, m: Message) -> None:
+        """Drop ``m``'s visibility entry, and its lease entry if it is leased."""
+        txn.delete(self._ikey(m), db=self.index)
+        if m.holder:
+            txn.delete(self._lkey(m), db=self.leases)
 
     def send(self, txn: Any, m: Message) -> None:
         txn.put(scoped(m.queue, m.id.encode()), m.pack(), db=self.msgs)
@@ -94,9 +112,10 @@ class Queues:
         return None if raw is None else Message.unpack(queue, id, raw)
 
     def lease(
-        self, txn: Any, queue: str, limit: int, visibility_ms: int, now_ms: int
+        self, txn: Any, queue: str, limit: int, visibility_ms: int, now_ms: int, holder: str = ""
     ) -> list[Message]:
-        """Up to ``limit`` visible messages, hidden for ``visibility_ms``, attempt + 1."""
+        """Up to ``limit`` visible messages, hidden for ``visibility_ms``, attempt + 1,
+        leased by ``holder`` (a host incarnation; ``release`` gives its leases back)."""
         due: list[str] = []
         cur = txn.cursor(db=self.index)
         stop = scoped(queue, _TIME.pack(now_ms + 1))
@@ -110,17 +129,53 @@ class Queues:
             m = self.get(txn, queue, id)
             if m is None:
                 continue
-            txn.delete(self._ikey(m), db=self.index)
-            m = replace(m, visible_ms=now_ms + visibility_ms, attempt=m.attempt + 1)
+            self._unlease(txn, m)
+            m = replace(m, visible_ms=now_ms + visibility_ms, attempt=m.attempt + 1, holder=holder)
             self.send(txn, m)
+            if holder:
+                txn.put(self._lkey(m), b"", db=self.leases)
             leased.append(m)
         return leased
+
+    def release(self, txn: Any, holder: str, now_ms: int) -> int:
+        """Make every message ``holder`` leased visible at ``now_ms`` (its host died);
+        the interrupted attempt stays counted. The number released."""
+        prefix = scoped(holder)
+        keys: list[bytes] = []
+        cur = txn.cursor(db=self.leases)
+        if cur.set_range(prefix):
+            for key in cur.iternext(values=False):
+                if not key.startswith(prefix):
+                    break
+                keys.append(key)
+        released = 0
+        for key in keys:
+            txn.delete(key, db=self.leases)
+            queue, _, id = key[len(prefix) :].partition(b"\x00")
+            m = self.get(txn, queue.decode(), id.decode())
+            if m is None or m.holder != holder:
+                continue
+            txn.delete(self._ikey(m), db=self.index)
+            self.send(txn, replace(m, visible_ms=min(m.visible_ms, now_ms), holder=""))
+            released += 1
+        return released
+
+    def holders(self, txn: Any) -> list[str]:
+        """Every host incarnation holding a lease."""
+        found: list[str] = []
+        cur = txn.cursor(db=self.leases)
+        ok = cur.first()
+        while ok:
+            name = cur.key().split(b"\x00", 1)[0]
+            found.append(name.decode())
+            ok = cur.set_range(name + b"\x01")
+        return found
 
     def ack(self, txn: Any, queue: str, id: str) -> bool:
         m = self.get(txn, queue, id)
         if m is None:
             return False
-        txn.delete(self._ikey(m), db=self.index)
+        self._unlease(txn, m)
         txn.delete(scoped(queue, id.encode()), db=self.msgs)
         return True
 
@@ -132,9 +187,11 @@ class Queues:
         m = self.get(txn, queue, id)
         if m is None:
             return
-        txn.delete(self._ikey(m), db=self.index)
+        self._unlease(txn, m)
         attempt = m.attempt if count else max(m.attempt - 1, 0)
-        self.send(txn, replace(m, visible_ms=visible_ms, last_error=error, attempt=attempt))
+        self.send(
+            txn, replace(m, visible_ms=visible_ms, last_error=error, attempt=attempt, holder="")
+        )
 
     def move(self, txn: Any, queue: str, id: str, to_queue: str, now_ms: int, error: str) -> None:
         """Move a message to ``to_queue`` (a dead-letter queue), visible now."""
@@ -142,7 +199,7 @@ class Queues:
         if m is None:
             return
         self.ack(txn, queue, id)
-        self.send(txn, replace(m, queue=to_queue, visible_ms=now_ms, last_error=error))
+        self.send(txn, replace(m, queue=to_queue, visible_ms=now_ms, last_error=error, holder=""))
 
     def peek(self, txn: Any, queue: str, limit: int) -> list[Message]:
         """The first ``limit`` messages in enqueue order, without leasing them."""

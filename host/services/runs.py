@@ -38,6 +38,8 @@ class Timer:
     #: set when this timer is the lease of a running attempt: if it fires, that attempt
     #: was interrupted (the host died, or the step outlived its lease)
     leased: bool = False
+    #: the host incarnation running the attempt (on a lease; "" if unknown)
+    holder: str = ""
 
     def key(self) -> bytes:
         return _TIME.pack(self.due_ms) + self.run_id.encode()
@@ -75,8 +77,10 @@ class RunTable:
         return [dict(msgpack.unpackb(v)) for _, v in self._txn.cursor(db=self._dbs.runs)]
 
     def add_timer(self, t: Timer) -> None:
-        packed = msgpack.packb([t.step, t.attempt, t.leased])
-        self._txn.put(t.key(), packed, db=self._dbs.timers)
+        fields: list[Any] = [t.step, t.attempt, t.leased]
+        if t.holder:
+            fields.append(t.holder)
+        self._txn.put(t.key(), msgpack.packb(fields), db=self._dbs.timers)
 
     def remove_timer(self, due_ms: int, run_id: str) -> None:
         self._txn.delete(_TIME.pack(due_ms) + run_id.encode(), db=self._dbs.timers)
@@ -88,9 +92,13 @@ class RunTable:
         for key, raw in self._txn.cursor(db=self._dbs.timers):
             if key >= stop or len(out) >= limit:
                 break
-            step, attempt, leased = msgpack.unpackb(raw)
-            out.append(Timer(_TIME.unpack(key[:8])[0], key[8:].decode(), step, attempt, leased))
+            out.append(_timer(key, raw))
         return out
+
+    def leases(self) -> list[Timer]:
+        """The timers that are leases of running attempts."""
+        timers = (_timer(key, raw) for key, raw in self._txn.cursor(db=self._dbs.timers))
+        return [t for t in timers if t.leased]
 
     def count_timers(self) -> int:
         count: int = self._txn.stat(self._dbs.timers)["entries"]
@@ -135,3 +143,8 @@ class Runs:
     def count_timers(self) -> int:
         with self._storage.read() as txn:
             return RunTable(self.dbs, txn).count_timers()
+
+
+def _timer(key: bytes, raw: bytes) -> Timer:
+    step, attempt, leased, *holder = msgpack.unpackb(raw)
+    return Timer(_TIME.unpack(key[:8])[0], key[8:].decode(), step, attempt, leased, *holder)

@@ -14,8 +14,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from host.services.apikeys import ApiKeys
 from host.services.blobs import MAX_OBJECT_BYTES, Blobs
 from host.services.consumer import Consumer
+from host.services.counters import Counters
 from host.services.deployments import Deployments
 from host.services.dispatch import OutboxCursor
 from host.services.effects import Effects
@@ -49,6 +51,10 @@ class Services:
         self.schedules = ScheduleLeases(self.storage, self.queues)
         self.runs = Runs(self.storage)
         self.deployments = Deployments(self.storage)
+        #: the gateway's API keys, and its rate-limit and quota counters (in their own
+        #: environment, in a folder of this one, without fsync); every worker shares both
+        self.api_keys = ApiKeys(self.storage)
+        self.counters = Counters(path / "counters")
         #: notified after every commit in this process, so consumers wake at once
         self.committed = threading.Condition()
 
@@ -76,4 +82,6 @@ class Services:
         self.storage.backup(dest)
 
     def close(self) -> None:
+        self.counters.close()
+        self.api_keys.close()
         self.storage.close()

@@ -14,10 +14,15 @@ Resizing needs no transaction active in this process. Short transactions (``read
 the gate while idle: a resize aborts it, and its next read reopens a fresh view. So a
 map growth never waits for guest code, and a guest holding a snapshot never blocks a
 writer.
+
+A commit that fails on I/O (the disk is full, or failing) raises ``StorageFull`` or
+``StorageUnavailable`` (see ``faults.py``) and applies nothing; the environment stays
+usable, so reads go on and writes resume when space comes back.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,11 +32,16 @@ from typing import Any, TypeVar
 import lmdb
 
 from host.errors import ServiceUnavailable
+from host.services.faults import storage_fault
 
 T = TypeVar("T")
 
 #: named databases an environment may hold (services, registry, triggers, workflows)
 MAX_DBS = 64
+#: reader slots in the lock file (one per read transaction open at once, any process)
+MAX_READERS = 1024
+#: the lock file's size for MAX_READERS: LMDB's header, then 64 bytes a reader
+_LOCK_HEADER, _READER = 192, 64
 #: the map never grows past this (LMDB needs the address space, not the disk)
 MAX_MAP_SIZE = 1 << 40
 
@@ -135,11 +145,12 @@ class Storage:
     def __init__(self, path: Path, map_size: int = 64 * 1024 * 1024) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
+        _reserve(path / "lock.mdb", MAX_READERS)
         self.env = lmdb.open(
             str(path),
             map_size=map_size,
             max_dbs=MAX_DBS,
-            max_readers=1024,
+            max_readers=MAX_READERS,
             lock=True,
             readahead=False,
             metasync=True,
@@ -218,17 +229,39 @@ class Storage:
                 snapshot.revoke()
 
     def write(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(txn)`` in one write transaction and commit; retried on map growth."""
+        """Run ``fn(txn)`` in one write transaction and commit; retried on map growth.
+
+        An I/O failure of the commit (a full disk above all) is ``StorageFull`` or
+        ``StorageUnavailable``: nothing of the transaction is applied."""
         with self._write_lock:  # one writer per process; LMDB serialises processes
             for _ in range(32):
                 with self._gate.shared():
                     try:
-                        with self.env.begin(write=True) as txn:
-                            return fn(txn)
-                    except lmdb.MapFullError:
-                        grow = True
+                        txn = self.env.begin(write=True)
                     except lmdb.MapResizedError:
                         grow = False
+                    except lmdb.Error as e:  # MDB_PANIC after a failed meta-page write
+                        raise storage_fault(self.path, e) from e
+                    else:
+                        try:
+                            result = fn(txn)
+                        except lmdb.MapFullError:
+                            txn.abort()
+                            grow = True
+                        except BaseException:
+                            txn.abort()
+                            raise
+                        else:
+                            try:
+                                txn.commit()
+                            except lmdb.MapFullError:
+                                grow = True
+                            except lmdb.MapResizedError:
+                                grow = False
+                            except lmdb.Error as e:
+                                raise storage_fault(self.path, e) from e
+                            else:
+                                return result
                 if grow:
                     self._grow()
                 else:
@@ -258,3 +291,22 @@ class Storage:
             raise FileExistsError(f"{dest} is not empty; back up into a new directory")
         with self._gate.shared():
             self.env.copy(str(dest), compact=True)
+
+
+def _reserve(lock_file: Path, readers: int) -> None:
+    """Allocate the whole lock file (the reader table) before LMDB maps it: LMDB
+    writes it through a memory map, and a page first touched on a full filesystem
+    (tmpfs, a sparse file) would kill the process with SIGBUS instead of failing a
+    call. Done before ``lmdb.open``: closing a descriptor of the lock file would drop
+    the POSIX locks LMDB holds on it, so it must not happen once they are taken."""
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    try:
+        size = max(os.fstat(fd).st_size, _LOCK_HEADER + (readers - 1) * _READER)
+        os.posix_fallocate(fd, 0, size)
+    except OSError:
+        pass  # a full disk at start: the pages allocated so far are all there is
+    finally:
+        os.close(fd)

@@ -2,8 +2,10 @@
 
 Every invocation that goes through ``Platform.execute`` produces one record (request
 id, function, version, trigger, cold or warm, duration, outcome). The most recent
-ones stay in memory for the admin API; each is also logged as one structured line
-and counted in Prometheus metrics.
+ones stay in memory for the admin API, within a count and a byte budget (a record's
+size is its log lines' and error's bytes plus a fixed overhead), so a flood of large
+records cannot grow the host; each is also logged as one structured line and counted
+in Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 log = logging.getLogger("nimbus.invocations")
+
+#: the fixed cost counted for a record and for each of its log lines
+RECORD_BYTES = 512
+RECORD_LINE_BYTES = 64
+#: what the recent records may hold in memory together
+MAX_RECENT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,16 +43,35 @@ class InvocationRecord:
     logs: list[tuple[str, str]] = field(default_factory=list)
     #: the event's stable id (the same on every redelivery of one event)
     event_id: str = ""
+    #: outbound HTTP requests made, and the time spent waiting for them
+    outbound_requests: int = 0
+    outbound_wait_ms: float = 0.0
+    #: the guest's linear memory at the end, bytes (0: not measured)
+    memory_bytes: int = 0
+    #: writes committed by a successful invocation, by kind (empty: none, or it failed)
+    effects: dict[str, int] = field(default_factory=dict)
+    #: the HTTP status of the response, when it had one
+    status: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def size(self) -> int:
+        """Roughly the bytes this record holds in memory."""
+        logs = sum(len(level) + len(message) + RECORD_LINE_BYTES for level, message in self.logs)
+        return RECORD_BYTES + logs + len(self.error or "")
 
 
 class Telemetry:
     """Keeps recent records and the metrics derived from them."""
 
-    def __init__(self, keep: int = 10000) -> None:
-        self._recent: deque[InvocationRecord] = deque(maxlen=keep)
+    def __init__(self, keep: int = 10000, max_bytes: int = MAX_RECENT_BYTES) -> None:
+        self._recent: deque[tuple[InvocationRecord, int]] = deque()
+        #: how many records were ever kept: the position of the newest, for tailing
+        self._seq = 0
+        self._keep = keep
+        self._max_bytes = max_bytes
+        self.recent_bytes = 0
         self._lock = threading.Lock()
         self.registry = CollectorRegistry()
         self._count = Counter(
@@ -62,8 +89,15 @@ class Telemetry:
         )
 
     def record(self, rec: InvocationRecord) -> None:
+        size = rec.size()
         with self._lock:
-            self._recent.append(rec)
+            self._recent.append((rec, size))
+            self._seq += 1
+            self.recent_bytes += size
+            while len(self._recent) > self._keep or (
+                self.recent_bytes > self._max_bytes and len(self._recent) > 1
+            ):
+                self.recent_bytes -= self._recent.popleft()[1]
         self._count.labels(rec.function, rec.trigger, rec.outcome).inc()
         self._duration.labels(rec.function).observe(rec.duration_ms / 1000)
         log.info(
@@ -80,7 +114,15 @@ class Telemetry:
 
     def recent(self, function: str | None = None, limit: int = 100) -> list[InvocationRecord]:
         with self._lock:
-            items = list(self._recent)
+            items = [rec for rec, _ in self._recent]
         if function is not None:
             items = [r for r in items if r.function == function]
         return items[-limit:]
+
+    def since(self, seq: int) -> tuple[int, list[InvocationRecord]]:
+        """The records kept after position ``seq`` (oldest first) and the position of
+        the newest: a tail passes the position back to get only what is new."""
+        with self._lock:
+            new = min(max(self._seq - seq, 0), len(self._recent))
+            items = [rec for rec, _ in list(self._recent)[len(self._recent) - new :]] if new else []
+            return self._seq, items

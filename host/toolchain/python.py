@@ -1,40 +1,29 @@
-"""Python functions: ``handler.py`` with ``def handle(event)``, built into a component.
+"""Python functions: ``handler.py`` with ``def handle(event)``, built into a bundle.
 
-componentize-py bundles a CPython interpreter, the function's modules, the Nimbus SDK
-(``guest_sdk/python/nimbus``) and msgpack's pure-Python code into a component of the
-world in ``guest_sdk/python/wit``. Pure-Python dependencies listed in ``function.toml``
-(``requirements = ["pkg==1.0"]``) are installed into the bundle; anything with a C
-extension is refused with the offending files named, since it cannot run in wasm.
+Every Python function runs in the host's one shared runtime component (see
+``host/toolchain/python_runtime.py``), so building one only gathers what is the
+function's own: its modules and its pure-Python requirements (``requirements =
+["pkg==1.0"]`` in ``function.toml``, installed with pip), packed by
+``host/common/python_bundle.py``. No compiler runs: a build takes milliseconds plus
+pip's time, and the host compiles the sources to bytecode when it deploys them.
+Anything with a C extension is refused with the offending files named, since it
+cannot run in wasm; so is a module named ``nimbus``, which would hide the SDK.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
-from functools import cache
-from importlib.metadata import version
 from pathlib import Path
 
-import msgpack
-
+from host.common import python_bundle
 from host.errors import BuildError
 
-SDK = Path(__file__).resolve().parent.parent.parent / "guest_sdk" / "python"
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 ENTRY = "handler.py"
-
-
-@cache
-def componentize_version() -> str:
-    try:
-        return version("componentize-py")
-    except Exception:
-        raise BuildError(
-            "componentize-py is not installed; Python functions need it "
-            "(it is a dependency of Nimbus: reinstall with `make test` or `pip install -e .`)"
-        ) from None
+#: folders of a function or of an installed requirement that hold no importable code
+_NOT_CODE = {"build", "__pycache__", "bin"}
 
 
 def _requirements(src_dir: Path) -> list[str]:
@@ -50,8 +39,36 @@ def _native_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in NATIVE_SUFFIXES)
 
 
+def _is_code_dir(rel: Path) -> bool:
+    return all(
+        part.isidentifier() and part not in _NOT_CODE and not part.startswith(".")
+        for part in rel.parts
+    )
+
+
+def collect_modules(root: Path, label: str) -> dict[str, python_bundle.Module]:
+    """Every importable ``.py`` under ``root``, by module name; a folder of modules
+    without ``__init__.py`` becomes a namespace package, as it would on disk."""
+    modules: dict[str, python_bundle.Module] = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if not _is_code_dir(rel.parent) or not path.stem.isidentifier():
+            continue
+        parts = rel.parent.parts
+        is_pkg = path.stem == "__init__"
+        name = ".".join(parts if is_pkg else (*parts, path.stem))
+        if not name:
+            continue
+        modules[name] = (is_pkg, f"{label}{rel.as_posix()}", path.read_bytes())
+        for i in range(1, len(parts) + (0 if is_pkg else 1)):
+            package = ".".join(parts[:i])
+            if package not in modules:  # a namespace package (or its __init__ comes later)
+                modules[package] = (True, f"{label}{'/'.join(parts[:i])}/", b"")
+    return modules
+
+
 class PythonToolchain:
-    """Builds ``handler.py`` functions into WebAssembly components."""
+    """Gathers a ``handler.py`` function and its requirements into a Python bundle."""
 
     language = "python"
     entry = ENTRY
@@ -60,67 +77,38 @@ class PythonToolchain:
         return (src_dir / ENTRY).is_file()
 
     def inputs(self, src_dir: Path) -> list[Path]:
-        own = [
+        return [
             p
             for p in src_dir.rglob("*")
             if p.is_file()
             and "build" not in p.relative_to(src_dir).parts
             and "__pycache__" not in p.parts
         ]
-        sdk = [p for p in SDK.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-        return own + sdk
 
     def fingerprint(self) -> str:
-        return f"componentize-py {componentize_version()} msgpack {msgpack.version}"
+        return f"nimbus python bundle {python_bundle.FORMAT}"
 
     def compile(self, src_dir: Path, out_wasm: Path) -> None:
         src_dir = src_dir.resolve()
-        componentize_version()
-        native = _native_files(src_dir)
+        native = [p for p in _native_files(src_dir) if "build" not in p.parts]
         if native:
             raise BuildError(
                 f"{src_dir}: C extensions cannot run in a Python function: "
                 + ", ".join(str(p.relative_to(src_dir)) for p in native)
             )
         with tempfile.TemporaryDirectory(prefix="nimbus-py-") as tmp:
-            app, deps = Path(tmp) / "app", Path(tmp) / "deps"
-            shutil.copytree(
-                src_dir, app, ignore=shutil.ignore_patterns("build", "__pycache__", "*.pyc")
-            )
-            shutil.copytree(SDK / "nimbus", app / "nimbus")
-            (app / "nimbus_app.py").write_text("from nimbus._entry import WitWorld  # noqa\n")
-            deps.mkdir()
-            shutil.copytree(
-                Path(msgpack.__file__).parent,
-                deps / "msgpack",
-                ignore=shutil.ignore_patterns(*[f"*{s}" for s in NATIVE_SUFFIXES], "__pycache__"),
-            )
+            deps = Path(tmp)
             self._install(_requirements(src_dir), deps, src_dir)
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    "import sys; from componentize_py import script; sys.exit(script())",
-                    "-d",
-                    str(SDK / "wit"),
-                    "-w",
-                    "function",
-                    "componentize",
-                    "-p",
-                    str(app),
-                    "-p",
-                    str(deps),
-                    "nimbus_app",
-                    "-o",
-                    str(out_wasm),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        if result.returncode != 0:
-            output = (result.stdout + result.stderr).strip()
-            raise BuildError(f"{src_dir / ENTRY}: componentize-py failed:\n{output}", output)
+            modules = collect_modules(deps, "site-packages/")
+            modules.update(collect_modules(src_dir, ""))  # the function's own win
+        for name in modules:
+            if name.partition(".")[0] == "nimbus":
+                raise BuildError(
+                    f"{src_dir}: a module named {name!r} would hide the Nimbus SDK; rename it"
+                )
+        if "handler" not in modules:
+            raise BuildError(f"{src_dir}: no {ENTRY} (a Python function defines handle there)")
+        out_wasm.write_bytes(python_bundle.encode(modules))
 
     def _install(self, requirements: list[str], deps: Path, src_dir: Path) -> None:
         if not requirements:
@@ -132,6 +120,7 @@ class PythonToolchain:
                 "pip",
                 "install",
                 "--quiet",
+                "--no-compile",
                 "--target",
                 str(deps),
                 *requirements,

@@ -11,6 +11,9 @@ commits the function's effects (the request's ``AckOnCommit`` hook), and each me
 id is recorded there as committed, so a redelivery (after a crash, or after a
 visibility timeout ran out while the function was still running) never applies the
 effects twice.
+
+A storage fault (a full disk) is not the function's failure: the batch goes back
+without counting an attempt, and the deliverer waits (``FaultPacer``) before the next.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from host.common.clock import Clock
-from host.errors import NimbusError, Overloaded
+from host.errors import NimbusError, Overloaded, ServiceUnavailable
 from host.manifest.triggers import Delivery
 from host.platform.platform import Platform
 from host.platform.request import InvocationRequest
+from host.services.faults import FaultPacer
 from host.services.interface import UnitOfWork
 from host.services.queues import Message
 from host.services.work import Ack
@@ -99,6 +103,8 @@ class Deliverer:
         self.sub = sub
         self.clock = clock
         self.stats = DeliveryStats()
+        self.faults = FaultPacer(f"deliverer {sub.name}")
+        self.holder = platform.incarnation
         self._services = platform.services
         self._consumer = platform.services.consumer
 
@@ -106,7 +112,7 @@ class Deliverer:
         """Lease a batch and deliver it; the number of messages handled (0: none due)."""
         sub = self.sub
         now = self.clock.now_ms()
-        batch = self._consumer.lease(sub.queue, sub.batch_size, sub.visibility_ms, now)
+        batch = self._consumer.lease(sub.queue, sub.batch_size, sub.visibility_ms, now, self.holder)
         if not batch:
             return 0
         ack = Ack(sub.queue, [m.id for m in batch])
@@ -123,6 +129,10 @@ class Deliverer:
             result = self.platform.execute(request)
         except Overloaded as e:
             self._retry(batch, "Overloaded", str(e), overloaded=True)
+        except ServiceUnavailable as e:  # the store, not the function: no attempt burnt
+            delay_ms = max(int(self.faults.failed(e) * 1000), 1)
+            back = {m.id: self.clock.now_ms() + delay_ms for m in batch}
+            self._consumer.retry(sub.queue, back, f"{e.kind}: {e}", count=False)
         except NimbusError as e:
             self.stats.failed += 1
             self._retry(batch, e.kind, f"{e.kind}: {e}")
@@ -131,6 +141,7 @@ class Deliverer:
             self.stats.failed += 1
             self._retry(batch, "InternalError", f"InternalError: {e!r}")
         else:
+            self.faults.ok()
             self.stats.delivered += len(batch)
             if not result.applied:
                 self.stats.duplicates += len(batch)
@@ -176,8 +187,13 @@ class Deliverer:
         while not stop.is_set():
             try:
                 handled = self.poll_once()
+            except ServiceUnavailable as e:  # the lease or the retry could not be written
+                self.faults.wait(stop, e)
+                continue
             except Exception:
                 log.exception("deliverer %s failed; retrying", self.sub.name)
                 handled = 0
-            if not handled and not stop.is_set():
+            if handled and self.faults.faults:  # the last commit met a storage fault
+                stop.wait(self.faults.delay())
+            elif not handled and not stop.is_set():
                 self._services.wait_for_commit(IDLE_POLL_S)

@@ -16,7 +16,9 @@ import threading
 from typing import Any
 
 from host.common.clock import Clock
+from host.errors import ServiceUnavailable
 from host.manifest.triggers import Triggers
+from host.services.faults import FaultPacer
 from host.services.services import Services
 from host.triggers.subscriptions import event_matches, record_queue, storage_matches
 
@@ -32,6 +34,7 @@ class Dispatcher:
         self.services = services
         self.triggers = triggers
         self.clock = clock
+        self.faults = FaultPacer("outbox dispatcher")
 
     def poll_once(self) -> int:
         moved = self.services.dispatch.dispatch(self._targets, BATCH, self.clock.now_ms())
@@ -53,6 +56,10 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 moved = self.poll_once()
+                self.faults.ok()
+            except ServiceUnavailable as e:  # a full disk: the records wait in the outbox
+                self.faults.wait(stop, e)
+                continue
             except Exception:
                 log.exception("outbox dispatch failed; retrying")
                 moved = 0

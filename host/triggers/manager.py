@@ -16,6 +16,7 @@ from collections.abc import Callable
 from host.common.clock import Clock, WallClock
 from host.manifest.triggers import ScheduleTrigger, Triggers
 from host.platform.platform import Platform
+from host.services.reclaim import reclaim_deliveries
 from host.triggers.delivery import Deliverer, StartWorkflow
 from host.triggers.fanout import Dispatcher
 from host.triggers.schedules import Scheduler
@@ -85,6 +86,10 @@ class TriggerManager:
 
     def _watch(self) -> None:
         while not self._watch_stop.is_set():
+            try:  # first, so that a restarted host redelivers its predecessor's at once
+                reclaim_deliveries(self.platform.services, self.platform.hosts, self.clock.now_ms())
+            except Exception:
+                log.exception("taking back dead hosts' leases failed")
             try:
                 generation = self.platform.registry.generation()
                 if generation != self._generation:

@@ -22,7 +22,9 @@ import msgpack
 from croniter import croniter
 
 from host.common.clock import Clock
+from host.errors import ServiceUnavailable
 from host.manifest.triggers import ScheduleTrigger
+from host.services.faults import FaultPacer
 from host.services.schedule_leases import Firing
 from host.services.services import Services
 from host.triggers.subscriptions import schedule_queue
@@ -54,6 +56,7 @@ class Scheduler:
         self.services = services
         self.schedules = schedules
         self.clock = clock
+        self.faults = FaultPacer("scheduler")
 
     def poll_once(self) -> list[tuple[str, int]]:
         """Fire what is due; the ``(schedule, scheduled_ms)`` fired by this call."""
@@ -105,6 +108,10 @@ class Scheduler:
         while not stop.is_set():
             try:
                 self.poll_once()
+                self.faults.ok()
+            except ServiceUnavailable as e:  # a full disk: the time stays due, fired later
+                self.faults.wait(stop, e)
+                continue
             except Exception:
                 log.exception("schedule tick failed; retrying")
             stop.wait(tick_s)

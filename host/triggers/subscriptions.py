@@ -13,7 +13,14 @@ import msgpack
 
 from host.common.retry import RetryPolicy
 from host.manifest.grants import topic_matches
-from host.manifest.triggers import Delivery, EventTrigger, ScheduleTrigger, StorageTrigger, Triggers
+from host.manifest.triggers import (
+    VISIBILITY_TIMEOUT_S,
+    Delivery,
+    EventTrigger,
+    ScheduleTrigger,
+    StorageTrigger,
+    Triggers,
+)
 from host.services.queues import Message
 from host.triggers.delivery import Subscription
 
@@ -100,9 +107,15 @@ def subscriptions(triggers: Triggers) -> list[Subscription]:
             )
         )
     for i, st in enumerate(triggers.storage):
-        subs.append(_record_sub("storage", i, st.function, st.delivery, st.workflow))
+        subs.append(
+            _record_sub(
+                "storage", i, st.function, st.delivery, st.workflow, st.visibility_timeout_s
+            )
+        )
     for i, ev in enumerate(triggers.event):
-        subs.append(_record_sub("event", i, ev.function, ev.delivery, ev.workflow))
+        subs.append(
+            _record_sub("event", i, ev.function, ev.delivery, ev.workflow, ev.visibility_timeout_s)
+        )
     for sc in triggers.schedule:
         subs.append(
             Subscription(
@@ -113,13 +126,19 @@ def subscriptions(triggers: Triggers) -> list[Subscription]:
                 delivery=Delivery(RetryPolicy(max_attempts=3)),
                 dead_letter=f"{sc.function or sc.workflow}.dlq",
                 workflow=sc.workflow,
+                visibility_ms=int(sc.visibility_timeout_s * 1000),
             )
         )
     return subs
 
 
 def _record_sub(
-    kind: str, i: int, function: str, delivery: Delivery, workflow: str = ""
+    kind: str,
+    i: int,
+    function: str,
+    delivery: Delivery,
+    workflow: str = "",
+    visibility_s: float = VISIBILITY_TIMEOUT_S,
 ) -> Subscription:
     target = function or workflow
     return Subscription(
@@ -130,6 +149,7 @@ def _record_sub(
         delivery=delivery,
         dead_letter=delivery.dead_letter or f"{target}.dlq",
         workflow=workflow,
+        visibility_ms=int(visibility_s * 1000),
     )
 
 

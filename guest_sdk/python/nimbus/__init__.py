@@ -14,8 +14,10 @@ or any other value (the ``output`` of an invoke or a workflow step). Raising an
 exception fails the invocation: nothing it wrote is committed, and triggers retry it.
 """
 
-from nimbus import log
+from nimbus import http, log, secrets
 from nimbus.events import (
+    Auth,
+    AuthorizerEvent,
     BusEvent,
     Event,
     HttpEvent,
@@ -30,8 +32,10 @@ from nimbus.response import Response
 from nimbus.services import (
     Conflict,
     Invalid,
+    LimitExceeded,
     PermissionDenied,
     ServiceError,
+    Timeout,
     TooLarge,
     Unavailable,
     blobs,
@@ -42,12 +46,15 @@ from nimbus.services import (
 from nimbus.host import now_ns, random_bytes
 
 __all__ = [
+    "Auth",
+    "AuthorizerEvent",
     "BusEvent",
     "Conflict",
     "Event",
     "HttpEvent",
     "Invalid",
     "InvokeEvent",
+    "LimitExceeded",
     "Message",
     "PermissionDenied",
     "QueueEvent",
@@ -55,14 +62,17 @@ __all__ = [
     "ScheduleEvent",
     "ServiceError",
     "StorageEvent",
+    "Timeout",
     "TooLarge",
     "Unavailable",
     "WorkflowEvent",
     "blobs",
     "events",
+    "http",
     "log",
     "now_ns",
     "queues",
     "random_bytes",
+    "secrets",
     "tables",
 ]

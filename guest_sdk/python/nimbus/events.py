@@ -22,6 +22,16 @@ class Event:
 
 
 @dataclass
+class Auth:
+    """The caller, on a route with an authentication policy (ABI.md, ``http``)."""
+
+    kind: str  # "api_key", "jwt" or "authorizer"
+    subject: str
+    claims: dict[str, Any] = field(default_factory=dict)
+    key_id: str | None = None
+
+
+@dataclass
 class HttpEvent(Event):
     method: str = "GET"
     path: str = "/"
@@ -29,11 +39,29 @@ class HttpEvent(Event):
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    #: None on a route without an authentication policy
+    auth: Auth | None = None
 
     def json(self) -> Any:
         import json
 
         return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class AuthorizerEvent(Event):
+    """A route's authorizer is asked whether a call may pass; answer with
+    ``Response.authorize(allow, subject, context)``."""
+
+    method: str = "GET"
+    path: str = "/"
+    route: str = "/"
+    params: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    source_ip: str = ""
+    #: the credential: the value of the policy's identity header
+    identity: str = ""
 
 
 @dataclass
@@ -112,6 +140,19 @@ def decode(raw_bytes: bytes) -> Event:
             query=raw.get("query") or {},
             headers=raw.get("headers") or {},
             body=raw.get("body") or b"",
+            auth=_auth(raw.get("auth")),
+        )
+    if kind == "authorizer":
+        return AuthorizerEvent(
+            **common,
+            method=raw.get("method", "GET"),
+            path=raw.get("path", "/"),
+            route=raw.get("route", "/"),
+            params=raw.get("params") or {},
+            query=raw.get("query") or {},
+            headers=raw.get("headers") or {},
+            source_ip=raw.get("source_ip", ""),
+            identity=raw.get("identity", ""),
         )
     if kind == "queue":
         messages = [
@@ -156,3 +197,14 @@ def decode(raw_bytes: bytes) -> Event:
             input=raw.get("input"),
         )
     return InvokeEvent(**common, input=raw.get("input"))
+
+
+def _auth(raw: Any) -> Auth | None:
+    if not isinstance(raw, dict):
+        return None
+    return Auth(
+        kind=raw.get("kind", ""),
+        subject=raw.get("subject", ""),
+        claims=raw.get("claims") or {},
+        key_id=raw.get("key_id"),
+    )

@@ -26,6 +26,11 @@ class Response:
     def bytes(cls, body: bytes, content_type: str, status: int = 200) -> Response:
         return cls(status, {"content-type": content_type}, body)
 
+    @classmethod
+    def authorize(cls, allow: bool, subject: str = "", context: dict[str, Any] | None = None) -> Response:
+        """An authorizer's answer; ``context`` reaches the function as ``auth.claims``."""
+        return cls(output={"allow": allow, "subject": subject, "context": context or {}})
+
     def to_map(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "headers": self.headers}
         if self.body is not None:

@@ -38,10 +38,26 @@ class Unavailable(ServiceError):
     pass
 
 
-_ERRORS = {1: PermissionDenied, 2: Invalid, 3: Conflict, 4: TooLarge, 5: Unavailable}
+class Timeout(ServiceError):
+    """An outbound request took longer than its ``timeout_ms``."""
 
 
-def _op(name: str, **request: Any) -> Any:
+class LimitExceeded(ServiceError):
+    """A per-invocation count is used up (32 outbound requests)."""
+
+
+_ERRORS = {
+    1: PermissionDenied,
+    2: Invalid,
+    3: Conflict,
+    4: TooLarge,
+    5: Unavailable,
+    6: Timeout,
+    7: LimitExceeded,
+}
+
+
+def _op(name: str, /, **request: Any) -> Any:
     req = {k: v for k, v in request.items() if v is not None}
     status, value = msgpack.unpackb(
         call(name, msgpack.packb(req, use_bin_type=True)), raw=False, strict_map_key=False

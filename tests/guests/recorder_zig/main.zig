@@ -3,7 +3,8 @@
 //! message or event, and "last.<kind>" = the whole event. Fails when its env has
 //! FAIL=always, or when a queue message's body is {"fail": true}; with
 //! PUBLISH=<topic> it also publishes the event's id to that topic; with SLEEP_MS=<n>
-//! it first busy-waits n milliseconds (a function with some work to do).
+//! it first busy-waits n milliseconds (a function with some work to do); with
+//! PAD_BYTES=<n> it also writes n bytes under "pad.<kind>" (a big commit).
 const nimbus = @import("nimbus");
 const Value = nimbus.Value;
 const eql = nimbus.msgpack.eql;
@@ -69,6 +70,13 @@ pub fn handle(ev: *const nimbus.Event, res: *nimbus.Response) !void {
         _ = try nimbus.tables.put("state", concat(&.{ "seen.", kind, ".", ev.id() }), attempt, .{});
     }
     _ = try nimbus.tables.put("state", concat(&.{ "last.", kind }), ev.root, .{});
+    if (ev.env("PAD_BYTES")) |text| {
+        var n: usize = 0;
+        for (text) |c| n = n * 10 + (c - '0');
+        const pad = nimbus.alloc(n);
+        @memset(pad, 'p');
+        _ = try nimbus.tables.put("state", concat(&.{ "pad.", kind }), .{ .bin = pad }, .{});
+    }
     if (ev.env("PUBLISH")) |topic| {
         _ = try nimbus.events.publish(topic, .{ .str = ev.id() });
     }

@@ -1,0 +1,269 @@
+"""The shared Python runtime: one component for every Python function on a host.
+
+componentize-py snapshots this module's interpreter once (with the standard library
+modules functions use most already imported, and the bytecode of the rest of the
+pure-Python standard library at hand); the host compiles that component once per
+engine and hands each invocation the function's own code bundle. ``handle`` installs
+the bundle as an importer, imports ``handler`` and calls it: every invocation runs in
+a fresh instance of the snapshot, so nothing of one call or one function reaches
+another.
+
+``compile`` runs once per function at deploy or load time: it turns the function's
+sources into this interpreter's bytecode (a bundle), or says which file does not
+compile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import marshal
+import os
+import random
+import sys
+import traceback
+import zlib
+from types import ModuleType
+from typing import Any
+
+import msgpack
+import wit_world
+
+from nimbus import log
+from nimbus.events import decode
+from nimbus.response import to_map
+
+#: imported into the snapshot, so a function importing them pays nothing
+PRELOADED = (
+    "abc array base64 binascii bisect calendar collections collections.abc contextlib "
+    "copy csv dataclasses datetime decimal difflib enum fnmatch fractions functools "
+    "hashlib heapq hmac html html.parser http io ipaddress itertools json keyword "
+    "logging math numbers operator pprint random re secrets shlex statistics string "
+    "struct textwrap time traceback types typing unicodedata urllib.parse uuid warnings "
+    "weakref zlib zoneinfo email.utils"
+).split()
+
+#: error kinds the host turns into FunctionCrashed / FunctionOutOfMemory (a function
+#: that *returns* {"error": …} fails with FunctionFailed instead)
+CRASHED = "nimbus.UnhandledException"
+OUT_OF_MEMORY = "nimbus.MemoryError"
+#: a code bundle: this magic, the interpreter's bytecode magic, the index length, the
+#: marshalled index {module: (is_package, filename, code_at, code_len, src_at, src_len)}
+#: and the code and sources it points into
+BUNDLE_MAGIC = b"NPYB"
+#: standard-library modules a function never imports or that cannot work in wasm
+#: (no processes, no threads, no C libraries): left out of the snapshot
+_SKIP = {"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3"}
+_SKIP |= {"site-packages", "__pycache__", "venv", "pydoc_data", "__phello__", "pydoc"}
+_SKIP |= {"multiprocessing", "concurrent", "ctypes", "curses", "dbm", "sqlite3", "turtle"}
+_SKIP |= {"distutils", "msilib", "_pyrepl", "antigravity", "this", "_android_support"}
+
+
+def _preload() -> list[str]:
+    missing = []
+    for name in PRELOADED:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+class _Importer(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports modules from a bundle's index, with their sources for tracebacks."""
+
+    def __init__(
+        self, index: dict[str, tuple[Any, ...]], data: memoryview | bytes, packed: bool
+    ) -> None:
+        self.index = index
+        self.data = data
+        self.packed = packed  # code is zlib-compressed (the standard library's)
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        entry = self.index.get(fullname)
+        if entry is None:
+            return None
+        spec = importlib.machinery.ModuleSpec(
+            fullname, self, origin=entry[1], is_package=entry[0]
+        )
+        spec.has_location = True
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        _, filename, at, n, _, _ = self.index[module.__name__]
+        module.__file__ = filename
+        code = self.data[at : at + n]
+        exec(marshal.loads(zlib.decompress(code) if self.packed else code), module.__dict__)  # noqa: S102
+
+    def load(self, name: str) -> ModuleType:
+        """Import ``name`` straight from this bundle (what ``import`` would do, faster)."""
+        spec = self.find_spec(name)
+        if spec is None:
+            raise ImportError(f"the function has no module {name!r}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        self.exec_module(module)
+        return module
+
+    def get_source(self, fullname: str) -> str | None:
+        entry = self.index.get(fullname)
+        if entry is None:
+            return None
+        return bytes(self.data[entry[4] : entry[4] + entry[5]]).decode("utf-8", "replace")
+
+
+def _pack_bundle(modules: dict[str, tuple[bool, str, bytes, bytes]], packed: bool) -> bytes:
+    index: dict[str, tuple[Any, ...]] = {}
+    chunks: list[bytes] = []
+    at = 0
+    for name, (is_pkg, filename, code, source) in sorted(modules.items()):
+        index[name] = (is_pkg, filename, at, len(code), at + len(code), len(source))
+        chunks += [code, source]
+        at += len(code) + len(source)
+    head = marshal.dumps(index)
+    magic = importlib.util.MAGIC_NUMBER
+    flags = b"Z" if packed else b"-"
+    return BUNDLE_MAGIC + magic + flags + len(head).to_bytes(4, "big") + head + b"".join(chunks)
+
+
+def _open_bundle(bundle: bytes) -> _Importer:
+    magic = importlib.util.MAGIC_NUMBER
+    if bundle[:4] != BUNDLE_MAGIC or bundle[4:8] != magic:
+        raise ImportError("the code bundle was compiled for another runtime: redeploy it")
+    n = int.from_bytes(bundle[9:13], "big")
+    data = memoryview(bundle)
+    return _Importer(marshal.loads(data[13 : 13 + n]), data[13 + n :], bundle[8:9] == b"Z")
+
+
+def _compile_tree(root: str) -> bytes:
+    """The bytecode of every pure-Python module under ``root`` (the standard library)."""
+    modules: dict[str, tuple[bool, str, bytes, bytes]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP and "-" not in d)
+        rel = os.path.relpath(folder, root)
+        prefix = "" if rel == "." else rel.replace(os.sep, ".") + "."
+        for file in sorted(files):
+            if not file.endswith(".py"):
+                continue
+            stem = file[:-3]
+            is_pkg = stem == "__init__"
+            name = prefix[:-1] if is_pkg else prefix + stem
+            if not name or name in sys.modules:
+                continue
+            path = os.path.join(folder, file)
+            try:
+                with open(path, "rb") as f:
+                    source = f.read()
+                code = compile(source, path, "exec", dont_inherit=True)
+            except (SyntaxError, OSError, ValueError):
+                continue
+            modules[name] = (is_pkg, path, zlib.compress(marshal.dumps(code), 9), b"")
+    return _pack_bundle(modules, packed=True)
+
+
+def _stdlib_dir() -> str:
+    # componentize-py mounts the standard library at build time only (and reports
+    # os.__file__ under another name): find the sys.path entry that holds it
+    for entry in sys.path:
+        if os.path.isfile(os.path.join(entry, "os.py")):
+            return entry
+    raise ImportError(f"the standard library is not on sys.path: {sys.path}")
+
+
+MISSING = _preload()
+#: the rest of the standard library, imported on demand from the snapshot
+STDLIB = _open_bundle(_compile_tree(_stdlib_dir()))
+sys.meta_path.append(STDLIB)
+
+
+def compile_sources(sources: bytes) -> bytes:
+    """msgpack {module: [is_package, filename, source]} -> msgpack [error, bundle]."""
+    modules: dict[str, tuple[bool, str, bytes, bytes]] = {}
+    try:
+        for name, (is_pkg, filename, source) in msgpack.unpackb(sources, raw=False).items():
+            code = compile(source, filename, "exec", dont_inherit=True)
+            if name == "handler" and "handle" not in code.co_names:
+                return msgpack.packb([f"{filename} defines no handle(event) function", b""])
+            modules[name] = (bool(is_pkg), filename, marshal.dumps(code), source)
+    except SyntaxError as e:
+        where = f"{e.filename}:{e.lineno}" if e.lineno else str(e.filename)
+        return msgpack.packb([f"{where}: {e.msg}", b""])
+    except Exception as e:
+        return msgpack.packb([f"cannot compile the function: {type(e).__name__}: {e}", b""])
+    return msgpack.packb([None, _pack_bundle(modules, packed=False)], use_bin_type=True)
+
+
+def _install(code: bytes) -> _Importer:
+    importer = _open_bundle(code)
+    for name in importer.index:  # the function's own modules shadow preloaded ones
+        if name in sys.modules and name.partition(".")[0] != "nimbus":
+            del sys.modules[name]
+    sys.meta_path.insert(0, importer)
+    # the snapshot's seed is the same in every instance; 256 fresh bits replace it
+    # (random.seed() would draw 2.5 KB from the host, twice the time)
+    random.seed(int.from_bytes(os.urandom(32)))
+    return importer
+
+
+class WitWorld(wit_world.WitWorld):
+    def compile(self, sources: bytes) -> bytes:
+        return compile_sources(sources)
+
+    def handle(self, code: bytes, event: bytes) -> bytes:
+        return run(code, event)
+
+
+def run(code: bytes, event: bytes) -> bytes:
+    """One invocation: the bundle's ``handler.handle`` applied to ``event``."""
+    try:
+        handler = _install(code).load("handler")
+        result = to_map(handler.handle(decode(event)))
+    except MemoryError:
+        result = {"error": {"kind": OUT_OF_MEMORY, "message": "MemoryError"}}
+    except BaseException as e:  # the function crashed: its traceback goes to the log
+        log.error("".join(traceback.format_exception(e)).strip())
+        result = {"error": {"kind": CRASHED, "message": f"{type(e).__name__}: {e}"}}
+    try:
+        return msgpack.packb(result, use_bin_type=True, default=_default)
+    except Exception as e:  # a result msgpack cannot carry
+        log.error(f"the function returned what cannot be sent: {e}")
+        error = {"kind": CRASHED, "message": f"unsendable result: {e}"}
+        return msgpack.packb({"error": error})
+
+
+def _default(value: object) -> object:
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot send a {type(value).__name__} to the host")
+
+
+def _warm_up() -> None:
+    """Run one invocation while the snapshot is taken, so that the code every call
+    runs is already specialised and its memory already laid out; then undo it."""
+    source = b"import nimbus\ndef handle(event):\n    return nimbus.Response.text('hi')\n"
+    error, code = msgpack.unpackb(
+        compile_sources(msgpack.packb({"handler": [False, "warm.py", source]}))
+    )
+    if error:
+        raise RuntimeError(f"warm-up failed: {error}")
+    event = msgpack.packb({"kind": "http", "method": "GET", "path": "/", "headers": {}})
+    saved = list(sys.meta_path)
+    run(code, event)
+    sys.meta_path[:] = saved
+    sys.modules.pop("handler", None)
+
+
+_warm_up()
+gc.collect()
+gc.freeze()  # the snapshot's objects are never scanned by a collection again

@@ -1,0 +1,92 @@
+"""The artifact of a Python function: its own sources, in a WebAssembly wrapper.
+
+Every Python function on a host runs in one shared runtime component (the
+interpreter, the standard library and the SDK, compiled once per host), so what
+``nimbus build`` makes of a ``handler.py`` is only the function's modules and its
+pure-Python requirements. They travel as a WebAssembly module holding nothing but one
+custom section named ``nimbus-python`` (the msgpack map ``{"format": 1, "modules":
+{name: [is_package, filename, source]}}``): a ``.wasm`` like every other function's,
+deployable through the same paths, and recognisable from its first bytes.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+SECTION = b"nimbus-python"
+FORMAT = 1
+_CORE_HEADER = b"\0asm\x01\0\0\0"
+#: a bundle starts with the core header and a custom section (id 0) of this name
+_PREFIX_LEN = len(_CORE_HEADER) + 1
+
+#: a module's entry: is it a package (``__init__.py``), its file name, its source
+Module = tuple[bool, str, bytes]
+
+
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_leb128(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while at < len(data) and shift < 35:
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if not byte & 0x80:
+            return value, at
+    raise ValueError("bad LEB128 length")
+
+
+def encode(modules: dict[str, Module]) -> bytes:
+    """The ``.wasm`` artifact of a function made of ``modules``."""
+    payload: bytes = msgpack.packb(
+        {"format": FORMAT, "modules": {k: list(v) for k, v in sorted(modules.items())}},
+        use_bin_type=True,
+    )
+    body = _leb128(len(SECTION)) + SECTION + payload
+    return _CORE_HEADER + b"\0" + _leb128(len(body)) + body
+
+
+def is_python_bundle(wasm: bytes) -> bool:
+    """True when ``wasm`` is a Python function's artifact (checks the first bytes only)."""
+    if not wasm.startswith(_CORE_HEADER + b"\0"):
+        return False
+    try:
+        _, at = _read_leb128(wasm, _PREFIX_LEN)
+        n, at = _read_leb128(wasm, at)
+    except ValueError:
+        return False
+    return wasm[at : at + n] == SECTION
+
+
+def sources(wasm: bytes) -> bytes:
+    """The msgpack ``{name: [is_package, filename, source]}`` map of a bundle.
+
+    Raises ``ValueError`` saying what is wrong with an artifact that is not one.
+    """
+    if not is_python_bundle(wasm):
+        raise ValueError("not a Nimbus Python bundle (build it with `nimbus build`)")
+    size, at = _read_leb128(wasm, _PREFIX_LEN)
+    if at + size != len(wasm):
+        raise ValueError("the Python bundle is truncated or has trailing bytes")
+    n, at = _read_leb128(wasm, at)
+    try:
+        doc = msgpack.unpackb(wasm[at + n :], raw=False)
+    except Exception as e:
+        raise ValueError(f"the Python bundle is not msgpack: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else None
+        raise ValueError(
+            f"the Python bundle has format {got!r}; this host reads format {FORMAT} "
+            "(rebuild it with this version's `nimbus build`)"
+        )
+    modules = doc.get("modules")
+    if not isinstance(modules, dict) or "handler" not in modules:
+        raise ValueError("the Python bundle has no handler module")
+    return bytes(msgpack.packb(modules, use_bin_type=True))

@@ -1,0 +1,71 @@
+"""The overview: traffic, errors, latency and cold starts over the last hour.
+
+The page renders the current figures server-side; its charts fetch
+``/api/overview`` (the same numbers as per-minute columns) and refresh every few
+seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from host.gateway.console import stats
+from host.gateway.console.context import Context
+from host.gateway.console.sessions import Session
+
+
+class OverviewPages:
+    """``/`` and ``/api/overview``."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def routes(self) -> list[Route]:
+        page = self.ctx.web.page
+        return [
+            Route("/", page(self.overview), methods=["GET"]),
+            Route("/api/overview", page(self.api), methods=["GET"]),
+        ]
+
+    def _figures(self) -> dict[str, Any]:
+        now = int(time.time() * 1000)
+        recent = stats.window(self.ctx.platform.telemetry.recent(None, 1 << 30), now)
+        total = stats.summarise(recent)
+        return {
+            "now_ms": now,
+            "total": total,
+            "rps": total.count / (stats.WINDOW_MS / 1000),
+            "series": stats.series(recent, now),
+            "top": stats.top_functions(recent),
+        }
+
+    async def overview(self, request: Request, session: Session) -> Response:
+        figures = self._figures()
+        deployed = len(self.ctx.platform.registry.list())
+        return self.ctx.web.render(
+            request, "overview.html", session, nav="overview", deployed=deployed, **figures
+        )
+
+    async def api(self, request: Request, session: Session) -> Response:
+        f = self._figures()
+        total = f["total"]
+        assert isinstance(total, stats.Summary)
+        return JSONResponse(
+            {
+                "series": f["series"],
+                "total": {
+                    "count": total.count,
+                    "rps": f["rps"],
+                    "error_rate": total.error_rate,
+                    "p50": total.p50,
+                    "p99": total.p99,
+                    "cold_share": total.cold_share,
+                },
+            },
+            headers={"cache-control": "no-store"},
+        )

@@ -1,0 +1,1 @@
+"""Gateway policies at request time: authentication, rate limits and quotas, transforms, CORS."""

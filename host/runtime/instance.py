@@ -1,0 +1,133 @@
+"""One store and instance per call, and the call into the handler through the ABI.
+
+``Instances`` hands out fresh instances of loaded functions, each in a new store with
+its memory cap and epoch deadline, and knows which invocation each live store
+belongs to (host functions find theirs through the store's data). ``call_handler``
+is steps 2-3 of "One invocation" in guest_sdk/ABI.md: allocate, copy the event in,
+call ``nimbus_handle``, and copy the response out after checking its length and range.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+from typing import Any
+
+from host.errors import AbiError, FunctionOutOfMemory, ResponseTooLarge
+from host.runtime import abi, native
+from host.runtime.engine import EpochTicker
+from host.runtime.invocation import Invocation
+from host.runtime.loaded import LoadedFunction
+from host.runtime.priority import Demoter
+from host.runtime.traps import instantiate_error
+
+_MEMORY = native.EXTERN_MEMORY
+_FUNC = native.EXTERN_FUNC
+
+
+class Instances:
+    """The live stores of one engine, by the integer each store carries."""
+
+    def __init__(self, engine_ptr: Any, ticker: EpochTicker) -> None:
+        self.engine_ptr = engine_ptr
+        self.ticker = ticker
+        self.live: dict[int, Invocation] = {}
+        self._ids = itertools.count(1)
+
+    def fresh(
+        self, fn: LoadedFunction, inv: Invocation, timeout_s: float | None = None
+    ) -> FreshInstance:
+        return FreshInstance(self, fn, inv, timeout_s)
+
+
+class FreshInstance:
+    """A new store and instance for one call, deleted on exit whatever happened."""
+
+    __slots__ = ("fn", "inv", "key", "owner", "store", "timeout_s")
+
+    def __init__(
+        self, owner: Instances, fn: LoadedFunction, inv: Invocation, timeout_s: float | None
+    ) -> None:
+        self.owner, self.fn, self.inv = owner, fn, inv
+        self.timeout_s = fn.limits.timeout_s if timeout_s is None else timeout_s
+
+    def __enter__(self) -> tuple[Any, Any]:
+        owner, fn = self.owner, self.fn
+        self.key = next(owner._ids)
+        owner.live[self.key] = self.inv
+        self.store = native.NativeStore(owner.engine_ptr, self.key, fn.limits.memory_bytes)
+        try:
+            self.store.set_deadline(owner.ticker.ticks_for(self.timeout_s))
+            assert fn.pre_ptr is not None, "Python functions are instantiated by the PythonHost"
+            inst = native.instantiate(fn.pre_ptr, self.store.ctx)
+        except native.GuestTrap as t:
+            self._close()
+            if self.inv.error is not None:  # a host import failed during the start function
+                raise self.inv.error from None
+            raise instantiate_error(t, fn.name, fn.limits.memory_bytes) from None
+        return self.store.ctx, inst
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        self.store.close()
+        del self.owner.live[self.key]
+
+
+def call_handler(
+    fn: LoadedFunction,
+    ctx: Any,
+    inst: Any,
+    event: bytes,
+    inv: Invocation,
+    demoter: Demoter | None = None,
+    timeout_s: float | None = None,
+) -> bytes:
+    """Run ``event`` through ``nimbus_handle`` of ``inst``; the response bytes. The
+    guest's run is reported to ``demoter`` (host/runtime/priority.py)."""
+    memory = native.export(ctx, inst, b"memory", _MEMORY)
+    alloc = native.export(ctx, inst, b"nimbus_alloc", _FUNC)
+    handle = native.export(ctx, inst, b"nimbus_handle", _FUNC)
+    inv.bind(ctx, memory, alloc)
+    vals = (native.ValRaw * 2)()
+    vals[0].i32 = len(event)
+    native.call(ctx, alloc, vals, 1)
+    ptr = vals[0].i32 & 0xFFFFFFFF
+    base, size = native.memory_view(ctx, memory)
+    if ptr == 0:
+        raise FunctionOutOfMemory(
+            f"function {fn.name} could not allocate {len(event)} bytes for its event"
+        )
+    if ptr + len(event) > size:
+        raise AbiError(f"nimbus_alloc returned {ptr}, outside the {size}-byte memory")
+    ctypes.memmove(base + ptr, event, len(event))
+    vals[0].i32 = ptr
+    vals[1].i32 = len(event)
+    if demoter is None:
+        native.call(ctx, handle, vals, 2)
+    else:
+        token = demoter.enter(fn.limits.timeout_s if timeout_s is None else timeout_s)
+        try:
+            native.call(ctx, handle, vals, 2)
+        finally:
+            demoter.leave(token)
+    rptr, rlen = abi.split_result(vals[0].i64)
+    if rlen > fn.limits.max_response_bytes:
+        raise ResponseTooLarge(
+            f"function {fn.name} returned {rlen} bytes; its response cap is "
+            f"{fn.limits.max_response_bytes}"
+        )
+    base, size = native.memory_view(ctx, memory)
+    if rptr + rlen > size:
+        raise AbiError(
+            f"nimbus_handle returned response {rptr}+{rlen}, outside the {size}-byte memory"
+        )
+    return ctypes.string_at(base + rptr, rlen)
+
+
+def memory_size(ctx: Any, inv: Invocation) -> int | None:
+    """The size of the invocation's linear memory, once bound."""
+    if inv._memory is None:
+        return None
+    return native.memory_view(ctx, inv._memory)[1]

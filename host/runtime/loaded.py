@@ -1,0 +1,25 @@
+"""A function ready to run: its compiled module, linked, with the limits it runs under."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+
+from host.runtime.limits import Limits
+
+
+@dataclass(frozen=True)
+class LoadedFunction:
+    """A module linked and ready to instantiate, with the limits it runs under."""
+
+    name: str
+    sha256: str
+    module: Any  # a wasmtime Module, or the code bundle (bytes) for kind "python"
+    pre: wasmtime.InstancePre | None
+    limits: Limits
+    cache_hit: bool
+    kind: str = "module"
+    #: the InstancePre's C pointer, looked up once (``pre.ptr()`` checks on every call)
+    pre_ptr: Any = None

@@ -1,0 +1,209 @@
+"""Many Python functions in one shared runtime: each answers from its own code, with
+its own limits and grants, and a redeploy changes only the function redeployed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from host.errors import DeployError, FunctionOutOfMemory, FunctionTimeout
+from host.manifest.functions import function_spec_from_dict
+from host.platform.platform import Platform
+from host.toolchain.builder import build_function
+from tests.conftest import python_data_dir
+
+COUNT = 10
+
+HANDLER = """
+import nimbus
+import util
+
+calls = 0
+
+def handle(event):
+    global calls
+    calls += 1
+    what = event.input.get("do") if isinstance(event.input, dict) else None
+    if what == "loop":
+        while True:
+            pass
+    if what == "hoard":
+        return len(bytearray(event.input["mib"] << 20))
+    if what == "read":
+        return nimbus.tables.get("t", "k")
+    if what == "write":
+        return nimbus.tables.put("t", "k", {{"by": {i}}})
+    return {{"me": {i}, "util": util.WHO, "calls": calls, "cached": util.remember()}}
+"""
+
+UTIL = """
+WHO = "util of function {i}"
+seen = []
+
+def remember():
+    seen.append(1)
+    return len(seen)
+"""
+
+
+def _write(d: Path, i: int, extra: str = "") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "handler.py").write_text(HANDLER.format(i=i) + extra)
+    (d / "util.py").write_text(UTIL.format(i=i))
+    return d
+
+
+def _spec(i: int, **over: Any) -> Any:
+    fields: dict[str, Any] = {"wasm": f"f{i}.wasm", "timeout": "2s", "memory": "64MiB"}
+    if i % 2 == 0:  # even functions may read and write table t; odd ones nothing
+        fields["grants"] = {"tables": {"t": "read-write"}}
+    return function_spec_from_dict(f"f{i}", {**fields, **over})
+
+
+@pytest.fixture(scope="module")
+def ten(
+    tmp_path_factory: pytest.TempPathFactory, python_cache: Path
+) -> Iterator[tuple[Platform, Path]]:
+    root = tmp_path_factory.mktemp("ten")
+    p = Platform(python_data_dir(root, python_cache))
+    for i in range(COUNT):
+        wasm = build_function(_write(root / f"f{i}", i)).wasm.read_bytes()
+        p.deploy(_spec(i), wasm)
+    yield p, root
+    p.close()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, python_cache: Path) -> Iterator[Platform]:
+    p = Platform(python_data_dir(tmp_path / "p", python_cache))
+    yield p
+    p.close()
+
+
+def call(p: Platform, name: str, **input: Any) -> Any:
+    return p.invoke(name, {"kind": "invoke", "input": input}).response["output"]
+
+
+def test_each_function_answers_from_its_own_modules(ten: tuple[Platform, Path]) -> None:
+    p, _ = ten
+    for i in range(COUNT):
+        out = call(p, f"f{i}")
+        assert out["me"] == i and out["util"] == f"util of function {i}"
+
+
+def test_module_state_does_not_survive_a_call(ten: tuple[Platform, Path]) -> None:
+    p, _ = ten
+    outs = [call(p, "f3") for _ in range(3)]
+    assert [(o["calls"], o["cached"]) for o in outs] == [(1, 1)] * 3
+
+
+def test_one_runtime_compiled_once_for_all(ten: tuple[Platform, Path]) -> None:
+    p, _ = ten
+    host = p.runtime.python()
+    assert host.cache.compiles + host.cache.hits == 1  # ten functions, one runtime load
+    shas = {d.sha256 for d in p.registry.list()}
+    code = [f for f in (host.cache.dir / "python").glob("*.code") if f.name.split(".")[0] in shas]
+    assert len(code) == COUNT and all(f.stat().st_size < 64 * 1024 for f in code)
+
+
+def test_grants_are_per_function(ten: tuple[Platform, Path]) -> None:
+    p, _ = ten
+    assert call(p, "f0", do="write") == 1
+    assert call(p, "f2", do="read")[0] == {"by": 0}
+    with pytest.raises(Exception, match="grant"):
+        call(p, "f1", do="read")
+
+
+def test_limits_are_per_function(ten: tuple[Platform, Path]) -> None:
+    p, root = ten
+    with pytest.raises(FunctionOutOfMemory, match="64 MiB"):
+        call(p, "f4", do="hoard", mib=80)
+    big = build_function(root / "f5").wasm.read_bytes()
+    p.deploy(_spec(5, memory="256MiB"), big)
+    assert call(p, "f5", do="hoard", mib=80) == 80 << 20
+    with pytest.raises(FunctionTimeout):
+        call(p, "f6", do="loop")
+    assert call(p, "f6")["me"] == 6  # and the host keeps serving
+
+
+def test_redeploy_changes_only_that_function(ten: tuple[Platform, Path]) -> None:
+    p, root = ten
+    for i in range(COUNT):
+        call(p, f"f{i}")  # all warm
+    compiles = p.runtime.python().cache.compiles
+    _write(root / "f7", 7, extra="\nWHO_AM_I = 'new'\n")
+    (root / "f7" / "util.py").write_text('WHO = "changed"\ndef remember():\n    return 0\n')
+    p.deploy(_spec(7), build_function(root / "f7").wasm.read_bytes())
+    assert call(p, "f7")["util"] == "changed"
+    warm = set(p.pool.keys())
+    assert all(any(k.startswith(f"f{i}@") for k in warm) for i in range(COUNT) if i != 7)
+    assert call(p, "f8")["util"] == "util of function 8"
+    assert p.runtime.python().cache.compiles == compiles  # the runtime was not recompiled
+
+
+def test_standard_library_on_demand_and_fresh_randomness(tmp_path: Path, fresh: Platform) -> None:
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(
+        "import random, json, re, datetime, dataclasses\n"
+        "def handle(event):\n"
+        "    import xml.dom.minidom, tomllib, fractions\n"
+        "    doc = xml.dom.minidom.parseString('<a>1</a>')\n"
+        "    try:\n"
+        "        import sqlite3\n"
+        "        sql = 'imported'\n"
+        "    except ImportError as e:\n"
+        "        sql = 'refused'\n"
+        "    return {'tag': doc.documentElement.tagName, 'toml': tomllib.loads('x = 1'),\n"
+        "            'r': random.random(), 'sql': sql}\n"
+    )
+    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
+    a, b = call(fresh, "f0"), call(fresh, "f0")
+    assert a["tag"] == "a" and a["toml"] == {"x": 1} and a["sql"] == "refused"
+    assert a["r"] != b["r"]  # each instance reseeds: no two calls share a sequence
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("def handle(event)\n    return 1\n", r"handler\.py:1: expected ':'"),
+        ("def other(event):\n    return 1\n", r"handler\.py defines no handle"),
+    ],
+)
+def test_bad_sources_are_refused_at_deploy(
+    tmp_path: Path, fresh: Platform, source: str, message: str
+) -> None:
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(source)
+    with pytest.raises(DeployError, match=message):
+        fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
+
+
+def test_a_module_named_nimbus_is_refused(tmp_path: Path) -> None:
+    from host.errors import BuildError
+
+    (tmp_path / "handler.py").write_text("def handle(event):\n    return 1\n")
+    (tmp_path / "nimbus.py").write_text("X = 1\n")
+    with pytest.raises(BuildError, match="hide the Nimbus SDK"):
+        build_function(tmp_path)
+
+
+def test_pure_python_requirements_just_work(tmp_path: Path, fresh: Platform) -> None:
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "function.toml").write_text('requirements = ["six==1.16.0", "attrs==23.2.0"]\n')
+    (src / "handler.py").write_text(
+        "import six\n"
+        "from attr import define\n\n"
+        "@define\n"
+        "class Point:\n"
+        "    x: int\n\n"
+        "def handle(event):\n"
+        "    return {'six': six.PY3, 'attrs': Point(3).x}\n"
+    )
+    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
+    assert call(fresh, "f0") == {"six": True, "attrs": 3}
