@@ -13,8 +13,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make up PORT=8081 DATA=/tmp/nimbus-data` serves on another port from another data dir
+PORT ?= 8080
+DATA ?= .nimbus
+
 up: $(STAMP)
-	$(VENV)/bin/nimbus up functions --data .nimbus --host 127.0.0.1 --port 8080
+	$(VENV)/bin/nimbus up functions --data $(DATA) --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP) chromium
 	$(PY) -m pytest

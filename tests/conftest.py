@@ -28,6 +28,31 @@ FUNCTIONS = ROOT / "functions"
 _build_lock = threading.Lock()
 
 
+def nimbus_dir_state() -> dict[str, tuple[int, int]]:
+    """The checkout's ./.nimbus (the user's own `make up` data): every file's size and
+    modification time, LMDB's reader lock table aside (a reader of a running server's
+    data updates it)."""
+    local = ROOT / ".nimbus"
+    if not local.exists():
+        return {}
+    return {
+        str(p.relative_to(local)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(local.rglob("*"))
+        if p.is_file() and p.name != "lock.mdb"
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leaves_local_data_alone() -> Iterator[None]:
+    """The suite never touches ./.nimbus: servers, builds and invokes in tests use
+    temporary data dirs. Checked over the whole session."""
+    before = nimbus_dir_state()
+    yield
+    after = nimbus_dir_state()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the test suite changed {ROOT / '.nimbus'}: {changed}"
+
+
 @pytest.fixture(scope="session")
 def build() -> Callable[[str], Path]:
     """``build(name)``: the .wasm of ``tests/guests/NAME`` or ``functions/NAME``.

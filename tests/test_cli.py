@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, Server, free_port, nimbus_dir_state
 
 Start = Callable[..., Server]
 
@@ -35,19 +36,8 @@ def nimbus(
 @pytest.mark.parametrize(
     "command",
     [
-        "up",
-        "serve",
-        "build",
-        "backup",
-        "restore",
-        "ls",
-        "get",
-        "deploy",
-        "rm",
-        "invoke",
-        "routes",
-        "logs",
-        "secrets",
+        *("up", "serve", "build", "backup", "restore", "ls", "get", "deploy", "rm", "invoke"),
+        *("routes", "logs", "secrets", "keys", "new", "dev", "doctor", "completion"),
     ],
 )
 def test_every_command_has_help(command: str) -> None:
@@ -113,70 +103,59 @@ def test_remote_commands_against_a_server(
     assert r.returncode == 1 and "403" in r.stderr
 
 
-def test_make_up_serves_the_example_app() -> None:
-    """The README's first command, exactly as written (port 8080, data in ./.nimbus)."""
-    with socket_free(8080):
-        proc = subprocess.Popen(
-            ["make", "up"],
+def test_make_up_serves_the_example_app(tmp_path: Path) -> None:
+    """The README's first command as written, on a free port and a temporary data dir,
+    so it passes beside the user's own `make up` and leaves their ./.nimbus alone."""
+    port, before = free_port(), nimbus_dir_state()
+    url = f"http://127.0.0.1:{port}"
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        ["make", "up", f"PORT={port}", f"DATA={data}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                r = httpx.get(f"{url}/hello/make", timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        assert r.text == "hello, make\n"
+        echo = httpx.post(f"{url}/echo", content=b"ping")
+        assert echo.content == b"ping"
+        order = f"make-{time.time_ns()}"
+        body = {"orderId": order, "total": 42}
+        refused = httpx.post(f"{url}/orders", json=body)
+        assert refused.status_code == 401  # the order API takes an API key
+        created = subprocess.run(
+            [sys.executable, "-m", "host.cli", "keys", "create", "make-up"]
+            + ["--data", str(data), "--url", url],
             cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        try:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-                try:
-                    r = httpx.get("http://127.0.0.1:8080/hello/make", timeout=2)
-                    if r.status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            assert r.text == "hello, make\n"
-            echo = httpx.post("http://127.0.0.1:8080/echo", content=b"ping")
-            assert echo.content == b"ping"
-            order = f"make-{time.time_ns()}"
-            body = {"orderId": order, "total": 42}
-            refused = httpx.post("http://127.0.0.1:8080/orders", json=body)
-            assert refused.status_code == 401  # the order API takes an API key
-            created = subprocess.run(
-                [sys.executable, "-m", "host.cli", "keys", "create", "make-up"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            key = {"x-api-key": created.stdout.strip()}
-            started = httpx.post("http://127.0.0.1:8080/orders", json=body, headers=key)
-            assert started.status_code == 202, started.text
-            deadline = time.monotonic() + 30
-            status = ""
-            while time.monotonic() < deadline and status != "shipped":
-                status = httpx.get(f"http://127.0.0.1:8080/orders/{order}", headers=key).text
-                time.sleep(0.1)
-            assert status == "shipped"
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-
-
-class socket_free:
-    """Skips nothing: fails clearly when the README's port is already taken."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    def __enter__(self) -> None:
-        try:
-            httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
-        except httpx.HTTPError:
-            return
-        pytest.fail(f"port {self.port} is already in use; `make up` needs it")
-
-    def __exit__(self, *exc: object) -> None:
-        pass
+        key = {"x-api-key": created.stdout.strip()}
+        started = httpx.post(f"{url}/orders", json=body, headers=key)
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 30
+        status = ""
+        while time.monotonic() < deadline and status != "shipped":
+            status = httpx.get(f"{url}/orders/{order}", headers=key).text
+            time.sleep(0.1)
+        assert status == "shipped"
+        assert (data / "admin_token").exists()  # DATA= was used
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert nimbus_dir_state() == before
 
 
 def test_kv_blob_queue_and_backup_commands(start_server: Start, tmp_path: Path) -> None:
@@ -211,6 +190,12 @@ def test_kv_blob_queue_and_backup_commands(start_server: Start, tmp_path: Path) 
     assert '"n": 1' in r.stdout
     r = nimbus("queue", "stats", *remote)
     assert "jobs" in r.stdout
+    r = nimbus("queue", "stats", "--json", *remote)  # for scripts
+    assert json.loads(r.stdout)["jobs"]["depth"] == 1
+    r = nimbus("kv", "scan", "orders", "--json", *remote)
+    assert [item["key"] for item in json.loads(r.stdout)["items"]] == ["o1", "o2"]
+    r = nimbus("routes", "--json", *remote)
+    assert json.loads(r.stdout) == []
     r = nimbus("backup", str(tmp_path / "copy"), "--data", str(data))  # while serving
     assert r.returncode == 0, r.stderr
     server.stop()

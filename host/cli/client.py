@@ -52,7 +52,10 @@ class AdminClient:
         try:
             r = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
-            raise ClientError(f"cannot reach the Nimbus server at {self.url}: {e}") from None
+            raise ClientError(
+                f"cannot reach the Nimbus server at {self.url}: {e}; start one (`make up`, "
+                "`nimbus dev`) or point at yours with --url or NIMBUS_URL"
+            ) from None
         if r.status_code >= 400:
             try:
                 err = r.json()["error"]

@@ -28,6 +28,18 @@ def admin_client(args: argparse.Namespace) -> Any:
     return AdminClient(args.url, resolve_token(args.token, Path(args.data)))
 
 
+def as_json(args: argparse.Namespace, value: Any) -> bool:
+    """Print ``value`` as JSON when the command was given ``--json`` (for scripts)."""
+    if getattr(args, "json", False):
+        out.print_json(json.dumps(value))
+        return True
+    return False
+
+
+def json_flag(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
 def cmd_kv(args: argparse.Namespace) -> None:
     c = admin_client(args)
     if args.action == "get":
@@ -38,6 +50,8 @@ def cmd_kv(args: argparse.Namespace) -> None:
         out.print_json(json.dumps(c.kv_delete(args.table, args.key)))
     else:
         page = c.kv_scan(args.table, args.prefix, args.limit, args.cursor)
+        if as_json(args, page):
+            return
         table = Table("key", "version", "value")
         for item in page["items"]:
             table.add_row(str(item["key"]), str(item["version"]), json.dumps(item["value"]))
@@ -58,8 +72,11 @@ def cmd_blob(args: argparse.Namespace) -> None:
         else:
             sys.stdout.buffer.write(data)
     else:
+        listing = c.blob_list(args.bucket, args.prefix, args.limit)
+        if as_json(args, listing):
+            return
         table = Table("key", "size", "content type", "etag")
-        for item in c.blob_list(args.bucket, args.prefix, args.limit)["items"]:
+        for item in listing["items"]:
             table.add_row(
                 str(item["key"]), str(item["size"]), item["content_type"], item["etag"][:12]
             )
@@ -73,8 +90,11 @@ def cmd_queue(args: argparse.Namespace) -> None:
     elif args.action == "peek":
         out.print_json(json.dumps(c.queue_peek(args.queue, args.limit)))
     else:
+        stats = c.queue_stats()
+        if as_json(args, stats):
+            return
         table = Table("queue", "depth", "in flight", "delayed")
-        for name, st in c.queue_stats().items():
+        for name, st in stats.items():
             table.add_row(name, str(st["depth"]), str(st["in_flight"]), str(st["delayed"]))
         out.print(table)
 
@@ -86,6 +106,8 @@ def cmd_dlq(args: argparse.Namespace) -> None:
         out.print(f"replayed {r['replayed']} message(s) from {r['from']} to {r['to']}")
         return
     r = c.dlq(args.queue, args.limit)
+    if as_json(args, r):
+        return
     table = Table("id", "attempts", "last error", "body", title=f"dead letters: {r['dead_letter']}")
     for m in r["messages"]:
         table.add_row(m["id"], str(m["attempt"]), m["last_error"] or "", json.dumps(m["body"]))
@@ -99,8 +121,11 @@ def cmd_publish(args: argparse.Namespace) -> None:
 def cmd_schedules(args: argparse.Namespace) -> None:
     import datetime
 
+    schedules = admin_client(args).schedules()
+    if as_json(args, schedules):
+        return
     table = Table("name", "cron", "timezone", "function", "next fire (UTC)")
-    for sc in admin_client(args).schedules():
+    for sc in schedules:
         when = datetime.datetime.fromtimestamp(sc["next_ms"] / 1000, datetime.UTC)
         table.add_row(sc["name"], sc["cron"], sc["timezone"], sc["function"], when.isoformat())
     out.print(table)
@@ -120,9 +145,12 @@ def cmd_wf(args: argparse.Namespace) -> int:
         out.print_json(json.dumps(run))
         return 0 if run["status"] in ("running", "succeeded") else 1
     if args.action == "ls":
+        runs = c.wf_runs(args.workflow, args.status, args.limit)
+        if as_json(args, runs):
+            return 0
         table = Table("run", "workflow", "status", "current step", "started", "took")
         table.columns[0].overflow = "fold"
-        for r in c.wf_runs(args.workflow, args.status, args.limit):
+        for r in runs:
             took = f"{(r['ended_ms'] - r['started_ms']) / 1000:.2f}s" if r["ended_ms"] else ""
             table.add_row(
                 r["id"],
@@ -138,6 +166,8 @@ def cmd_wf(args: argparse.Namespace) -> int:
         out.print_json(json.dumps(c.wf_cancel(args.run)))
         return 0
     run = c.wf_run(args.run)
+    if as_json(args, run):
+        return 0
     out.print(f"run {run['id']} of {run['workflow']}: [bold]{run['status']}[/]", highlight=False)
     if run["current"]:
         out.print(f"current step: {run['current']}")
@@ -185,6 +215,7 @@ def add_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None]) ->
     c.add_argument("--prefix", default="")
     c.add_argument("--limit", type=int, default=100)
     c.add_argument("--cursor")
+    json_flag(c)
     c.set_defaults(handler=cmd_kv)
     remote(c)
 
@@ -208,6 +239,7 @@ def add_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None]) ->
     c.add_argument("bucket")
     c.add_argument("--prefix", default="")
     c.add_argument("--limit", type=int, default=100)
+    json_flag(c)
     c.set_defaults(handler=cmd_blob)
     remote(c)
 
@@ -225,8 +257,10 @@ def add_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None]) ->
     c.add_argument("--limit", type=int, default=20)
     c.set_defaults(handler=cmd_queue)
     remote(c)
-    remote(queue.add_parser("stats", help="depth, in flight and delayed per queue"))
-    queue.choices["stats"].set_defaults(handler=cmd_queue)
+    c = queue.add_parser("stats", help="depth, in flight and delayed per queue")
+    json_flag(c)
+    c.set_defaults(handler=cmd_queue)
+    remote(c)
 
     dlq = sub.add_parser("dlq", help="dead-lettered messages of a queue").add_subparsers(
         dest="action", required=True
@@ -238,6 +272,8 @@ def add_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None]) ->
         c = dlq.add_parser(action, help=helptext)
         c.add_argument("queue")
         c.add_argument("--limit", type=int, default=50)
+        if action == "ls":
+            json_flag(c)
         c.set_defaults(handler=cmd_dlq)
         remote(c)
     c = sub.add_parser("publish", help="publish an event on the bus (JSON payload)")
@@ -259,13 +295,17 @@ def add_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None]) ->
     c.add_argument("--workflow")
     c.add_argument("--status", choices=["running", "succeeded", "failed", "cancelled"])
     c.add_argument("--limit", type=int, default=50)
+    json_flag(c)
     c.set_defaults(handler=cmd_wf)
     remote(c)
     for action, helptext in (("show", "a run's status and history"), ("cancel", "cancel a run")):
         c = wf.add_parser(action, help=helptext)
         c.add_argument("run")
+        if action == "show":
+            json_flag(c)
         c.set_defaults(handler=cmd_wf)
         remote(c)
     c = sub.add_parser("schedules", help="schedules with their next fire time")
+    json_flag(c)
     c.set_defaults(handler=cmd_schedules)
     remote(c)

@@ -16,14 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from host.cli import keys
 from host.cli.backup import add_commands as add_backup_commands
+from host.cli.completion import add_command as add_completion
 from host.cli.data import add_commands, admin_client
+from host.cli.dev import add_command as add_dev
+from host.cli.doctor import add_command as add_doctor
+from host.cli.invoke import add_arguments as invoke_arguments
+from host.cli.new import add_command as add_new
 from host.cli.secrets import add_secret_commands
-from host.common.jsonable import jsonable
-from host.errors import InvalidRequest, NimbusError, PayloadTooLarge
+from host.errors import NimbusError, PayloadTooLarge
 from host.manifest.functions import MAX_MODULE_BYTES
 
 DEFAULT_DATA = Path(".nimbus")
@@ -37,7 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args) or 0
     except NimbusError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        # soft_wrap: a compiler's message stays as it wrote it, lines not re-wrapped
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        return 1
+    except json.JSONDecodeError as e:
+        err.print(
+            f"error: an argument is not valid JSON ({e}); quote it for the shell, "
+            """e.g. '{"n": 1}'""",
+            highlight=False,
+            markup=False,
+        )
         return 1
     except KeyboardInterrupt:
         return 130
@@ -139,77 +153,18 @@ def cmd_rm(args: argparse.Namespace) -> None:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    if args.http and args.event:
-        raise InvalidRequest("give either --event or --http, not both")
-    payload = json.loads(args.event) if args.event else None
-    if args.http:
-        payload = _http_event(args.http, args.body)
-    if args.remote:
-        result = admin_client(args).invoke(args.target, payload)
-        logs = [(line["level"], line["message"]) for line in result["logs"]]
-        response = result["response"]
-    else:
-        local = _invoke_local(args, payload)
-        logs = [(line.level, line.message) for line in local.logs]
-        response = local.response
-    for level, message in logs:
-        err.print(f"[dim]{level}[/] {message}", highlight=False)
-    out.print_json(json.dumps(jsonable(response)))
-    return 0
+    from host.cli.invoke import cmd_invoke as invoke
 
-
-def _http_event(spec: list[str], body: str | None) -> dict[str, Any]:
-    from urllib.parse import parse_qsl, urlsplit
-
-    method, target = spec
-    url = urlsplit(target)
-    return {
-        "kind": "http",
-        "method": method.upper(),
-        "path": url.path or "/",
-        "params": {},
-        "query": dict(parse_qsl(url.query)),
-        "raw_query": url.query,
-        "headers": {},
-        "body": (body or "").encode(),
-    }
-
-
-def _invoke_local(args: argparse.Namespace, payload: Any) -> Any:
-    from host.manifest.functions import function_spec_from_dict
-    from host.platform.platform import Platform
-    from host.toolchain.builder import build_function
-
-    target = Path(args.target)
-    if target.is_dir():
-        with err.status(f"building {target}…"):
-            wasm = build_function(target).wasm
-        name = target.resolve().name
-    elif target.is_file():
-        wasm, name = target, target.stem
-    else:
-        raise InvalidRequest(f"{target}: no such function dir or .wasm (use --remote for a name)")
-    config = json.loads(args.config) if args.config else {}
-    config.setdefault("wasm", str(wasm))
-    spec = function_spec_from_dict(name, config, where="--config")
-    event = (
-        payload
-        if isinstance(payload, dict) and "kind" in payload
-        else {
-            "kind": "invoke",
-            "input": payload,
-        }
-    )
-    platform = Platform(Path(args.data))
-    try:
-        return platform.invoke_module(spec, wasm.read_bytes(), event)
-    finally:
-        platform.close()
+    return invoke(args, admin_client)
 
 
 def cmd_routes(args: argparse.Namespace) -> None:
+    routes = admin_client(args).routes()
+    if args.json:
+        out.print_json(json.dumps(routes))
+        return
     table = Table("methods", "path", "function", "policies")
-    for r in admin_client(args).routes():
+    for r in routes:
         policies = r.get("policies")
         shown = "(defaults)" if policies is None else ", ".join(policies) or "-"
         table.add_row(
@@ -220,6 +175,9 @@ def cmd_routes(args: argparse.Namespace) -> None:
 
 def cmd_logs(args: argparse.Namespace) -> None:
     records = admin_client(args).invocations(args.function, args.limit)
+    if args.json:
+        out.print_json(json.dumps(records))
+        return
     table = Table("request", "function", "trigger", "cold", "ms", "outcome", "logs")
     for r in records:
         logs = "\n".join(f"{lvl}: {msg}" for lvl, msg in r["logs"])
@@ -284,21 +242,26 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     remote(c)
     c = command(
-        "invoke", cmd_invoke, "run a function once: a dir/.wasm in-process, or --remote NAME"
+        "invoke",
+        cmd_invoke,
+        "run a function once: locally through its app (writes kept only with --commit), "
+        "a dir/.wasm, or --remote NAME",
     )
-    c.add_argument("target", help="function dir or .wasm (built if needed), or a deployed name")
-    c.add_argument("--event", help="JSON: a full event (with 'kind') or the input of an invoke")
-    c.add_argument("--http", nargs=2, metavar=("METHOD", "PATH"), help="shape an http event")
-    c.add_argument("--body", help="request body for --http")
-    c.add_argument("--config", help="JSON config for a local run (limits, env, grants)")
-    c.add_argument("--remote", action="store_true", help="invoke a deployed function by name")
+    invoke_arguments(c)
     remote(c)
-    remote(command("routes", cmd_routes, "list HTTP routes"))
+    c = command("routes", cmd_routes, "list HTTP routes")
+    c.add_argument("--json", action="store_true")
+    remote(c)
     c = command("logs", cmd_logs, "recent invocations with their log lines")
     c.add_argument("--function")
     c.add_argument("--limit", type=int, default=20)
+    c.add_argument("--json", action="store_true")
     remote(c)
     add_commands(sub, remote)
+    add_new(sub)
+    add_dev(sub, serving)
+    add_doctor(sub, remote)
+    add_completion(sub, _parser)
     keys.add_commands(sub, remote)
     add_secret_commands(sub, remote)
     return p

@@ -9,6 +9,7 @@ All mistakes land in one ``Problems`` list, raised at the end as a single
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -153,7 +154,11 @@ class ConfigTable:
         unknown = sorted(set(self.data) - self.used)
         known = ", ".join(sorted(self.used))
         for k in unknown:
-            self.error(k, f"unknown key (expected one of: {known})" if known else "unknown key")
+            near = difflib.get_close_matches(k, self.used, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            self.error(
+                k, f"unknown key ({hint}expected one of: {known})" if known else "unknown key"
+            )
 
 
 def quote_key(k: str) -> str:

@@ -157,7 +157,7 @@ def check_collisions(routes: list[tuple[str, Route]], problems: Problems) -> Non
                     where,
                     f"{'/'.join(a.methods)} {a.path} collides with {other} "
                     f"({'/'.join(b.methods)} {b.path}): same method and path shape; "
-                    "one of them would never be reached",
+                    "one of them would never be reached; change one's path or method",
                 )
 
 

@@ -77,6 +77,8 @@ class InvocationResult:
     duration_ms: float
     #: False when the event's id had been committed before: its effects were not re-applied
     applied: bool = True
+    #: its writes, described, when the request asked (``describe_effects``: a local run)
+    effects: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -183,10 +185,11 @@ class Platform:
         return self._run(dep, lambda: self._load(dep), request)
 
     def invoke_module(
-        self, spec: FunctionSpec, wasm: bytes, event: dict[str, Any]
+        self, spec: FunctionSpec, wasm: bytes, event: dict[str, Any], commit: bool = True
     ) -> InvocationResult:
         """Run a module that is not deployed (``nimbus invoke DIR``), through the same
-        path as a deployed one: same limits, grants, effects and records."""
+        path as a deployed one: same limits, grants, effects and records. The result
+        describes its writes; with ``commit=False`` they are dropped, not applied."""
         sha = hashlib.sha256(wasm).hexdigest()
         dep = Deployment(spec, version=0, sha256=sha, deployed_ms=int(time.time() * 1000))
         self.pool.drop(dep.key)
@@ -194,7 +197,8 @@ class Platform:
         def load() -> LoadedFunction:
             return self.runtime.load(spec.name, wasm, _limits(spec))
 
-        return self._run(dep, load, InvocationRequest(spec.name, event))
+        request = InvocationRequest(spec.name, event, dry_run=not commit, describe_effects=True)
+        return self._run(dep, load, request)
 
     def _run(
         self, dep: Deployment, load: Callable[[], LoadedFunction], request: InvocationRequest
@@ -231,6 +235,7 @@ class Platform:
             call.cold,
             call.duration_ms,
             applied,
+            call.effects_described,
         )
 
     def _call(
@@ -263,8 +268,14 @@ class Platform:
                 _raise_for_error(response, dep.name)
                 if hook is not None:
                     hook.check(response)
+                if request.describe_effects:
+                    call.effects_described = effects.describe()
                 staged = effects.counts()
-                applied = effects.commit(extra=hook, idempotency_id=request.idempotency_ids)
+                if request.dry_run:  # described above, if asked; nothing kept
+                    effects.discard()
+                    applied = False
+                else:
+                    applied = effects.commit(extra=hook, idempotency_id=request.idempotency_ids)
                 if applied:
                     call.effects = {k: n for k, n in staged.items() if n}
                 status = response.get("status")
@@ -317,6 +328,7 @@ class _Call:
         "dep",
         "duration_ms",
         "effects",
+        "effects_described",
         "error",
         "event_id",
         "inv",
@@ -347,6 +359,7 @@ class _Call:
         self.error: str | None = None
         self.duration_ms = 0.0
         self.effects: dict[str, int] = {}
+        self.effects_described: list[dict[str, Any]] | None = None
         self.status: int | None = None
         self.inv = Invocation(
             request_id=self.request_id,

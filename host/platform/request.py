@@ -51,3 +51,7 @@ class InvocationRequest:
     #: stop early, record nothing and raise ``OverBudget`` past this (inline runs)
     budget_s: float | None = None
     commit: CommitHook | None = None
+    #: run it, keep nothing: its writes are dropped instead of committed (``nimbus invoke``)
+    dry_run: bool = False
+    #: describe its writes in the result (``InvocationResult.effects``)
+    describe_effects: bool = False

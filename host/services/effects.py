@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import msgpack
+
 from host.errors import ConditionFailed
 from host.services.blobs import BlobInfo, check_size, make_info
 from host.services.events import Record, event_record, storage_delete, storage_put
@@ -241,6 +243,38 @@ class Effects:
         return str(record["id"])
 
     # --- the end -------------------------------------------------------------------------
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What ``commit`` would apply, one entry per write, decoded for a person to
+        read (``nimbus invoke`` shows it, and commits only when asked)."""
+        out: list[dict[str, Any]] = []
+        for (table, key), item in self._kv.items():
+            entry: dict[str, Any] = {
+                "op": "table.put" if item else "table.delete",
+                "table": table,
+                "key": key,
+            }
+            if item is not None:
+                entry.update(value=msgpack.unpackb(item[0]), version=item[1])
+            out.append(entry)
+        for (bucket, key), blob in self._blobs.items():
+            entry = {
+                "op": "blob.put" if blob else "blob.delete",
+                "bucket": bucket,
+                "key": key,
+            }
+            if blob is not None:
+                entry.update(size=blob[0].size, content_type=blob[0].content_type)
+            out.append(entry)
+        for m in self._sends:
+            body = msgpack.unpackb(m.body)
+            out.append({"op": "queue.send", "queue": m.queue, "id": m.id, "body": body})
+        for r in self._events:
+            payload = msgpack.unpackb(r["payload"])
+            out.append(
+                {"op": "event.publish", "topic": r["topic"], "id": r["id"], "payload": payload}
+            )
+        return out
 
     def discard(self) -> None:
         """Drop every staged write and release the snapshot."""
