@@ -134,9 +134,9 @@ def test_make_up_serves_the_example_app(tmp_path: Path) -> None:
         body = {"orderId": order, "total": 42}
         refused = httpx.post(f"{url}/orders", json=body)
         assert refused.status_code == 401  # the order API takes an API key
+        where = ["--data", str(data), "--url", url]
         created = subprocess.run(
-            [sys.executable, "-m", "host.cli", "keys", "create", "make-up"]
-            + ["--data", str(data), "--url", url],
+            [sys.executable, "-m", "host.cli", "keys", "create", "make-up", *where],
             cwd=ROOT,
             capture_output=True,
             text=True,
