@@ -28,6 +28,7 @@ from host.cli.doctor import add_command as add_doctor
 from host.cli.invoke import add_arguments as invoke_arguments
 from host.cli.new import add_command as add_new
 from host.cli.secrets import add_secret_commands
+from host.cli.usage import add_usage_command
 from host.errors import NimbusError, PayloadTooLarge
 from host.manifest.functions import MAX_MODULE_BYTES
 
@@ -264,6 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     add_completion(sub, _parser)
     keys.add_commands(sub, remote)
     add_secret_commands(sub, remote)
+    add_usage_command(sub, remote)
     return p
 
 

@@ -29,6 +29,7 @@ from host.gateway.keys_api import KeysApi
 from host.gateway.openapi import OPENAPI
 from host.gateway.schedules_api import ScheduleSource
 from host.gateway.secrets_api import SecretsApi
+from host.gateway.usage_api import UsageApi
 from host.gateway.workflow_api import WorkflowApi
 from host.manifest.functions import MAX_MODULE_BYTES, function_spec_from_dict
 from host.manifest.routes import Route as AppRoute
@@ -96,6 +97,7 @@ class AdminApi:
             *WorkflowApi(self.workflows).routes(guarded),
             *KeysApi(self.platform.services.api_keys).routes(guarded),
             *SecretsApi(self.platform.secrets).routes(guarded),
+            *UsageApi(self.platform).routes(guarded),
         ]
 
     def _guarded(self, endpoint: Any) -> Any:

@@ -64,6 +64,10 @@ Schema (every key optional unless marked *required*)::
 
     [workflows.NAME]       a table per workflow, kept as written for the orchestrator
 
+    [billing]              currency ("USD"), per_million_requests (0.20),
+                           per_gb_second (0.0000166667), per_gb_out (0.09):
+                           AWS Lambda's published x86 prices (see ``billing.py``)
+
 Names: functions match ``FUNCTION_NAME``; tables, buckets, queues, dead letters and
 schedules match ``RESOURCE`` (letters, digits, ``_ . -``, at most 128); topics are
 dot-separated words, and in grants and event triggers a segment may be ``*`` or (last)
@@ -89,6 +93,7 @@ from pathlib import Path
 from typing import Any
 
 from host.errors import ManifestError
+from host.manifest.billing import Prices, read_billing
 from host.manifest.config_table import ConfigTable, Problems, quote_key
 from host.manifest.functions import FunctionSpec, read_function
 from host.manifest.gateway import GatewayConfig, check_chain, read_gateway, unknown_policy
@@ -122,6 +127,8 @@ class Manifest:
     #: the ``[triggers]`` table as written, kept so a deployment can store and re-read it
     triggers_raw: dict[str, Any] = field(default_factory=dict)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    #: the price table usage is billed at
+    billing: Prices = field(default_factory=Prices)
 
     @property
     def base_dir(self) -> Path:
@@ -175,6 +182,7 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
                     f"triggers.{kind}[{i}].function", _no_function(trig.function, functions)
                 )
 
+    billing = read_billing(top.table("billing"))
     workflows = _workflows(top)
     _check_workflows(workflows, set(functions), routes, triggers, top)
     top.finish()
@@ -188,6 +196,7 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
         workflows,
         dict(triggers_raw) if isinstance(triggers_raw, dict) else {},
         gateway,
+        billing=billing,
     )
 
 

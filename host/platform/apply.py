@@ -61,4 +61,5 @@ def apply_manifest(
     platform.registry.set_routes(list(manifest.routes))
     platform.registry.set_app_config("triggers", manifest.triggers_raw)
     platform.registry.set_app_config("workflows", manifest.workflows)
+    platform.registry.set_app_config("billing", manifest.billing.to_dict())
     return applied

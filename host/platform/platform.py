@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -51,8 +53,11 @@ from host.services.blobs import MAX_OBJECT_BYTES
 from host.services.hosts import Hosts
 from host.services.secrets import KEY_FILE, Secrets
 from host.services.services import Services
+from host.services.usage import FLUSH_INTERVAL_S, UsageEntry
 from host.telemetry.records import InvocationRecord, Telemetry
 from host.toolchain.python_runtime import runtime_wasm
+
+log = logging.getLogger("nimbus.platform")
 
 #: how often idle functions are looked for (scale to zero)
 SWEEP_INTERVAL_S = 1.0
@@ -90,6 +95,8 @@ class PlatformOptions:
     sweep_interval_s: float = SWEEP_INTERVAL_S
     #: > 1 makes the engine's time limits pass faster than real time (tests only)
     time_scale: float = 1.0
+    #: record a usage entry per invocation (``NIMBUS_METERING=off`` only for benchmarks)
+    metering: bool = field(default_factory=lambda: os.environ.get("NIMBUS_METERING") != "off")
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -126,11 +133,15 @@ class Platform:
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="nimbus-sweep", daemon=True)
         self._sweeper.start()
+        self._flusher = threading.Thread(target=self._flush, name="nimbus-usage", daemon=True)
+        self._flusher.start()
 
     def close(self) -> None:
         self._stop.set()
         self._sweeper.join(timeout=2)
         self.hosts.unregister(self.incarnation)
+        self._flusher.join(timeout=2)
+        self.services.usage.flush()
         self.runtime.close()
         self.fetcher.close()
         self.services.close()
@@ -226,6 +237,8 @@ class Platform:
             call.duration_ms = (time.perf_counter() - call.t0) * 1000
             if call.recorded:
                 self.telemetry.record(call.record())
+                if self.options.metering:
+                    self.services.usage.record(call.usage())
         return InvocationResult(
             call.request_id,
             dep.name,
@@ -256,6 +269,8 @@ class Platform:
             "env": dict(dep.spec.env),
         }
         hook = request.commit
+        packed = msgpack.packb(envelope)
+        call.bytes_in = len(packed)
         with self._slot(dep.name, dep.spec.concurrency):
             effects = self.services.begin(dep.name)
             spec = dep.spec
@@ -264,7 +279,7 @@ class Platform:
             )
             self._grant_egress(call.inv, spec, envelope, call.run_s or spec.timeout_s)
             try:
-                response = self.runtime.invoke(fn, msgpack.packb(envelope), call.inv, call.run_s)
+                response = self.runtime.invoke(fn, packed, call.inv, call.run_s)
                 _raise_for_error(response, dep.name)
                 if hook is not None:
                     hook.check(response)
@@ -280,6 +295,7 @@ class Platform:
                     call.effects = {k: n for k, n in staged.items() if n}
                 status = response.get("status")
                 call.status = status if isinstance(status, int) else None
+                call.bytes_out = len(msgpack.packb(response))
             except BaseException:
                 effects.discard()
                 raise
@@ -318,12 +334,22 @@ class Platform:
         while not self._stop.wait(self.options.sweep_interval_s):
             self.pool.sweep()
 
+    def _flush(self) -> None:
+        """Make usage durable every ``FLUSH_INTERVAL_S``: a crash loses at most that."""
+        while not self._stop.wait(FLUSH_INTERVAL_S):
+            try:
+                self.services.usage.flush()
+            except Exception:  # kept for the next try
+                log.exception("usage could not be flushed; retrying")
+
 
 class _Call:
     """The bookkeeping of one invocation: ids, clocks, outcome, its record."""
 
     __slots__ = (
         "budgeted",
+        "bytes_in",
+        "bytes_out",
         "cold",
         "dep",
         "duration_ms",
@@ -354,6 +380,8 @@ class _Call:
         self.started = time.time()
         self.t0 = time.perf_counter()
         self.cold = False
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.recorded = True
         self.outcome: str = "ok"
         self.error: str | None = None
@@ -384,6 +412,21 @@ class _Call:
             **_outbound_figures(self.inv),
             effects=self.effects,
             status=self.status,
+        )
+
+    def usage(self) -> UsageEntry:
+        """What this invocation used, for metering."""
+        return UsageEntry(
+            function=self.dep.name,
+            version=self.dep.version,
+            trigger=self.trigger,
+            outcome=self.outcome,
+            cold=self.cold,
+            started_ms=int(self.started * 1000),
+            wall_ms=self.duration_ms,
+            memory_bytes=self.dep.spec.memory_bytes,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
         )
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from host.services.queues import Message, QueueStats
     from host.services.runs import Timer
     from host.services.schedule_leases import Firing
+    from host.services.usage import UsageEntry, UsageRow
 
 T = TypeVar("T")
 Txn = Any
@@ -321,3 +322,19 @@ class DeploymentStore(Protocol):
     def set_app_config(self, name: str, config: dict[str, Any]) -> None: ...
 
     def app_config(self, name: str) -> dict[str, Any]: ...
+
+
+class UsageStore(Protocol):
+    """Metering: one entry per invocation in, usage per function per period out."""
+
+    def record(self, entry: UsageEntry) -> None:
+        """Count one invocation (cheap: durable at the next ``flush``)."""
+        ...
+
+    def flush(self) -> int:
+        """Make what was recorded durable; the number of aggregate rows written."""
+        ...
+
+    def query(
+        self, function: str | None = None, since_ms: int = 0, by: str = "hour"
+    ) -> list[UsageRow]: ...

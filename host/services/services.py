@@ -1,6 +1,6 @@
 """Managed services on one LMDB environment: tables, blobs, queues, the event outbox,
 and the stores of the parts above them (queue consumption, the dispatcher's cursor,
-schedules, workflow runs, deployments).
+schedules, workflow runs, deployments, usage metering).
 
 ``Services`` is what the platform builds once per process; ``begin()`` starts an
 invocation's staged effects. Nothing here knows about wasmtime or HTTP: the guest
@@ -28,6 +28,7 @@ from host.services.queues import Queues
 from host.services.runs import Runs
 from host.services.schedule_leases import ScheduleLeases
 from host.services.storage import Storage
+from host.services.usage import Usage
 from host.services.work import Work
 
 
@@ -55,6 +56,7 @@ class Services:
         #: environment, in a folder of this one, without fsync); every worker shares both
         self.api_keys = ApiKeys(self.storage)
         self.counters = Counters(path / "counters")
+        self.usage = Usage(self.storage)
         #: notified after every commit in this process, so consumers wake at once
         self.committed = threading.Condition()
 

@@ -1,0 +1,191 @@
+"""Metering: one usage entry per invocation, aggregated per function per hour in LMDB.
+
+Every invocation the platform runs (whatever started it) gives ``Usage.record`` one
+``UsageEntry``. Entries are added to an in-memory aggregate (a dict update under a
+lock, cheap on the hot path) and ``flush`` merges that aggregate into LMDB in one
+write transaction; the platform calls ``flush`` every ``FLUSH_INTERVAL_S`` and on
+close. So a crash (SIGKILL) loses at most the entries of the last flush interval,
+never more than the last second, and no invocation pays for an LMDB commit of its
+own (a failed invocation commits nothing else, and would need one).
+
+Stored rows are keyed by hour, function, version, trigger and outcome; each holds
+counters (requests, cold starts, wall and billed ms, byte-milliseconds of configured
+memory, bytes in and out). Several processes on one data dir merge into the same
+rows (read-modify-write inside the transaction). GB-seconds are kept exact as an
+integer ``byte_ms`` (configured memory in bytes × billed ms).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from host.services.storage import Storage
+
+_DB = b"usage"
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+#: how often the platform merges pending entries into LMDB (the most a crash loses)
+FLUSH_INTERVAL_S = 0.5
+#: one GB-second, in byte-milliseconds (GiB, as Lambda bills memory in MB / 1024)
+BYTE_MS_PER_GB_S = (1 << 30) * 1000
+
+_COUNTERS = ("requests", "cold", "wall_ms", "billed_ms", "byte_ms", "bytes_in", "bytes_out")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEntry:
+    """What one invocation used."""
+
+    function: str
+    version: int
+    trigger: str
+    outcome: str
+    cold: bool
+    started_ms: int
+    wall_ms: float
+    memory_bytes: int
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    @property
+    def billed_ms(self) -> int:
+        """Wall time rounded up to the next millisecond (at least 1)."""
+        return max(1, math.ceil(self.wall_ms))
+
+    @property
+    def byte_ms(self) -> int:
+        return self.memory_bytes * self.billed_ms
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """The usage of one function over one period (an hour or a day)."""
+
+    period_ms: int
+    function: str
+    requests: int
+    errors: int
+    cold: int
+    wall_ms: float
+    billed_ms: int
+    byte_ms: int
+    bytes_in: int
+    bytes_out: int
+    #: requests by trigger kind (http, queue, schedule, …)
+    triggers: dict[str, int]
+
+    @property
+    def gb_s(self) -> float:
+        return self.byte_ms / BYTE_MS_PER_GB_S
+
+
+class Usage:
+    """Usage aggregates on the LMDB backend, with the pending part kept in memory."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._db = storage.db(_DB)
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending: dict[tuple[int, str, int, str, str], list[float]] = {}
+
+    def record(self, e: UsageEntry) -> None:
+        """Add one invocation's usage to the pending aggregate (flushed soon)."""
+        key = (e.started_ms - e.started_ms % HOUR_MS, e.function, e.version, e.trigger, e.outcome)
+        billed = e.billed_ms
+        with self._lock:
+            c = self._pending.get(key)
+            if c is None:
+                c = self._pending[key] = _zero()
+            c[0] += 1
+            c[1] += e.cold
+            c[2] += e.wall_ms
+            c[3] += billed
+            c[4] += e.memory_bytes * billed
+            c[5] += e.bytes_in
+            c[6] += e.bytes_out
+
+    def flush(self) -> int:
+        """Merge the pending aggregate into LMDB in one transaction; the rows written."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            if not pending:
+                return 0
+            db = self._db
+
+            def write(txn: Any) -> None:
+                for key, counters in pending.items():
+                    k = _key(*key)
+                    raw = txn.get(k, db=db)
+                    row = list(msgpack.unpackb(raw)) if raw is not None else [0] * len(_COUNTERS)
+                    txn.put(
+                        k, msgpack.packb([a + b for a, b in zip(row, counters, strict=True)]), db=db
+                    )
+
+            try:
+                self._storage.write(write)
+            except BaseException:
+                with self._lock:  # keep them for the next flush
+                    for key, counters in pending.items():
+                        mine = self._pending.setdefault(key, _zero())
+                        for i, v in enumerate(counters):
+                            mine[i] += v
+                raise
+            return len(pending)
+
+    def query(
+        self, function: str | None = None, since_ms: int = 0, by: str = "hour"
+    ) -> list[UsageRow]:
+        """Usage per function per ``by`` period ("hour" or "day") from ``since_ms``,
+        oldest first (what is pending in this process is flushed first)."""
+        if by not in ("hour", "day"):
+            raise ValueError(f"by must be 'hour' or 'day', not {by!r}")
+        self.flush()
+        period = HOUR_MS if by == "hour" else DAY_MS
+        start = since_ms - since_ms % HOUR_MS
+        rows: dict[tuple[int, str], dict[str, Any]] = {}
+        with self._storage.read() as txn:
+            cur = txn.cursor(db=self._db)
+            if not cur.set_range(b"%016d/" % max(start, 0)):
+                return []
+            for k, v in cur:
+                hour, fn, _version, trigger, outcome = _unkey(bytes(k))
+                if function is not None and fn != function:
+                    continue
+                counters = msgpack.unpackb(v)
+                p = hour - hour % period
+                row = rows.setdefault((p, fn), _empty())
+                for name, value in zip(_COUNTERS, counters, strict=True):
+                    row[name] += value
+                if outcome != "ok":
+                    row["errors"] += counters[0]
+                row["triggers"][trigger] = row["triggers"].get(trigger, 0) + counters[0]
+        return [UsageRow(period_ms=p, function=fn, **row) for (p, fn), row in sorted(rows.items())]
+
+
+def _zero() -> list[float]:
+    return [0, 0, 0.0, 0, 0, 0, 0]
+
+
+def _empty() -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(_COUNTERS, 0)
+    row["wall_ms"] = 0.0
+    row["errors"] = 0
+    row["triggers"] = {}
+    return row
+
+
+def _key(hour: int, function: str, version: int, trigger: str, outcome: str) -> bytes:
+    packed: bytes = msgpack.packb([function, version, trigger, outcome])
+    return b"%016d/" % hour + packed
+
+
+def _unkey(k: bytes) -> tuple[int, str, int, str, str]:
+    fn, version, trigger, outcome = msgpack.unpackb(k[17:])
+    return int(k[:16]), str(fn), int(version), str(trigger), str(outcome)
