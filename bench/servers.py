@@ -89,8 +89,8 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
-def nimbus(*args: str) -> Process:
-    return Process([sys.executable, "-m", "host.cli", *args], "/_admin/health")
+def nimbus(*args: str, env: dict[str, str] | None = None) -> Process:
+    return Process([sys.executable, "-m", "host.cli", *args], "/_admin/health", env=env)
 
 
 def bare_starlette(body: bytes) -> Process:

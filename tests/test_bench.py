@@ -38,6 +38,7 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
         "http",
         "memory",
         "policies",
+        "metering",
         "services",
         "outbound",
         "triggers",
@@ -65,6 +66,8 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     assert sum(storm["statuses"].values()) == storm["spinners"]
     assert storm["overshoot_max_ms"] >= storm["overshoot_p50_ms"]
     assert storm["fast_storm_requests"] > 0 and storm["fast_storm_p99_ms"] > 0
+    met = s["metering"]
+    assert met["on"]["rps"] > 0 and met["off"]["rps"] > 0 and met["on_over_off"] > 0
     mem = s["memory"]
     assert mem["warm_1_rss_mib"] >= mem["empty_rss_mib"] > 0
     sv = s["services"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -37,9 +37,8 @@ BYTE_MS_PER_GB_S = (1 << 30) * 1000
 _COUNTERS = ("requests", "cold", "wall_ms", "billed_ms", "byte_ms", "bytes_in", "bytes_out")
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEntry:
-    """What one invocation used."""
+class UsageEntry(NamedTuple):
+    """What one invocation used (a tuple: built once per invocation, on the hot path)."""
 
     function: str
     version: int
@@ -96,19 +95,20 @@ class Usage:
 
     def record(self, e: UsageEntry) -> None:
         """Add one invocation's usage to the pending aggregate (flushed soon)."""
-        key = (e.started_ms - e.started_ms % HOUR_MS, e.function, e.version, e.trigger, e.outcome)
-        billed = e.billed_ms
+        function, version, trigger, outcome, cold, started, wall, memory, b_in, b_out = e
+        key = (started - started % HOUR_MS, function, version, trigger, outcome)
+        billed = math.ceil(wall) or 1
         with self._lock:
             c = self._pending.get(key)
             if c is None:
                 c = self._pending[key] = _zero()
             c[0] += 1
-            c[1] += e.cold
-            c[2] += e.wall_ms
+            c[1] += cold
+            c[2] += wall
             c[3] += billed
-            c[4] += e.memory_bytes * billed
-            c[5] += e.bytes_in
-            c[6] += e.bytes_out
+            c[4] += memory * billed
+            c[5] += b_in
+            c[6] += b_out
 
     def flush(self) -> int:
         """Merge the pending aggregate into LMDB in one transaction; the rows written."""
