@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.http import _app, _measure, wrk_path
+from bench.http import _app, measure, wrk_path
 from bench.servers import nimbus
 
 
@@ -32,9 +32,9 @@ def run(quick: bool) -> dict[str, Any]:
                 env = {"NIMBUS_METERING": side}
                 server = nimbus("serve", "--data", str(data), env=env)
                 try:
-                    _measure(server, "/hello/bench", 1, connections, wrk)  # warm up
+                    measure(server, "/hello/bench", 1, connections, wrk)  # warm up
                     samples[side].append(
-                        _measure(server, "/hello/bench", seconds, connections, wrk)
+                        measure(server, "/hello/bench", seconds, connections, wrk)
                     )
                 finally:
                     server.stop()

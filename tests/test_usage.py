@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import msgpack
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from host.common.clock import ManualClock
 from host.errors import FunctionFailed, ManifestError
@@ -208,13 +209,30 @@ def test_usage_survives_sigkill_and_cli_agrees_with_the_api(
         if len(records["invocations"]) >= n_http + n_queue:
             break
         time.sleep(0.2)
+    r = httpx.post(
+        f"{server.url}/_admin/queues/later/messages?delay_ms=600000", json={}, headers=auth
+    )
+    assert r.status_code == 201, r.text
+    metrics = httpx.get(f"{server.url}/_admin/metrics", headers=auth)
+    assert metrics.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.text)
+        for s in family.samples
+    }
+    by = (("function", "hello"), ("outcome", "ok"))
+    assert samples[("nimbus_invocations_total", (*by, ("trigger", "http")))] == n_http
+    assert samples[("nimbus_invocations_total", (*by, ("trigger", "queue")))] == n_queue
+    assert samples[("nimbus_cold_starts_total", (("function", "hello"),))] >= 1
+    assert samples[("nimbus_queue_depth", (("queue", "later"),))] == 1
+    assert samples[("nimbus_queue_delayed", (("queue", "later"),))] == 1
     time.sleep(FLUSH_INTERVAL_S * 2 + 0.2)  # past the documented loss window
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
 
     again = start_server("serve", "--data", str(data), token="t")
     api = httpx.get(f"{again.url}/_admin/usage", params={"by": "day"}, headers=auth).json()
-    assert api["total"]["requests"] == n_http + n_queue
+    assert api["total"]["requests"] == n_http + n_queue  # nothing lost, nothing doubled
     (row,) = api["rows"]
     assert row["triggers"] == {"http": n_http, "queue": n_queue}
     assert api["prices"]["per_million_requests"] == 0.5

@@ -80,6 +80,12 @@ class Telemetry:
             ["function", "trigger", "outcome"],
             registry=self.registry,
         )
+        self._cold = Counter(
+            "nimbus_cold_starts",
+            "Invocations that had to load their function (not in the warm pool)",
+            ["function"],
+            registry=self.registry,
+        )
         self._duration = Histogram(
             "nimbus_invocation_seconds",
             "Invocation wall time",
@@ -100,6 +106,8 @@ class Telemetry:
                 self.recent_bytes -= self._recent.popleft()[1]
         self._count.labels(rec.function, rec.trigger, rec.outcome).inc()
         self._duration.labels(rec.function).observe(rec.duration_ms / 1000)
+        if rec.cold:
+            self._cold.labels(rec.function).inc()
         log.info(
             "%s %s@%d %s %s %.2fms%s",
             rec.request_id,
