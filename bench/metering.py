@@ -33,9 +33,7 @@ def run(quick: bool) -> dict[str, Any]:
                 server = nimbus("serve", "--data", str(data), env=env)
                 try:
                     measure(server, "/hello/bench", 1, connections, wrk)  # warm up
-                    samples[side].append(
-                        measure(server, "/hello/bench", seconds, connections, wrk)
-                    )
+                    samples[side].append(measure(server, "/hello/bench", seconds, connections, wrk))
                 finally:
                     server.stop()
     results: dict[str, Any] = {
