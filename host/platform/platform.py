@@ -295,7 +295,8 @@ class Platform:
                     call.effects = {k: n for k, n in staged.items() if n}
                 status = response.get("status")
                 call.status = status if isinstance(status, int) else None
-                call.bytes_out = len(msgpack.packb(response))
+                if self.options.metering:
+                    call.bytes_out = len(msgpack.packb(response))
             except BaseException:
                 effects.discard()
                 raise
