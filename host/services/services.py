@@ -56,7 +56,9 @@ class Services:
         #: environment, in a folder of this one, without fsync); every worker shares both
         self.api_keys = ApiKeys(self.storage)
         self.counters = Counters(path / "counters")
-        self.usage = Usage(self.storage)
+        #: metered usage, in its own environment (a folder of this one, fsynced): its
+        #: background flushes never queue behind, or count among, invocations' commits
+        self.usage = Usage(Storage(path / "usage", 1 << 20))
         #: notified after every commit in this process, so consumers wake at once
         self.committed = threading.Condition()
 
@@ -84,6 +86,7 @@ class Services:
         self.storage.backup(dest)
 
     def close(self) -> None:
+        self.usage.close()
         self.counters.close()
         self.api_keys.close()
         self.storage.close()

@@ -8,7 +8,9 @@ close. So a crash (SIGKILL) loses at most the entries of the last flush interval
 never more than the last second, and no invocation pays for an LMDB commit of its
 own (a failed invocation commits nothing else, and would need one).
 
-Stored rows are keyed by hour, function, version, trigger and outcome; each holds
+The rows live in an LMDB environment of their own (``db/usage``, synced on every
+flush), so a flush neither waits for nor delays an invocation's commit. Stored rows
+are keyed by hour, function, version, trigger and outcome; each holds
 counters (requests, cold starts, wall and billed ms, byte-milliseconds of configured
 memory, bytes in and out). Several processes on one data dir merge into the same
 rows (read-modify-write inside the transaction). GB-seconds are kept exact as an
@@ -138,6 +140,11 @@ class Usage:
                             mine[i] += v
                 raise
             return len(pending)
+
+    def close(self) -> None:
+        """Flush what is pending, then close the store."""
+        self.flush()
+        self._storage.close()
 
     def query(
         self, function: str | None = None, since_ms: int = 0, by: str = "hour"
