@@ -105,30 +105,35 @@ class EpochTicker:
         self._tick_s = tick_s
         self._scale = time_scale
         self._ticks: dict[float, int] = {}
+        self._period = tick_s / time_scale
+        self._start = time.monotonic()
+        #: ticks given to the engine so far (written by the ticker thread only)
+        self._epoch = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nimbus-epoch", daemon=True)
         self._thread.start()
 
     def ticks_for(self, seconds: float) -> int:
-        """Epoch ticks that cover ``seconds`` (rounded up, plus the tick in progress)."""
+        """Epoch ticks that cover ``seconds`` from now (rounded up, plus the tick in
+        progress, plus the ticks the thread owes the clock and will give at once when it
+        next wakes: a deadline never fires early because the ticker was late)."""
         ticks = self._ticks.get(seconds)
         if ticks is None:
             ticks = self._ticks[seconds] = max(1, int(seconds / self._tick_s + 0.999999)) + 1
-        return ticks
+        owed = int((time.monotonic() - self._start) / self._period) - self._epoch
+        return ticks + max(0, owed)
 
     def _run(self) -> None:
         # time_scale > 1 makes time limits pass faster than real time (tests of a 30 s
         # timeout need not wait 30 s); production runs at 1
         set_nice(threading.get_native_id(), TICKER_NICE)  # deadlines depend on it
         engine = self._engine.ptr()
-        period = self._tick_s / self._scale
-        start = time.monotonic()
-        epoch = 0
+        period, start = self._period, self._start
         while not self._stop.wait(period):
             due = int((time.monotonic() - start) / period)
-            while epoch < due:
+            while self._epoch < due:
                 increment_epoch(engine)
-                epoch += 1
+                self._epoch += 1
 
     def stop(self) -> None:
         self._stop.set()
