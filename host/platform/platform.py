@@ -295,8 +295,8 @@ class Platform:
                     call.effects = {k: n for k, n in staged.items() if n}
                 status = response.get("status")
                 call.status = status if isinstance(status, int) else None
-                if self.options.metering:
-                    call.bytes_out = len(msgpack.packb(response))
+                body = response.get("body")  # the exact bytes the runtime checked for sending
+                call.bytes_out = len(body) if isinstance(body, bytes) else 0
             except BaseException:
                 effects.discard()
                 raise
