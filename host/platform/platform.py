@@ -25,7 +25,6 @@ from typing import Any
 
 import msgpack
 
-from host.common.ids import new_id
 from host.common.python_bundle import is_python_bundle
 from host.errors import (
     AbiError,
@@ -42,6 +41,7 @@ from host.hostcalls.fetcher import Fetcher
 from host.hostcalls.http import OutboundAccess, stable_event_id
 from host.hostcalls.secrets import SecretAccess
 from host.manifest.functions import MAX_MODULE_BYTES, FunctionSpec
+from host.platform.call import Call
 from host.platform.registry import Deployment, Registry
 from host.platform.request import CommitDeclined, InvocationRequest
 from host.runtime.invocation import Invocation, LogLine
@@ -53,8 +53,8 @@ from host.services.blobs import MAX_OBJECT_BYTES
 from host.services.hosts import Hosts
 from host.services.secrets import KEY_FILE, Secrets
 from host.services.services import Services
-from host.services.usage import FLUSH_INTERVAL_S, UsageEntry
-from host.telemetry.records import InvocationRecord, Telemetry
+from host.services.usage import FLUSH_INTERVAL_S
+from host.telemetry.records import Telemetry
 from host.toolchain.python_runtime import runtime_wasm
 
 log = logging.getLogger("nimbus.platform")
@@ -215,7 +215,7 @@ class Platform:
         self, dep: Deployment, load: Callable[[], LoadedFunction], request: InvocationRequest
     ) -> InvocationResult:
         """One invocation with its outcome recorded (unless it ran past a budget)."""
-        call = _Call(dep, request)
+        call = Call(dep, request)
         try:
             response, applied = self._call(dep, load, request, call)
         except FunctionTimeout as e:
@@ -256,7 +256,7 @@ class Platform:
         dep: Deployment,
         load: Callable[[], LoadedFunction],
         request: InvocationRequest,
-        call: _Call,
+        call: Call,
     ) -> tuple[dict[str, Any], bool]:
         """Run the guest in a concurrency slot; commit its effects or drop them."""
         fn, call.cold = self.pool.get(dep.key, load, dep.spec.idle_ttl_s)
@@ -344,93 +344,6 @@ class Platform:
                 log.exception("usage could not be flushed; retrying")
 
 
-class _Call:
-    """The bookkeeping of one invocation: ids, clocks, outcome, its record."""
-
-    __slots__ = (
-        "budgeted",
-        "bytes_in",
-        "bytes_out",
-        "cold",
-        "dep",
-        "duration_ms",
-        "effects",
-        "effects_described",
-        "error",
-        "event_id",
-        "inv",
-        "outcome",
-        "recorded",
-        "request_id",
-        "run_s",
-        "started",
-        "status",
-        "t0",
-        "trigger",
-    )
-
-    def __init__(self, dep: Deployment, request: InvocationRequest) -> None:
-        limit_s = request.timeout_s or dep.spec.timeout_s
-        budget_s = request.budget_s
-        self.budgeted = budget_s is not None and budget_s < limit_s
-        self.run_s = budget_s if self.budgeted else request.timeout_s
-        self.dep = dep
-        self.request_id = request.request_id or new_id("req")
-        self.trigger = str(request.event.get("kind", "direct"))
-        self.event_id = str(request.event.get("id") or self.request_id)
-        self.started = time.time()
-        self.t0 = time.perf_counter()
-        self.cold = False
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.recorded = True
-        self.outcome: str = "ok"
-        self.error: str | None = None
-        self.duration_ms = 0.0
-        self.effects: dict[str, int] = {}
-        self.effects_described: list[dict[str, Any]] | None = None
-        self.status: int | None = None
-        self.inv = Invocation(
-            request_id=self.request_id,
-            function=dep.name,
-            max_log_bytes=dep.spec.max_log_bytes,
-            max_log_lines=dep.spec.max_log_lines,
-        )
-
-    def record(self) -> InvocationRecord:
-        return InvocationRecord(
-            request_id=self.request_id,
-            function=self.dep.name,
-            version=self.dep.version,
-            trigger=self.trigger,
-            cold=self.cold,
-            started_ms=int(self.started * 1000),
-            duration_ms=self.duration_ms,
-            outcome=self.outcome,
-            error=self.error,
-            logs=[(line.level, line.message) for line in self.inv.logs],
-            event_id=self.event_id,
-            **_outbound_figures(self.inv),
-            effects=self.effects,
-            status=self.status,
-        )
-
-    def usage(self) -> UsageEntry:
-        """What this invocation used, for metering."""
-        return UsageEntry(
-            function=self.dep.name,
-            version=self.dep.version,
-            trigger=self.trigger,
-            outcome=self.outcome,
-            cold=self.cold,
-            started_ms=int(self.started * 1000),
-            wall_ms=self.duration_ms,
-            memory_bytes=self.dep.spec.memory_bytes,
-            bytes_in=self.bytes_in,
-            bytes_out=self.bytes_out,
-        )
-
-
 class _Slot:
     """Holds one of a function's concurrency slots for the length of a call."""
 
@@ -459,13 +372,6 @@ def _limits(spec: FunctionSpec) -> Limits:
         max_request_bytes=spec.max_request_bytes,
         max_response_bytes=spec.max_response_bytes,
     )
-
-
-def _outbound_figures(inv: Invocation) -> dict[str, Any]:
-    out = inv.outbound
-    if not isinstance(out, OutboundAccess):
-        return {}
-    return {"outbound_requests": out.requests, "outbound_wait_ms": out.waited_s * 1000}
 
 
 def _raise_for_error(response: dict[str, Any], function: str) -> None:

@@ -1,0 +1,109 @@
+"""One invocation's bookkeeping: its ids, clocks, outcome, and the record and usage
+entry made from them when it ends (``Platform._run`` owns its life)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from host.common.ids import new_id
+from host.hostcalls.http import OutboundAccess
+from host.platform.registry import Deployment
+from host.platform.request import InvocationRequest
+from host.runtime.invocation import Invocation
+from host.services.usage import UsageEntry
+from host.telemetry.records import InvocationRecord
+
+
+class Call:
+    """The bookkeeping of one invocation: ids, clocks, outcome, its record."""
+
+    __slots__ = (
+        "budgeted",
+        "bytes_in",
+        "bytes_out",
+        "cold",
+        "dep",
+        "duration_ms",
+        "effects",
+        "effects_described",
+        "error",
+        "event_id",
+        "inv",
+        "outcome",
+        "recorded",
+        "request_id",
+        "run_s",
+        "started",
+        "status",
+        "t0",
+        "trigger",
+    )
+
+    def __init__(self, dep: Deployment, request: InvocationRequest) -> None:
+        limit_s = request.timeout_s or dep.spec.timeout_s
+        budget_s = request.budget_s
+        self.budgeted = budget_s is not None and budget_s < limit_s
+        self.run_s = budget_s if self.budgeted else request.timeout_s
+        self.dep = dep
+        self.request_id = request.request_id or new_id("req")
+        self.trigger = str(request.event.get("kind", "direct"))
+        self.event_id = str(request.event.get("id") or self.request_id)
+        self.started = time.time()
+        self.t0 = time.perf_counter()
+        self.cold = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.recorded = True
+        self.outcome: str = "ok"
+        self.error: str | None = None
+        self.duration_ms = 0.0
+        self.effects: dict[str, int] = {}
+        self.effects_described: list[dict[str, Any]] | None = None
+        self.status: int | None = None
+        self.inv = Invocation(
+            request_id=self.request_id,
+            function=dep.name,
+            max_log_bytes=dep.spec.max_log_bytes,
+            max_log_lines=dep.spec.max_log_lines,
+        )
+
+    def record(self) -> InvocationRecord:
+        return InvocationRecord(
+            request_id=self.request_id,
+            function=self.dep.name,
+            version=self.dep.version,
+            trigger=self.trigger,
+            cold=self.cold,
+            started_ms=int(self.started * 1000),
+            duration_ms=self.duration_ms,
+            outcome=self.outcome,
+            error=self.error,
+            logs=[(line.level, line.message) for line in self.inv.logs],
+            event_id=self.event_id,
+            **outbound_figures(self.inv),
+            effects=self.effects,
+            status=self.status,
+        )
+
+    def usage(self) -> UsageEntry:
+        """What this invocation used, for metering."""
+        return UsageEntry(
+            function=self.dep.name,
+            version=self.dep.version,
+            trigger=self.trigger,
+            outcome=self.outcome,
+            cold=self.cold,
+            started_ms=int(self.started * 1000),
+            wall_ms=self.duration_ms,
+            memory_bytes=self.dep.spec.memory_bytes,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+        )
+
+
+def outbound_figures(inv: Invocation) -> dict[str, Any]:
+    out = inv.outbound
+    if not isinstance(out, OutboundAccess):
+        return {}
+    return {"outbound_requests": out.requests, "outbound_wait_ms": out.waited_s * 1000}
