@@ -1,4 +1,4 @@
-"""The table imports: ``kv_get``, ``kv_put``, ``kv_delete``, ``kv_scan``.
+"""The table imports: ``kv_get``, ``kv_put``, ``kv_delete``, ``kv_scan``, ``kv_query``.
 
 A value is at most ``MAX_VALUE_BYTES`` (``too_large`` above it); a scan page stops
 early, with a cursor, once its values pass ``MAX_PAGE_BYTES``, so one reply never
@@ -7,16 +7,18 @@ holds a thousand large values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 
-from host.errors import TooLarge
+from host.errors import InvalidArgument, TooLarge
 from host.hostcalls import fields as f
 from host.hostcalls.context import ServiceAccess
 from host.hostcalls.wire import SMALL_REQUEST_BYTES, Operation, Raw
 from host.services.keys import check_key, successor
 from host.services.kv import MAX_VALUE_BYTES
+from host.services.query import IndexQuery, Item
 
 #: the value bytes one scan page carries at most (at least one item)
 MAX_PAGE_BYTES = 4 * 1024 * 1024
@@ -79,9 +81,49 @@ def kv_scan(a: ServiceAccess, req: dict[str, Any]) -> Any:
     return {"items": [[k, Raw(v), ver] for k, v, ver in items], "cursor": cursor}
 
 
+def kv_query(a: ServiceAccess, req: dict[str, Any]) -> Any:
+    table = f.name(req, "table")
+    a.check("tables", table, write=False)
+    index = req.get("index")
+    if not isinstance(index, str):
+        raise InvalidArgument("the request needs 'index' (a string: the indexed field)")
+    reverse = req.get("reverse", False)
+    if not isinstance(reverse, bool):
+        raise InvalidArgument("'reverse' must be a boolean")
+    query = IndexQuery.of(
+        table,
+        a.effects.kv_indexes(table),
+        index,
+        req.get("eq"),
+        req.get("start"),
+        req.get("end"),
+        reverse,
+    )
+    cursor = f.opt_bytes(req, "cursor")
+    after = query.after(cursor) if cursor is not None else None
+    items, more = a.effects.kv_query(query, after, f.limit(req))
+    return page_of(query, items, more, Raw)
+
+
+def page_of(
+    query: IndexQuery, items: list[Item], more: bool, wrap: Callable[[bytes], Any]
+) -> dict[str, Any]:
+    """The reply to one query page: at most ``MAX_PAGE_BYTES`` of values (at least one
+    item), and the cursor of its last item when more follow."""
+    size = 0
+    for i, (_, _, value, _) in enumerate(items):
+        size += len(value)
+        if size > MAX_PAGE_BYTES and i > 0:
+            items, more = items[:i], True
+            break
+    cursor = query.cursor(items[-1][0]) if more and items else None
+    return {"items": [[k, wrap(v), ver] for _, k, v, ver in items], "cursor": cursor}
+
+
 OPERATIONS = (
     Operation("kv_get", kv_get),
     Operation("kv_put", kv_put, MAX_VALUE_BYTES + SMALL_REQUEST_BYTES, opaque=frozenset({"value"})),
     Operation("kv_delete", kv_delete),
     Operation("kv_scan", kv_scan),
+    Operation("kv_query", kv_query),
 )

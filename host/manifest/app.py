@@ -62,6 +62,9 @@ Schema (every key optional unless marked *required*)::
     [[triggers.event]]     topic* (a pattern), function*, max_attempts, backoff, dead_letter,
                            visibility_timeout (30s)
 
+    [tables.NAME]          indexes = { processedAt = "int" }: secondary indexes for
+                           kv_query, types int | string | bytes (see ``tables``)
+
     [workflows.NAME]       a table per workflow, kept as written for the orchestrator
 
     [billing]              currency ("USD"), per_million_requests (0.20),
@@ -105,6 +108,7 @@ from host.manifest.routes import (
     check_collisions,
     read_route,
 )
+from host.manifest.tables import TableSpec, read_tables
 from host.manifest.triggers import (
     Triggers,
     read_triggers,
@@ -129,6 +133,8 @@ class Manifest:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     #: the price table usage is billed at
     billing: Prices = field(default_factory=Prices)
+    #: tables that declare indexes (``[tables.NAME]``)
+    tables: dict[str, TableSpec] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -183,6 +189,7 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
                 )
 
     billing = read_billing(top.table("billing"))
+    tables = read_tables(top.table("tables"))
     workflows = _workflows(top)
     _check_workflows(workflows, set(functions), routes, triggers, top)
     top.finish()
@@ -197,6 +204,7 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
         dict(triggers_raw) if isinstance(triggers_raw, dict) else {},
         gateway,
         billing=billing,
+        tables=tables,
     )
 
 

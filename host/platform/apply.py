@@ -2,7 +2,9 @@
 
 ``nimbus up`` runs this before it serves; it is also what a test calls to stand up an
 app in-process. Building happens first for every function, so one that does not
-compile leaves everything deployed before untouched.
+compile leaves everything deployed before untouched. Table indexes come next, before
+any function is deployed (new code may query them): one transaction makes the stored
+definitions the manifest's, back-filling new indexes; rows that do not fit refuse it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from host.errors import InvalidArgument, ManifestError
 from host.manifest.app import Manifest
 from host.manifest.functions import FunctionSpec
 from host.platform.platform import Platform
@@ -50,6 +53,7 @@ def apply_manifest(
 ) -> list[Applied]:
     """Build, then deploy every function of ``manifest`` and install its routes."""
     built = build_app(manifest)
+    define_indexes(platform, manifest, on_step)
     applied = []
     for name, spec in manifest.functions.items():
         wasm, rebuilt, language = built[name]
@@ -63,3 +67,18 @@ def apply_manifest(
     platform.registry.set_app_config("workflows", manifest.workflows)
     platform.registry.set_app_config("billing", manifest.billing.to_dict())
     return applied
+
+
+def define_indexes(
+    platform: Platform, manifest: Manifest, on_step: Callable[[str], None] = lambda _: None
+) -> dict[str, int]:
+    """Make the data dir's table indexes the manifest's (``[tables.NAME] indexes``);
+    per table changed, the entries built. ``ManifestError`` when existing rows do not
+    fit a new index: then no index changes."""
+    wanted = {name: t.indexes for name, t in manifest.tables.items() if t.indexes}
+    if wanted != platform.services.indexes.defined():
+        on_step("building table indexes")
+    try:
+        return platform.services.indexes.define(wanted)
+    except InvalidArgument as e:
+        raise ManifestError(f"{manifest.path}: [tables]: {e}") from None

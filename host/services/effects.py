@@ -30,8 +30,10 @@ import msgpack
 from host.errors import ConditionFailed
 from host.services.blobs import BlobInfo, check_size, make_info
 from host.services.events import Record, event_record, storage_delete, storage_put
+from host.services.indexes import entries
 from host.services.interface import Backend, CommitWork
 from host.services.keys import successor
+from host.services.query import IndexQuery, Item, Position
 from host.services.queues import Message, new_message
 
 _ABSENT = object()
@@ -53,6 +55,8 @@ class Effects:
         self._kv: dict[tuple[str, bytes], tuple[bytes, int] | None] = {}
         #: (table, key) -> the committed version a condition was checked against
         self._expect: dict[tuple[str, bytes], int | None] = {}
+        #: table -> its indexes as the snapshot sees them (read on the first write)
+        self._specs: dict[str, dict[str, str]] = {}
         self._blobs: dict[tuple[str, bytes], tuple[BlobInfo, bytes] | None] = {}
         self._sends: list[Message] = []
         self._storage_records: dict[tuple[str, bytes], Record] = {}
@@ -123,7 +127,11 @@ class Effects:
         if_absent: bool = False,
         if_version: int | None = None,
     ) -> int:
-        """Stage ``value`` (msgpack bytes); the version it will have."""
+        """Stage ``value`` (msgpack bytes); the version it will have. ``InvalidArgument``
+        when the table has indexes and ``value`` lacks or mistypes an indexed field."""
+        specs = self.kv_indexes(table)
+        if specs:
+            entries(specs, table, key, value)
         if if_absent or if_version is not None:
             self._check(table, key, if_absent, if_version)
         with self._view as txn:
@@ -158,6 +166,22 @@ class Effects:
                     return out, key
                 out.append((key, value, version))
         return out, None
+
+    def kv_indexes(self, table: str) -> dict[str, str]:
+        """``table``'s indexes (field → type) as the invocation sees them."""
+        found = self._specs.get(table)
+        if found is None:
+            with self._view as txn:
+                found = self._specs[table] = self._tables.indexes(txn, table)
+        return found
+
+    def kv_query(
+        self, query: IndexQuery, after: Position | None, limit: int
+    ) -> tuple[list[Item], bool]:
+        """Up to ``limit`` items of ``query`` beyond ``after``, staged writes included,
+        and whether more follow (see ``query.py``)."""
+        with self._view as txn:
+            return query.page(txn, self._tables, self._kv, after, limit)
 
     # --- blobs -------------------------------------------------------------------------
 
@@ -281,6 +305,7 @@ class Effects:
         self.close()
         self._kv.clear()
         self._expect.clear()
+        self._specs.clear()
         self._blobs.clear()
         self._sends.clear()
         self._storage_records.clear()

@@ -81,9 +81,34 @@ class TableStore(Protocol):
         self, txn: Txn, table: str, start: bytes, end: bytes | None
     ) -> Iterator[tuple[bytes, bytes, int]]: ...
 
-    def put(self, txn: Txn, table: str, key: bytes, value: bytes, version: int) -> None: ...
+    def put(self, txn: Txn, table: str, key: bytes, value: bytes, version: int) -> None:
+        """Store the value and move the key's index entries in ``txn``, reading the
+        table's index definitions in ``txn`` (``InvalidArgument`` when the value is not
+        a msgpack map holding every indexed field with its type; see indexes.py)."""
+        ...
 
-    def delete(self, txn: Txn, table: str, key: bytes) -> bool: ...
+    def delete(self, txn: Txn, table: str, key: bytes) -> bool:
+        """Remove the key and its index entries; whether it existed."""
+        ...
+
+    def indexes(self, txn: Txn, table: str) -> dict[str, str]:
+        """The table's indexes as ``txn`` sees them: field → "int" | "string" | "bytes"."""
+        ...
+
+    def index_positions(
+        self,
+        txn: Txn,
+        table: str,
+        index: str,
+        start: bytes | None,
+        end: bytes | None,
+        after: tuple[bytes, bytes] | None,
+        reverse: bool,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``(encoded value, key)`` of the index's entries with ``start <= value < end``
+        (``indexes.encode``; None: open), ordered by value then key, bytewise (or the
+        reverse), strictly after the position ``after``."""
+        ...
 
 
 class BlobStore(Protocol):
@@ -322,6 +347,22 @@ class DeploymentStore(Protocol):
     def set_app_config(self, name: str, config: dict[str, Any]) -> None: ...
 
     def app_config(self, name: str) -> dict[str, Any]: ...
+
+
+class TableIndexes(Protocol):
+    """Index definitions: what a manifest apply sets (one transaction)."""
+
+    def defined(self) -> dict[str, dict[str, str]]:
+        """Every table's indexes, table → field → type."""
+        ...
+
+    def define(self, wanted: Mapping[str, Mapping[str, str]]) -> dict[str, int]:
+        """Make the definitions exactly ``wanted``: drop the indexes not wanted, build
+        the new ones over the rows already there, in one transaction (concurrent writers
+        in other processes see no index or a complete one). Per changed table, the
+        entries built. ``InvalidArgument`` naming the rows that lack or mistype a field:
+        nothing changes."""
+        ...
 
 
 class UsageStore(Protocol):

@@ -9,6 +9,10 @@ deleted, and a key written after a delete starts above it. So a compare-and-set 
 read version 3 cannot succeed against a key that was deleted and written again since
 (the ABA problem), at the cost of one small record per table.
 
+A table may have secondary indexes (``indexes.py``): ``put`` and ``delete`` keep
+them in the same transaction, reading the table's definitions in it, so every write
+path (an invocation's commit, the admin API) maintains them and none can forget.
+
 Everything here works on a transaction that the caller owns: reads in a snapshot,
 writes inside ``Storage.write``.
 """
@@ -19,6 +23,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from host.services.indexes import Indexes
 from host.services.keys import scoped, unscoped
 from host.services.storage import Storage
 
@@ -37,6 +42,7 @@ class Tables:
         self.db = storage.db(b"kv")
         self._deleted = storage.db(b"kv_deleted")
         self._prefixes: dict[str, bytes] = {}
+        self.index = Indexes(storage)
 
     def prefix(self, table: str) -> bytes:
         """The bytes every key of ``table`` starts with in LMDB (cached: hot path)."""
@@ -80,15 +86,43 @@ class Tables:
             yield unscoped(table, full), raw[8:], _VERSION.unpack_from(raw)[0]
 
     def put(self, txn: Any, table: str, key: bytes, value: bytes, version: int) -> None:
-        txn.put(self.prefix(table) + key, _VERSION.pack(version) + value, db=self.db)
+        """Store ``value``, moving the key's index entries (``InvalidArgument`` when
+        the value does not fit the table's indexes)."""
+        full = self.prefix(table) + key
+        specs = self.index.specs(txn, table)
+        if specs:
+            old = txn.get(full, db=self.db)
+            self.index.replace(txn, table, key, specs, None if old is None else old[8:], value)
+        txn.put(full, _VERSION.pack(version) + value, db=self.db)
 
     def delete(self, txn: Any, table: str, key: bytes) -> bool:
         full = self.prefix(table) + key
         raw = txn.pop(full, db=self.db)
         if raw is None:
             return False
+        specs = self.index.specs(txn, table)
+        if specs:
+            self.index.replace(txn, table, key, specs, raw[8:], None)
         version = _VERSION.unpack_from(raw)[0]
         mark = txn.get(table.encode(), db=self._deleted)
         if mark is None or _VERSION.unpack(mark)[0] < version:
             txn.put(table.encode(), _VERSION.pack(version), db=self._deleted)
         return True
+
+    def indexes(self, txn: Any, table: str) -> dict[str, str]:
+        """``table``'s indexes (field → type) as ``txn`` sees them."""
+        return self.index.specs(txn, table)
+
+    def index_positions(
+        self,
+        txn: Any,
+        table: str,
+        index: str,
+        start: bytes | None,
+        end: bytes | None,
+        after: tuple[bytes, bytes] | None,
+        reverse: bool,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``(encoded value, key)`` of one index's entries in ``[start, end)``, in order
+        (or reversed), strictly beyond ``after``; see ``Indexes.positions``."""
+        return self.index.positions(txn, table, index, start, end, after, reverse)

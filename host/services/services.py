@@ -22,6 +22,7 @@ from host.services.deployments import Deployments
 from host.services.dispatch import OutboxCursor
 from host.services.effects import Effects
 from host.services.idempotency import Idempotency
+from host.services.indexes import IndexCatalog
 from host.services.kv import Tables
 from host.services.outbox import Outbox
 from host.services.queues import Queues
@@ -43,6 +44,8 @@ class Services:
     ) -> None:
         self.storage = Storage(path, map_size)
         self.tables = Tables(self.storage)
+        #: index definitions (a manifest apply sets them, back-filling new ones)
+        self.indexes = IndexCatalog(self.storage, self.tables, self.tables.index)
         self.blobs = Blobs(self.storage, max_object_bytes)
         self.queues = Queues(self.storage)
         self.outbox = Outbox(self.storage)

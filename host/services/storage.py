@@ -174,11 +174,14 @@ class Storage:
         size: int = self.env.info()["map_size"]
         return size
 
-    def db(self, name: bytes) -> Any:
-        """The named database ``name``, created on first use."""
+    def db(self, name: bytes, dupsort: bool = False) -> Any:
+        """The named database ``name``, created on first use (``dupsort``: a key holds
+        many values, kept sorted; a database is always opened the same way)."""
         found = self._dbs.get(name)
         if found is None:
-            found = self._dbs[name] = self.write(lambda txn: self.env.open_db(name, txn=txn))
+            found = self._dbs[name] = self.write(
+                lambda txn: self.env.open_db(name, txn=txn, dupsort=dupsort)
+            )
         return found
 
     @contextmanager

@@ -1,0 +1,315 @@
+"""Secondary indexes of tables: definitions, entries kept in the write's transaction.
+
+An index orders a table's rows by one top-level field of their values (msgpack maps).
+Its entries live in one LMDB database opened with sorted duplicates:
+
+    table NUL field NUL encoded-value  ->  key, key, …   (each key a duplicate)
+
+so one index's entries form one contiguous range ordered by value, then key, both
+bytewise. ``encode`` makes bytewise order the value's order: a signed 64-bit int as
+8 big-endian bytes with the sign bit flipped, a string as its UTF-8 bytes (code-point
+order), bytes as they are. The value is the whole rest of the LMDB key, so it needs no
+escaping; its length is capped (``MAX_INDEXED_BYTES``) to fit LMDB's 511-byte key.
+
+Definitions (table → {field: type}) live in their own database and are read inside
+every write transaction that touches the table (``Tables.put``/``delete``), never from
+a process-local cache: a worker that has not yet heard of a new index still maintains
+it, because the definition and its back-fill commit together (``IndexCatalog``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from host.common.indexes import MAX_INDEXED_BYTES, MAX_INDEXES, index_problem
+from host.errors import InvalidArgument
+from host.services.keys import SEP, check_name, scoped
+from host.services.storage import Storage
+
+if TYPE_CHECKING:
+    from host.services.interface import TableStore
+
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
+_BIAS = 1 << 63
+#: keys named in a refused back-fill's message
+_SHOWN = 5
+
+
+def encode(kind: str, value: object, what: str) -> bytes:
+    """``value`` as the bytes an index of type ``kind`` orders by; ``InvalidArgument``
+    (naming ``what``) when it is not of that type or is too long."""
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgument(f"{what} must be an integer (index type int), got {_type(value)}")
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise InvalidArgument(f"{what} is outside the signed 64-bit range: {value}")
+        return (value + _BIAS).to_bytes(8, "big")
+    if kind == "string":
+        if not isinstance(value, str):
+            raise InvalidArgument(
+                f"{what} must be a string (index type string), got {_type(value)}"
+            )
+        raw = value.encode()
+    elif isinstance(value, bytes):
+        raw = value
+    else:
+        raise InvalidArgument(f"{what} must be bytes (index type bytes), got {_type(value)}")
+    if len(raw) > MAX_INDEXED_BYTES:
+        raise InvalidArgument(f"{what} is {len(raw)} bytes; an indexed value is at most 256")
+    return raw
+
+
+def decode(kind: str, raw: bytes) -> object:
+    """The value ``encode`` made ``raw`` from (for people: the admin API, the CLI)."""
+    if kind == "int":
+        return int.from_bytes(raw, "big") - _BIAS
+    return raw.decode() if kind == "string" else raw
+
+
+def entries(specs: Mapping[str, str], table: str, key: bytes, value: bytes) -> dict[str, bytes]:
+    """The encoded value of every index of ``specs`` in the msgpack ``value`` of ``key``;
+    ``InvalidArgument`` when the value is not a map, lacks a field or mistypes it."""
+    where = f"table {table}: the value of key {key!r}"
+    u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(value), 1))
+    u.feed(value)
+    found: dict[str, bytes] = {}
+    try:
+        n = u.read_map_header()
+    except (ValueError, msgpack.UnpackException):
+        raise InvalidArgument(
+            f"{where} must be a msgpack map: the table has indexes ({_list(specs)})"
+        ) from None
+    for _ in range(n):
+        name = u.unpack()
+        kind = specs.get(name) if isinstance(name, str) else None
+        if kind is None:
+            u.skip()
+            continue
+        if name in found:
+            raise InvalidArgument(f"{where} holds the indexed field {name!r} twice")
+        found[name] = encode(kind, u.unpack(), f"{where}: field {name!r}")
+    missing = [n for n in specs if n not in found]
+    if missing:
+        raise InvalidArgument(
+            f"{where} lacks the indexed field {missing[0]!r} ({specs[missing[0]]}); "
+            f"every value of this table needs: {_list(specs)}"
+        )
+    return found
+
+
+def _type(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    names.update({bytes: "bytes", type(None): "nil", dict: "a map", list: "an array"})
+    return names.get(type(value), type(value).__name__)
+
+
+def _list(specs: Mapping[str, str]) -> str:
+    return ", ".join(f"{n} ({k})" for n, k in specs.items()) or "none"
+
+
+class Indexes:
+    """Index definitions and entries in LMDB; every method works on the caller's txn."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._defs = storage.db(b"kv_index_defs")
+        self.db = storage.db(b"kv_index", dupsort=True)
+        self._parsed: dict[bytes, dict[str, str]] = {}
+
+    def specs(self, txn: Any, table: str) -> dict[str, str]:
+        """``table``'s indexes as committed in ``txn`` (field → type; ``{}``: none)."""
+        raw = txn.get(table.encode(), db=self._defs)
+        if raw is None:
+            return {}
+        found = self._parsed.get(raw)
+        if found is None:
+            found = dict(msgpack.unpackb(raw))
+            if len(self._parsed) < 1024:
+                self._parsed[raw] = found
+        return found
+
+    def all_specs(self, txn: Any) -> dict[str, dict[str, str]]:
+        cur = txn.cursor(db=self._defs)
+        return {bytes(k).decode(): dict(msgpack.unpackb(v)) for k, v in cur}
+
+    def set_specs(self, txn: Any, table: str, specs: Mapping[str, str]) -> None:
+        if specs:
+            txn.put(table.encode(), msgpack.packb(dict(sorted(specs.items()))), db=self._defs)
+        else:
+            txn.delete(table.encode(), db=self._defs)
+
+    def base(self, table: str, field: str) -> bytes:
+        return scoped(table) + field.encode() + SEP
+
+    def replace(
+        self,
+        txn: Any,
+        table: str,
+        key: bytes,
+        specs: Mapping[str, str],
+        old: bytes | None,
+        new: bytes | None,
+    ) -> None:
+        """Move ``key``'s entries from its ``old`` value to its ``new`` one (either may
+        be None: an insert, a delete); ``InvalidArgument`` when ``new`` does not fit."""
+        after = entries(specs, table, key, new) if new is not None else {}
+        before = self._lenient(specs, table, key, old) if old is not None else {}
+        for field, enc in before.items():
+            if after.get(field) != enc:
+                txn.delete(self.base(table, field) + enc, key, db=self.db)
+        for field, enc in after.items():
+            if before.get(field) != enc:
+                txn.put(self.base(table, field) + enc, key, db=self.db)
+
+    def _lenient(
+        self, specs: Mapping[str, str], table: str, key: bytes, value: bytes
+    ) -> dict[str, bytes]:
+        """The entries a stored value has (every stored value was checked when written
+        or back-filled; this only guards against a value that somehow was not)."""
+        try:
+            return entries(specs, table, key, value)
+        except InvalidArgument:
+            out = {}
+            for field, kind in specs.items():
+                with suppress(InvalidArgument):
+                    out.update(entries({field: kind}, table, key, value))
+            return out
+
+    def positions(
+        self,
+        txn: Any,
+        table: str,
+        field: str,
+        start: bytes | None,
+        end: bytes | None,
+        after: tuple[bytes, bytes] | None,
+        reverse: bool,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``(encoded value, key)`` of the entries with ``start <= value < end``, in
+        order (or reverse order), strictly beyond the position ``after``."""
+        base = self.base(table, field)
+        cur = txn.cursor(db=self.db)
+        if not reverse:
+            if after is not None:
+                ok = _seek(cur, base + after[0], after[1])
+                if ok and cur.key() == base + after[0] and cur.value() == after[1]:
+                    ok = cur.next()
+            else:
+                ok = _seek(cur, base + (start or b""), None)
+            while ok:
+                full = cur.key()
+                if not full.startswith(base) or (end is not None and full[len(base) :] >= end):
+                    return
+                yield full[len(base) :], cur.value()
+                ok = cur.next()
+            return
+        if after is not None:
+            ok = _seek(cur, base + after[0], after[1])
+        elif end is not None:
+            ok = _seek(cur, base + end, None)
+        else:
+            ok = _seek(cur, base[:-1] + b"\x01", None)  # just past this index
+        ok = cur.prev() if ok else cur.last()
+        while ok:
+            full = cur.key()
+            if not full.startswith(base) or (start is not None and full[len(base) :] < start):
+                return
+            yield full[len(base) :], cur.value()
+            ok = cur.prev()
+
+    def drop(self, txn: Any, table: str, field: str) -> int:
+        """Delete every entry of one index; how many there were."""
+        base = self.base(table, field)
+        cur = txn.cursor(db=self.db)
+        n = 0
+        if cur.set_range(base):
+            while cur.key().startswith(base) and cur.delete():  # delete moves to the next
+                n += 1
+        return n
+
+
+def _seek(cur: Any, full: bytes, key: bytes | None) -> bool:
+    """Position ``cur`` on the first entry at or after ``(full, key)``."""
+    if key is not None:
+        if cur.set_range_dup(full, key):
+            return True
+        if cur.set_key(full):
+            return bool(cur.next_nodup())
+    return bool(cur.set_range(full))
+
+
+def check_specs(table: str, specs: Mapping[str, str]) -> None:
+    """The services' own check of a definition (the manifest checked it too)."""
+    if len(specs) > MAX_INDEXES:
+        raise InvalidArgument(f"table {table}: at most {MAX_INDEXES} indexes, got {len(specs)}")
+    for name, kind in specs.items():
+        problem = index_problem(name, kind)
+        if problem:
+            raise InvalidArgument(f"table {table}: {problem}")
+
+
+class IndexCatalog:
+    """Defining indexes: the typed operation a manifest apply uses (one transaction)."""
+
+    def __init__(self, storage: Storage, tables: TableStore, indexes: Indexes) -> None:
+        self._storage = storage
+        self._tables = tables
+        self._indexes = indexes
+
+    def defined(self) -> dict[str, dict[str, str]]:
+        """Every table's indexes, as committed."""
+        with self._storage.read() as txn:
+            return self._indexes.all_specs(txn)
+
+    def define(self, wanted: Mapping[str, Mapping[str, str]]) -> dict[str, int]:
+        """Make the definitions exactly ``wanted`` (table → field → type): drop the
+        indexes no longer wanted, back-fill the new ones from the rows already there,
+        all in one write transaction. Per table, the entries built. ``InvalidArgument``
+        naming up to 5 rows that lack or mistype a field: then nothing changes."""
+        for table, specs in wanted.items():
+            check_name("table", table)
+            check_specs(table, specs)
+
+        def apply(txn: Any) -> dict[str, int]:
+            built: dict[str, int] = {}
+            problems: list[str] = []
+            current = self._indexes.all_specs(txn)
+            for table in sorted(set(current) | set(wanted)):
+                old, new = current.get(table, {}), dict(wanted.get(table, {}))
+                if old == new:
+                    continue
+                for field, kind in old.items():
+                    if new.get(field) != kind:
+                        self._indexes.drop(txn, table, field)
+                build = {f: k for f, k in new.items() if old.get(f) != k}
+                built[table] = self._backfill(txn, table, build, problems) if build else 0
+                self._indexes.set_specs(txn, table, new)
+            if problems:
+                shown = problems[:_SHOWN]
+                more = (
+                    f"\n… and {len(problems) - _SHOWN} more rows" if len(problems) > _SHOWN else ""
+                )
+                raise InvalidArgument(
+                    "indexes cannot be built over rows that lack or mistype the field "
+                    "(fix or delete them, then apply again):\n" + "\n".join(shown) + more
+                )
+            return built
+
+        result: dict[str, int] = self._storage.write(apply)
+        return result
+
+    def _backfill(self, txn: Any, table: str, specs: Mapping[str, str], problems: list[str]) -> int:
+        n = 0
+        for key, value, _ in self._tables.items(txn, table, b"", None):
+            try:
+                found = entries(specs, table, key, value)
+            except InvalidArgument as e:
+                problems.append(str(e))
+                continue
+            for field, enc in found.items():
+                txn.put(self._indexes.base(table, field) + enc, key, db=self._indexes.db)
+                n += 1
+        return n
