@@ -33,6 +33,7 @@ NIMBUS_IMPORT(kv_get) uint64_t nimbus__kv_get(const void *p, uint32_t n);
 NIMBUS_IMPORT(kv_put) uint64_t nimbus__kv_put(const void *p, uint32_t n);
 NIMBUS_IMPORT(kv_delete) uint64_t nimbus__kv_delete(const void *p, uint32_t n);
 NIMBUS_IMPORT(kv_scan) uint64_t nimbus__kv_scan(const void *p, uint32_t n);
+NIMBUS_IMPORT(kv_query) uint64_t nimbus__kv_query(const void *p, uint32_t n);
 NIMBUS_IMPORT(blob_put) uint64_t nimbus__blob_put(const void *p, uint32_t n);
 NIMBUS_IMPORT(blob_get) uint64_t nimbus__blob_get(const void *p, uint32_t n);
 NIMBUS_IMPORT(blob_head) uint64_t nimbus__blob_head(const void *p, uint32_t n);
@@ -499,6 +500,26 @@ static nimbus_reply nimbus_kv_scan(const char *table, const void *prefix, uint32
     nimbus_mp_uint(&b, limit);
     if (cursor) nimbus__bin(&b, "cursor", cursor, clen);
     return nimbus_call(nimbus__kv_scan, &b);
+}
+/* A query on an index declared in nimbus.toml (guest_sdk/ABI.md, "Table indexes").
+ * eq, or start (inclusive) and end (exclusive): each one encoded msgpack value of the
+ * index's type (int, str or bin), or NULL. reverse: from the end down. cursor NULL for
+ * the first page. ok value: {items: [[key, value, version]...], cursor}. */
+static nimbus_reply nimbus_kv_query(const char *table, const char *index, const nimbus_buf *eq, const nimbus_buf *start,
+                                    const nimbus_buf *end, uint32_t limit, int reverse, const void *cursor, uint32_t clen) {
+    nimbus_buf b = {0};
+    nimbus_mp_map(&b, 4 + (eq ? 1 : 0) + (start ? 1 : 0) + (end ? 1 : 0) + (cursor ? 1 : 0));
+    nimbus__key(&b, "table", table);
+    nimbus__key(&b, "index", index);
+    nimbus_mp_str(&b, "limit");
+    nimbus_mp_uint(&b, limit);
+    nimbus_mp_str(&b, "reverse");
+    nimbus_mp_bool(&b, reverse);
+    if (eq) { nimbus_mp_str(&b, "eq"); nimbus_mp_raw(&b, eq); }
+    if (start) { nimbus_mp_str(&b, "start"); nimbus_mp_raw(&b, start); }
+    if (end) { nimbus_mp_str(&b, "end"); nimbus_mp_raw(&b, end); }
+    if (cursor) nimbus__bin(&b, "cursor", cursor, clen);
+    return nimbus_call(nimbus__kv_query, &b);
 }
 /* ok value: {size, etag}. */
 static nimbus_reply nimbus_blob_put(const char *bucket, const void *key, uint32_t klen, const void *data, uint32_t dlen, const char *content_type) {

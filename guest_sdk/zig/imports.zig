@@ -9,6 +9,7 @@ pub extern "nimbus" fn kv_get(ptr: [*]const u8, len: usize) u64;
 pub extern "nimbus" fn kv_put(ptr: [*]const u8, len: usize) u64;
 pub extern "nimbus" fn kv_delete(ptr: [*]const u8, len: usize) u64;
 pub extern "nimbus" fn kv_scan(ptr: [*]const u8, len: usize) u64;
+pub extern "nimbus" fn kv_query(ptr: [*]const u8, len: usize) u64;
 pub extern "nimbus" fn blob_put(ptr: [*]const u8, len: usize) u64;
 pub extern "nimbus" fn blob_get(ptr: [*]const u8, len: usize) u64;
 pub extern "nimbus" fn blob_head(ptr: [*]const u8, len: usize) u64;

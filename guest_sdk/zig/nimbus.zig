@@ -347,6 +347,16 @@ pub const tables = struct {
         cursor: ?[]const u8 = null,
     };
     pub const Page = struct { items: []const Value, cursor: ?[]const u8 };
+    /// A query on an index (declared in nimbus.toml): `eq`, or `start` (inclusive)
+    /// and `end` (exclusive), each of the index's type (`.int`, `.str` or `.bin`).
+    pub const QueryOptions = struct {
+        eq: ?Value = null,
+        start: ?Value = null,
+        end: ?Value = null,
+        limit: u32 = 100,
+        cursor: ?[]const u8 = null,
+        reverse: bool = false,
+    };
 
     pub fn get(table: []const u8, key: []const u8) ServiceError!?Entry {
         const v = try call(imports.kv_get, &.{ kv("table", .{ .str = table }), kv("key", .{ .bin = key }) });
@@ -396,6 +406,37 @@ pub const tables = struct {
             }
         }
         const v = try call(imports.kv_scan, req[0..n]);
+        const items = switch (orNil(v.get("items"))) {
+            .array => |a| a,
+            else => &.{},
+        };
+        return .{ .items = items, .cursor = orNil(v.get("cursor")).bytes() };
+    }
+
+    /// One page of `[key, value, version]` items ordered by the `index` field, then
+    /// by key (reversed with `.reverse = true`); pass the page's cursor for the next.
+    pub fn query(table: []const u8, index: []const u8, opts: QueryOptions) ServiceError!Page {
+        var req: [8]Pair = undefined;
+        var n: usize = 0;
+        req[n] = kv("table", .{ .str = table });
+        n += 1;
+        req[n] = kv("index", .{ .str = index });
+        n += 1;
+        req[n] = kv("limit", .{ .uint = opts.limit });
+        n += 1;
+        req[n] = kv("reverse", .{ .boolean = opts.reverse });
+        n += 1;
+        inline for (.{ "eq", "start", "end" }) |name| {
+            if (@field(opts, name)) |b| {
+                req[n] = kv(name, b);
+                n += 1;
+            }
+        }
+        if (opts.cursor) |c| {
+            req[n] = kv("cursor", .{ .bin = c });
+            n += 1;
+        }
+        const v = try call(imports.kv_query, req[0..n]);
         const items = switch (orNil(v.get("items"))) {
             .array => |a| a,
             else => &.{},

@@ -136,6 +136,24 @@ class AdminClient:
         result: dict[str, Any] = self.request("GET", f"/tables/{table}/keys", params=params)
         return result
 
+    def kv_query(
+        self,
+        table: str,
+        index: str,
+        bounds: dict[str, str | None],
+        limit: int,
+        cursor: str | None,
+        reverse: bool = False,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"index": index, "limit": limit}
+        params.update({k: v for k, v in bounds.items() if v is not None})
+        if cursor:
+            params["cursor"] = cursor
+        if reverse:
+            params["reverse"] = "true"
+        result: dict[str, Any] = self.request("GET", f"/tables/{table}/query", params=params)
+        return result
+
     def blob_put(self, bucket: str, key: str, data: bytes, content_type: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request(
             "PUT",

@@ -49,7 +49,11 @@ def cmd_kv(args: argparse.Namespace) -> None:
     elif args.action == "rm":
         out.print_json(json.dumps(c.kv_delete(args.table, args.key)))
     else:
-        page = c.kv_scan(args.table, args.prefix, args.limit, args.cursor)
+        if args.action == "query":
+            bounds = {"eq": args.eq, "start": args.start, "end": args.end}
+            page = c.kv_query(args.table, args.index, bounds, args.limit, args.cursor, args.reverse)
+        else:
+            page = c.kv_scan(args.table, args.prefix, args.limit, args.cursor)
         if as_json(args, page):
             return
         table = Table("key", "version", "value")
@@ -215,6 +219,24 @@ def add_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None]) ->
     c.add_argument("--prefix", default="")
     c.add_argument("--limit", type=int, default=100)
     c.add_argument("--cursor")
+    json_flag(c)
+    c.set_defaults(handler=cmd_kv)
+    remote(c)
+    c = kv.add_parser(
+        "query",
+        help="list rows by an indexed field ([tables.NAME] indexes in nimbus.toml)",
+        description="Rows of TABLE ordered by the INDEX field, then by key: those equal to "
+        "--eq, or with --start <= field < --end (either may be left out). Bounds are read "
+        "as the index's type: integers for an int index, text for string and bytes.",
+    )
+    c.add_argument("table")
+    c.add_argument("index", help="the indexed field")
+    c.add_argument("--eq", help="only rows whose field equals this")
+    c.add_argument("--start", help="from this value (inclusive)")
+    c.add_argument("--end", help="up to this value (exclusive)")
+    c.add_argument("--reverse", action="store_true", help="from the end down")
+    c.add_argument("--limit", type=int, default=100)
+    c.add_argument("--cursor", help="the cursor a previous page printed")
     json_flag(c)
     c.set_defaults(handler=cmd_kv)
     remote(c)

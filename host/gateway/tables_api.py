@@ -1,7 +1,9 @@
-"""The admin API's view of key-value tables: scan, get, put and delete keys.
+"""The admin API's view of key-value tables: scan, query an index, get, put and delete.
 
 Writes go through the same staged effects as a guest's and are committed the same
-way. Keys in URLs are UTF-8 strings; values are JSON.
+way. Keys in URLs are UTF-8 strings; values are JSON. A query's bounds are query
+parameters read as the index's type: an ``int`` index takes decimal integers, a
+``string`` or ``bytes`` index the parameter's UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from host.common.jsonable import jsonable
-from host.errors import NotFound, TooLarge
+from host.errors import InvalidRequest, NotFound, TooLarge
 from host.gateway.json_body import parse_json
 from host.gateway.query import cursor_of, limit_of
 from host.services.keys import check_key, check_name, successor
 from host.services.kv import MAX_VALUE_BYTES
+from host.services.query import IndexQuery
 from host.services.services import Services
 
 
@@ -32,6 +35,7 @@ class TablesApi:
     def routes(self, guard: Any) -> list[Route]:
         return [
             Route("/tables/{table}/keys", guard(self.scan), methods=["GET"]),
+            Route("/tables/{table}/query", guard(self.query), methods=["GET"]),
             Route("/tables/{table}/keys/{key:path}", guard(self.get), methods=["GET"]),
             Route("/tables/{table}/keys/{key:path}", guard(self.put), methods=["PUT"]),
             Route("/tables/{table}/keys/{key:path}", guard(self.delete), methods=["DELETE"]),
@@ -58,6 +62,50 @@ class TablesApi:
                 for k, v, ver in items
             ],
             "cursor": nxt.hex() if nxt is not None else None,
+        }
+
+    async def query(self, request: Request) -> Response:
+        q = request.query_params
+        reverse = q.get("reverse", "false").lower()
+        if reverse not in ("true", "false", "1", "0"):
+            raise InvalidRequest(f"reverse must be true or false, not {reverse!r}")
+        bounds = {b: q.get(b) for b in ("eq", "start", "end")}
+        page = self.query_table(
+            request.path_params["table"],
+            q.get("index", ""),
+            bounds,
+            q.get("cursor"),
+            limit_of(q, 100),
+            reverse in ("true", "1"),
+        )
+        return JSONResponse(page)
+
+    def query_table(
+        self,
+        table: str,
+        index: str,
+        bounds: dict[str, str | None],
+        cursor: str | None,
+        limit: int,
+        reverse: bool = False,
+    ) -> dict[str, Any]:
+        """One page of ``table`` ordered by ``index``: ``bounds`` (``eq``, ``start``,
+        ``end``) as text, read as the index's type; items and the next cursor (hex)."""
+        table = check_name("table", table)
+        if not index:
+            raise InvalidRequest("a query needs ?index= (an indexed field of the table)")
+        with self.services.begin(self.source) as effects:
+            specs = effects.kv_indexes(table)
+            typed = {b: _typed(specs.get(index, ""), b, v) for b, v in bounds.items()}
+            query = IndexQuery.of(table, specs, index, reverse=reverse, **typed)
+            after = query.after(cursor_of(cursor)) if cursor else None
+            items, more = effects.kv_query(query, after, min(limit, 1000))
+        return {
+            "items": [
+                {"key": jsonable(k), "value": jsonable(msgpack.unpackb(v)), "version": ver}
+                for _, k, v, ver in items
+            ],
+            "cursor": query.cursor(items[-1][0]).hex() if more and items else None,
         }
 
     async def get(self, request: Request) -> Response:
@@ -90,3 +138,17 @@ class TablesApi:
 def _table_key(request: Request) -> tuple[str, bytes]:
     table = check_name("table", request.path_params["table"])
     return table, check_key(request.path_params["key"])
+
+
+def _typed(kind: str, name: str, text: str | None) -> object:
+    """A query-string bound as the value an index of type ``kind`` holds."""
+    if text is None:
+        return None
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise InvalidRequest(
+                f"{name} must be an integer (the index is int), not {text!r}"
+            ) from None
+    return text.encode() if kind == "bytes" else text

@@ -110,6 +110,35 @@ class tables:
         page = _op("kv_scan", table=table, prefix=_key(prefix) or None, limit=limit, cursor=cursor)
         return [tuple(i) for i in page["items"]], page["cursor"]
 
+    @staticmethod
+    def query(
+        table: str,
+        index: str,
+        *,
+        eq: int | str | bytes | None = None,
+        start: int | str | bytes | None = None,
+        end: int | str | bytes | None = None,
+        limit: int = 100,
+        cursor: bytes | None = None,
+        reverse: bool = False,
+    ) -> tuple[list[tuple[bytes, Any, int]], bytes | None]:
+        """One page of ``(key, value, version)`` ordered by the ``index`` field (declared
+        under ``[tables.NAME] indexes`` in nimbus.toml), then by key: those whose field
+        equals ``eq``, or lies in ``[start, end)``; ``reverse`` from the end down. Pass
+        the returned cursor for the next page (None: this was the last)."""
+        page = _op(
+            "kv_query",
+            table=table,
+            index=index,
+            eq=eq,
+            start=start,
+            end=end,
+            limit=limit,
+            cursor=cursor,
+            reverse=reverse or None,
+        )
+        return [tuple(i) for i in page["items"]], page["cursor"]
+
 
 class blobs:
     @staticmethod
