@@ -52,6 +52,21 @@ fn run(op: Value) nimbus.ServiceError!Value {
         out[1] = kv("cursor", if (page.cursor) |c| .{ .bin = c } else .nil);
         return .{ .map = out };
     }
+    if (eql(name, "kv_query")) {
+        const cursor = str(op, "cursor");
+        const page = try nimbus.tables.query(str(op, "table"), str(op, "index"), .{
+            .eq = op.get("eq"),
+            .start = op.get("start"),
+            .end = op.get("end"),
+            .limit = @intCast(optInt(op, "limit") orelse 100),
+            .cursor = if (cursor.len > 0) cursor else null,
+            .reverse = if (op.get("reverse")) |v| v == .boolean and v.boolean else false,
+        });
+        const out = nimbus.heap.allocSlice(nimbus.Pair, 2).?;
+        out[0] = kv("items", .{ .array = page.items });
+        out[1] = kv("cursor", if (page.cursor) |c| .{ .bin = c } else .nil);
+        return .{ .map = out };
+    }
     if (eql(name, "blob_put")) {
         return nimbus.blobs.put(str(op, "bucket"), str(op, "key"), str(op, "data"), str(op, "content_type"));
     }
