@@ -29,6 +29,7 @@ SERVICE_OPS = (
     "kv_put",
     "kv_delete",
     "kv_scan",
+    "kv_query",
     "blob_put",
     "blob_get",
     "blob_head",

@@ -5,6 +5,7 @@ against a real server."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,18 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from host.errors import FunctionCrashed, FunctionFailed, ManifestError
 from host.hostcalls.kv import MAX_PAGE_BYTES
 from host.manifest.app import load_manifest
-from host.manifest.functions import function_spec_from_dict
+from host.manifest.functions import FunctionSpec, function_spec_from_dict
+from host.manifest.grants import Grants
 from host.platform.apply import apply_manifest, define_indexes
 from host.platform.platform import Platform
 from tests.conftest import GUESTS, Server, python_data_dir
+from tests.hostile import guest, packb
 from tests.test_cli import nimbus
 
 Build = Callable[[str], Path]
@@ -296,3 +301,91 @@ def test_admin_api_and_cli_query(
     assert "o4" in r.stdout and "o3" in r.stdout and "o2" not in r.stdout and "--cursor" in r.stdout
     r = nimbus("kv", "query", "orders", "nope", *remote)
     assert r.returncode == 1 and "no index 'nope'" in r.stderr
+
+
+# --- an attacker's requests ------------------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=300),
+    st.binary(max_size=300),
+)
+TYPED = {
+    "at": st.integers(min_value=-20, max_value=20),
+    "who": st.sampled_from(["", "w1", "w2", "w3\x00", "x"]),
+    "raw": st.binary(max_size=2),
+}
+
+
+@st.composite
+def plausible(draw: st.DrawFn) -> dict[str, Any]:
+    """A request that is right but for at most one field: a real index, bounds of its
+    type, a limit, a direction."""
+    index = draw(st.sampled_from(sorted(TYPED)))
+    req: dict[str, Any] = {"table": "orders", "index": index}
+    if draw(st.booleans()):
+        req["eq"] = draw(TYPED[index])
+    else:
+        for bound in ("start", "end"):
+            if draw(st.booleans()):
+                req[bound] = draw(TYPED[index])
+    req["limit"] = draw(st.integers(min_value=0, max_value=40))
+    req["reverse"] = draw(st.booleans())
+    wrong = draw(st.sampled_from([None, None, None, "eq", "start", "limit", "reverse", "cursor"]))
+    if wrong:
+        req[wrong] = draw(scalars)
+    return req
+
+
+wild = st.fixed_dictionaries(
+    {"table": st.sampled_from(["orders", "ro", "other", "", 5])},
+    optional={
+        "index": st.one_of(st.sampled_from(["at", "who", "raw", "nope", ""]), scalars),
+        "eq": scalars,
+        "start": scalars,
+        "end": scalars,
+        "limit": st.one_of(st.integers(min_value=-5, max_value=1 << 40), scalars),
+        "cursor": scalars,
+        "reverse": scalars,
+        "extra": scalars,
+    },
+)
+requests = st.one_of(plausible(), wild)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    p = Platform(tmp_path_factory.mktemp("hostile"))
+    p.services.indexes.define({"orders": {"at": "int", "who": "string", "raw": "bytes"}})
+    e = p.services.begin("seed")
+    for i in range(30):
+        value = {"at": i - 15, "who": f"w{i % 4}", "raw": bytes([i % 5])}
+        e.kv_put("orders", f"k{i:02}".encode(), msgpack.packb(value))
+    assert e.commit()
+    yield p
+    p.close()
+
+
+@settings(
+    max_examples=int(os.environ.get("NIMBUS_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+@given(req=requests)
+def test_random_query_requests_answer_a_status(hostile: Platform, req: dict[str, Any]) -> None:
+    spec = FunctionSpec(name="h", grants=Grants(tables={"orders": "read", "ro": "read"}))
+    wasm = guest(call=("kv_query", packb(req)))
+    status, value = hostile.invoke_module(spec, wasm, {"kind": "invoke"}).response["output"]
+    assert status in (0, 1, 2), value
+    if status == 0:
+        assert len(value["items"]) <= 1000
+        field = req["index"]
+        got = [(v[field], k) for k, v, _ in value["items"]]
+        assert got == sorted(got, reverse=req.get("reverse") is True)
+        lo, hi = (req.get("eq"), req.get("eq")) if "eq" in req else (None, None)
+        lo, hi = req.get("start", lo), req.get("end", hi)
+        assert all((lo is None or v >= lo) and (hi is None or v <= hi) for v, _ in got)

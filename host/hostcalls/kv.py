@@ -87,7 +87,7 @@ def kv_query(a: ServiceAccess, req: dict[str, Any]) -> Any:
     index = req.get("index")
     if not isinstance(index, str):
         raise InvalidArgument("the request needs 'index' (a string: the indexed field)")
-    reverse = req.get("reverse", False)
+    reverse = req.get("reverse") or False
     if not isinstance(reverse, bool):
         raise InvalidArgument("'reverse' must be a boolean")
     query = IndexQuery.of(
