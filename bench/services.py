@@ -9,6 +9,10 @@ Three layers, on the same LMDB environment and keys in the same run:
 - py-lmdb directly: a get in its own read transaction (an independent lookup), a get
   inside one long transaction (the floor), puts in one write transaction.
 
+And a table query by an index against its reference: from a guest, ``kv_query`` of
+the 100 rows whose indexed field ``at`` is 3 vs a ``kv_scan`` of the same 100 rows by
+their key prefix, one page each, many rounds in one invocation (alternating blocks).
+
 The ratios are what to read (the machine is shared and noisy)::
 
     python -m bench.services [--n 20000]
@@ -102,9 +106,11 @@ def run(quick: bool, n: int | None = None) -> dict[str, Any]:
             raw_put = _per_op_us(raw_put_one_txn, n, repeat)
             eff_get = _per_op_us(effects_get, n, repeat)
             eff_put = _per_op_us(effects_put, n, repeat)
+            query = _query_vs_scan(platform, 50 if quick else 200, repeat)
         finally:
             platform.close()
     return {
+        **query,
         "n": n,
         "effects_get_us": eff_get,
         "effects_put_us": eff_put,
@@ -125,6 +131,40 @@ def run(quick: bool, n: int | None = None) -> dict[str, Any]:
         "guest_put_over_raw_one_txn": put_us / raw_put,
         "guest_get_ops_per_s": 1e6 / get_us,
         "guest_put_ops_per_s": 1e6 / put_us,
+    }
+
+
+def _query_vs_scan(platform: Platform, rounds: int, repeat: int) -> dict[str, Any]:
+    """Per page of 100 rows: a guest's ``kv_query`` by index vs its ``kv_scan`` by prefix."""
+    wasm = build_function(ROOT / "bench" / "guests" / "kvquery_zig").wasm.read_bytes()
+    config = {"wasm": "kvquery.wasm", "grants": {"tables": {"bench_ix": "read"}}}
+    config["memory"] = "512MiB"
+    platform.deploy(function_spec_from_dict("kvquery", config), wasm)
+    platform.services.indexes.define({"bench_ix": {"at": "int"}})
+    effects = platform.services.begin("bench")
+    for i in range(1000):  # keys g0-…, g1-…: prefix gN holds exactly the rows at == N
+        value = msgpack.packb({"at": i % 10, "n": i, "name": f"row {i}"})
+        effects.kv_put("bench_ix", f"g{i % 10}-{i:04}".encode(), value)
+    effects.commit()
+
+    def guest(op: str) -> None:
+        r = platform.invoke("kvquery", {"kind": "invoke", "input": {"op": op, "rounds": rounds}})
+        assert r.response["output"] == 100 * rounds, f"{op} did not read 100 rows a round"
+
+    guest("query"), guest("scan")  # warm
+    query_runs, scan_runs = [], []
+    for i in range(repeat * 2):  # alternating, the order flipped each round
+        first, second = ("query", "scan") if i % 2 == 0 else ("scan", "query")
+        for op in (first, second):
+            t0 = time.perf_counter()
+            guest(op)
+            us = (time.perf_counter() - t0) * 1e6 / rounds
+            (query_runs if op == "query" else scan_runs).append(us)
+    query_us, scan_us = statistics.median(query_runs), statistics.median(scan_runs)
+    return {
+        "guest_query_100_rows_us": query_us,
+        "guest_scan_100_rows_us": scan_us,
+        "guest_query_over_scan_100_rows": query_us / scan_us,
     }
 
 

@@ -72,6 +72,7 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     assert mem["warm_1_rss_mib"] >= mem["empty_rss_mib"] > 0
     sv = s["services"]
     assert sv["guest_get_us"] > 0 and sv["raw_get_one_txn_us"] > 0
+    assert sv["guest_query_100_rows_us"] > 0 and sv["guest_scan_100_rows_us"] > 0
     ob = s["outbound"]
     assert ob["guest_per_request_ms"] > 0 and ob["httpx_in_host_ms"] > 0
     assert ob["target_ms"] > ob["httpx_in_host_ms"]

@@ -191,6 +191,9 @@ class Indexes:
         """``(encoded value, key)`` of the entries with ``start <= value < end``, in
         order (or reverse order), strictly beyond the position ``after``."""
         base = self.base(table, field)
+        n = len(base)
+        high = base + end if end is not None else base[:-1] + b"\x01"  # past this index
+        low = base + (start or b"")
         cur = txn.cursor(db=self.db)
         if not reverse:
             if after is not None:
@@ -198,27 +201,21 @@ class Indexes:
                 if ok and cur.key() == base + after[0] and cur.value() == after[1]:
                     ok = cur.next()
             else:
-                ok = _seek(cur, base + (start or b""), None)
-            while ok:
-                full = cur.key()
-                if not full.startswith(base) or (end is not None and full[len(base) :] >= end):
-                    return
-                yield full[len(base) :], cur.value()
-                ok = cur.next()
-            return
-        if after is not None:
-            ok = _seek(cur, base + after[0], after[1])
-        elif end is not None:
-            ok = _seek(cur, base + end, None)
-        else:
-            ok = _seek(cur, base[:-1] + b"\x01", None)  # just past this index
-        ok = cur.prev() if ok else cur.last()
-        while ok:
-            full = cur.key()
-            if not full.startswith(base) or (start is not None and full[len(base) :] < start):
+                ok = _seek(cur, low, None)
+            if not ok:
                 return
-            yield full[len(base) :], cur.value()
-            ok = cur.prev()
+            for full, key in cur.iternext():
+                if full >= high:
+                    return
+                yield full[n:], key
+            return
+        ok = _seek(cur, high, None) if after is None else _seek(cur, base + after[0], after[1])
+        if not (cur.prev() if ok else cur.last()):
+            return
+        for full, key in cur.iterprev():
+            if full < low:
+                return
+            yield full[n:], key
 
     def drop(self, txn: Any, table: str, field: str) -> int:
         """Delete every entry of one index; how many there were."""

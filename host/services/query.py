@@ -128,6 +128,18 @@ class IndexQuery:
         """Up to ``limit`` items beyond ``after`` as ``txn`` sees them with ``staged``
         over it (table, key → value and version, or None for a delete), and whether
         more follow."""
+        positions = tables.index_positions(
+            txn, self.table, self.index, self.start, self.end, after, self.reverse
+        )
+        out: list[Item] = []
+        if not any(t == self.table for t, _ in staged):  # the common case: a plain read
+            for pos in positions:
+                if len(out) == limit:
+                    return out, True
+                found = tables.get(txn, self.table, pos[1])
+                if found is not None:  # an entry always has its row; never crash if not
+                    out.append((pos, pos[1], found[0], found[1]))
+            return out, False
         mine = [
             (pos, item)
             for (t, k), item in staged.items()
@@ -136,14 +148,7 @@ class IndexQuery:
             if self.contains(pos) and self._beyond(pos, after)
         ]
         mine.sort(key=lambda p: p[0], reverse=self.reverse)
-        committed = (
-            (pos, None)
-            for pos in tables.index_positions(
-                txn, self.table, self.index, self.start, self.end, after, self.reverse
-            )
-            if (self.table, pos[1]) not in staged
-        )
-        out: list[Item] = []
+        committed = ((pos, None) for pos in positions if (self.table, pos[1]) not in staged)
         for pos, item in _merge(committed, mine, self.reverse):
             if len(out) == limit:
                 return out, True
