@@ -451,3 +451,21 @@ def test_two_processes_writing_at_once_leave_every_index_equal_to_its_table(
         assert w.returncode == 0, err.decode()
         assert out.strip() == b"done"
     assert assert_consistent(services, "orders") > 0
+
+
+def test_a_page_stops_reading_at_its_byte_budget(services: Services) -> None:
+    services.indexes.define({"big": {"at": "int"}})
+    pad = "x" * 300_000
+    for i in range(8):
+        put(services, "big", f"k{i}", {"at": i, "pad": pad})
+    with services.begin("test") as e:
+        q = IndexQuery.of("big", e.kv_indexes("big"), "at")
+        items, more = e.kv_query(q, None, 1000, max_bytes=1_000_000)
+        assert [k for _, k, _, _ in items] == [b"k0", b"k1", b"k2"] and more
+        items, more = e.kv_query(q, items[-1][0], 1000, max_bytes=100)  # one at least
+        assert [k for _, k, _, _ in items] == [b"k3"] and more
+        e.kv_put("big", b"k9", msgpack.packb({"at": 9, "pad": pad}))  # the staged path too
+        items, more = e.kv_query(q, None, 1000, max_bytes=1_000_000)
+        assert len(items) == 3 and more
+        scanned, cursor = e.kv_scan("big", b"", None, 1000, max_bytes=1_000_000)
+        assert [k for k, _, _ in scanned] == [b"k0", b"k1", b"k2"] and cursor == b"k3"

@@ -20,7 +20,7 @@ from host.errors import InvalidRequest, NotFound, TooLarge
 from host.gateway.json_body import parse_json
 from host.gateway.query import cursor_of, limit_of
 from host.services.keys import check_key, check_name, successor
-from host.services.kv import MAX_VALUE_BYTES
+from host.services.kv import MAX_PAGE_BYTES, MAX_VALUE_BYTES
 from host.services.query import IndexQuery
 from host.services.services import Services
 
@@ -55,7 +55,7 @@ class TablesApi:
         start = cursor_of(cursor) if cursor else raw_prefix
         end = successor(raw_prefix) if raw_prefix else None
         with self.services.begin(self.source) as effects:
-            items, nxt = effects.kv_scan(table, start, end, min(limit, 1000))
+            items, nxt = effects.kv_scan(table, start, end, min(limit, 1000), MAX_PAGE_BYTES)
         return {
             "items": [
                 {"key": jsonable(k), "value": jsonable(msgpack.unpackb(v)), "version": ver}
@@ -99,7 +99,7 @@ class TablesApi:
             typed = {b: _typed(specs.get(index, ""), b, v) for b, v in bounds.items()}
             query = IndexQuery.of(table, specs, index, reverse=reverse, **typed)
             after = query.after(cursor_of(cursor)) if cursor else None
-            items, more = effects.kv_query(query, after, min(limit, 1000))
+            items, more = effects.kv_query(query, after, min(limit, 1000), MAX_PAGE_BYTES)
         return {
             "items": [
                 {"key": jsonable(k), "value": jsonable(msgpack.unpackb(v)), "version": ver}

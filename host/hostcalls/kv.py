@@ -7,7 +7,6 @@ holds a thousand large values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -17,11 +16,9 @@ from host.hostcalls import fields as f
 from host.hostcalls.context import ServiceAccess
 from host.hostcalls.wire import SMALL_REQUEST_BYTES, Operation, Raw
 from host.services.keys import check_key, successor
-from host.services.kv import MAX_VALUE_BYTES
-from host.services.query import IndexQuery, Item
+from host.services.kv import MAX_PAGE_BYTES, MAX_VALUE_BYTES
+from host.services.query import IndexQuery
 
-#: the value bytes one scan page carries at most (at least one item)
-MAX_PAGE_BYTES = 4 * 1024 * 1024
 _VALUE_KEY = b"\x82" + msgpack.packb("value")
 _VERSION_KEY = msgpack.packb("version")
 
@@ -71,13 +68,7 @@ def kv_scan(a: ServiceAccess, req: dict[str, Any]) -> Any:
     if prefix:
         bound = successor(prefix)
         end = bound if end is None or (bound is not None and bound < end) else end
-    items, cursor = a.effects.kv_scan(table, start, end, f.limit(req))
-    size = 0
-    for i, (key, value, _) in enumerate(items):
-        size += len(value)
-        if size > MAX_PAGE_BYTES and i > 0:
-            items, cursor = items[:i], key
-            break
+    items, cursor = a.effects.kv_scan(table, start, end, f.limit(req), MAX_PAGE_BYTES)
     return {"items": [[k, Raw(v), ver] for k, v, ver in items], "cursor": cursor}
 
 
@@ -101,23 +92,9 @@ def kv_query(a: ServiceAccess, req: dict[str, Any]) -> Any:
     )
     cursor = f.opt_bytes(req, "cursor")
     after = query.after(cursor) if cursor is not None else None
-    items, more = a.effects.kv_query(query, after, f.limit(req))
-    return page_of(query, items, more, Raw)
-
-
-def page_of(
-    query: IndexQuery, items: list[Item], more: bool, wrap: Callable[[bytes], Any]
-) -> dict[str, Any]:
-    """The reply to one query page: at most ``MAX_PAGE_BYTES`` of values (at least one
-    item), and the cursor of its last item when more follow."""
-    size = 0
-    for i, (_, _, value, _) in enumerate(items):
-        size += len(value)
-        if size > MAX_PAGE_BYTES and i > 0:
-            items, more = items[:i], True
-            break
+    items, more = a.effects.kv_query(query, after, f.limit(req), MAX_PAGE_BYTES)
     cursor = query.cursor(items[-1][0]) if more and items else None
-    return {"items": [[k, wrap(v), ver] for _, k, v, ver in items], "cursor": cursor}
+    return {"items": [[k, Raw(v), ver] for _, k, v, ver in items], "cursor": cursor}
 
 
 OPERATIONS = (

@@ -146,10 +146,13 @@ class Effects:
         return existed
 
     def kv_scan(
-        self, table: str, start: bytes, end: bytes | None, limit: int
+        self, table: str, start: bytes, end: bytes | None, limit: int, max_bytes: int = 0
     ) -> tuple[list[tuple[bytes, bytes, int]], bytes | None]:
         """Up to ``limit`` ``(key, value, version)`` in ``[start, end)`` in key order,
-        and the start key of the next page (None at the end)."""
+        and the start key of the next page (None at the end). With ``max_bytes``, the
+        page also stops before the item that would take its values past it (it holds
+        one item at least), so a page never loads more than that into memory."""
+        size = 0
         staged = sorted(
             k for (t, k) in self._kv if t == table and k >= start and (end is None or k < end)
         )
@@ -162,7 +165,8 @@ class Effects:
                     if staged_item is None:
                         continue
                     value, version = staged_item
-                if len(out) == limit:
+                size += len(value)
+                if len(out) == limit or (max_bytes and out and size > max_bytes):
                     return out, key
                 out.append((key, value, version))
         return out, None
@@ -176,12 +180,12 @@ class Effects:
         return found
 
     def kv_query(
-        self, query: IndexQuery, after: Position | None, limit: int
+        self, query: IndexQuery, after: Position | None, limit: int, max_bytes: int = 0
     ) -> tuple[list[Item], bool]:
         """Up to ``limit`` items of ``query`` beyond ``after``, staged writes included,
-        and whether more follow (see ``query.py``)."""
+        and whether more follow; ``max_bytes`` as for ``kv_scan`` (see ``query.py``)."""
         with self._view as txn:
-            return query.page(txn, self._tables, self._kv, after, limit)
+            return query.page(txn, self._tables, self._kv, after, limit, max_bytes)
 
     # --- blobs -------------------------------------------------------------------------
 

@@ -33,6 +33,9 @@ _VERSION = struct.Struct(">Q")
 #: guest memory on every read and a scan page holds many; bulk data belongs in a bucket
 #: (objects up to 64 MiB, read by byte range)
 MAX_VALUE_BYTES = 1024 * 1024
+#: the value bytes one scan or query page carries at most (at least one item): the page
+#: stops reading there, so no page loads a thousand large values into the host
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 
 class Tables:

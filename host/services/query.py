@@ -22,6 +22,7 @@ from typing import Any
 
 import msgpack
 
+from host.common.indexes import INDEX_NAME
 from host.errors import InvalidArgument
 from host.services.indexes import encode, entries
 from host.services.interface import TableStore
@@ -61,6 +62,10 @@ class IndexQuery:
         kind = specs.get(index)
         if kind is None:
             known = ", ".join(f"{n} ({k})" for n, k in specs.items()) or "none"
+            if not INDEX_NAME.match(index):
+                raise InvalidArgument(
+                    f"{index[:64]!r} is not an index name (table {table} has: {known})"
+                )
             raise InvalidArgument(
                 f"table {table} has no index {index!r} (its indexes: {known}); declare it "
                 f'under [tables.{table}] indexes = {{ {index} = "int" }} in nimbus.toml'
@@ -124,21 +129,28 @@ class IndexQuery:
         staged: Mapping[tuple[str, bytes], tuple[bytes, int] | None],
         after: Position | None,
         limit: int,
+        max_bytes: int = 0,
     ) -> tuple[list[Item], bool]:
         """Up to ``limit`` items beyond ``after`` as ``txn`` sees them with ``staged``
         over it (table, key → value and version, or None for a delete), and whether
-        more follow."""
+        more follow. With ``max_bytes``, the page stops before the item that would take
+        its values past it (one item at least)."""
         positions = tables.index_positions(
             txn, self.table, self.index, self.start, self.end, after, self.reverse
         )
         out: list[Item] = []
+        size = 0
         if not any(t == self.table for t, _ in staged):  # the common case: a plain read
             for pos in positions:
                 if len(out) == limit:
                     return out, True
                 found = tables.get(txn, self.table, pos[1])
-                if found is not None:  # an entry always has its row; never crash if not
-                    out.append((pos, pos[1], found[0], found[1]))
+                if found is None:  # an entry always has its row; never crash if not
+                    continue
+                size += len(found[0])
+                if max_bytes and out and size > max_bytes:
+                    return out, True
+                out.append((pos, pos[1], found[0], found[1]))
             return out, False
         mine = [
             (pos, item)
@@ -157,6 +169,9 @@ class IndexQuery:
                 if found is None:  # an entry without its row: cannot be, but never crash
                     continue
                 item = found
+            size += len(item[0])
+            if max_bytes and out and size > max_bytes:
+                return out, True
             out.append((pos, pos[1], item[0], item[1]))
         return out, False
 
