@@ -118,6 +118,11 @@ class Indexes:
         self._defs = storage.db(b"kv_index_defs")
         self.db = storage.db(b"kv_index", dupsort=True)
         self._parsed: dict[bytes, dict[str, str]] = {}
+        #: the definitions one write transaction has read: ``(txn, {table: specs})``.
+        #: Keyed by the transaction object itself, held here so no later transaction
+        #: can be allocated at its address; ``set_specs`` forgets it. (Write
+        #: transactions of a process run one at a time: ``Storage.write``.)
+        self._writing: tuple[Any, dict[str, dict[str, str]]] = (None, {})
 
     def specs(self, txn: Any, table: str) -> dict[str, str]:
         """``table``'s indexes as committed in ``txn`` (field → type; ``{}``: none)."""
@@ -131,11 +136,24 @@ class Indexes:
                 self._parsed[raw] = found
         return found
 
+    def write_specs(self, txn: Any, table: str) -> dict[str, str]:
+        """``specs`` for the write transaction ``txn``, read once per table in it (a
+        commit of many puts to one table pays for one lookup)."""
+        held, tables = self._writing
+        if held is not txn:
+            tables = {}
+            self._writing = (txn, tables)
+        found = tables.get(table)
+        if found is None:
+            found = tables[table] = self.specs(txn, table)
+        return found
+
     def all_specs(self, txn: Any) -> dict[str, dict[str, str]]:
         cur = txn.cursor(db=self._defs)
         return {bytes(k).decode(): dict(msgpack.unpackb(v)) for k, v in cur}
 
     def set_specs(self, txn: Any, table: str, specs: Mapping[str, str]) -> None:
+        self._writing = (None, {})
         if specs:
             txn.put(table.encode(), msgpack.packb(dict(sorted(specs.items()))), db=self._defs)
         else:

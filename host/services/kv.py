@@ -92,7 +92,7 @@ class Tables:
         """Store ``value``, moving the key's index entries (``InvalidArgument`` when
         the value does not fit the table's indexes)."""
         full = self.prefix(table) + key
-        specs = self.index.specs(txn, table)
+        specs = self.index.write_specs(txn, table)
         if specs:
             old = txn.get(full, db=self.db)
             self.index.replace(txn, table, key, specs, None if old is None else old[8:], value)
@@ -103,7 +103,7 @@ class Tables:
         raw = txn.pop(full, db=self.db)
         if raw is None:
             return False
-        specs = self.index.specs(txn, table)
+        specs = self.index.write_specs(txn, table)
         if specs:
             self.index.replace(txn, table, key, specs, raw[8:], None)
         version = _VERSION.unpack_from(raw)[0]
