@@ -299,6 +299,8 @@ def test_admin_api_and_cli_query(
     assert [i["key"] for i in json.loads(r.stdout)["items"]] == ["o0", "o2", "o4"]
     r = nimbus("kv", "query", "orders", "at", "--reverse", "--limit", "2", *remote)
     assert "o4" in r.stdout and "o3" in r.stdout and "o2" not in r.stdout and "--cursor" in r.stdout
+    r = nimbus("kv", "indexes", "orders", *remote)
+    assert json.loads(r.stdout) == {"at": "int", "who": "string"}
     r = nimbus("kv", "query", "orders", "nope", *remote)
     assert r.returncode == 1 and "no index 'nope'" in r.stderr
 

@@ -136,6 +136,10 @@ class AdminClient:
         result: dict[str, Any] = self.request("GET", f"/tables/{table}/keys", params=params)
         return result
 
+    def kv_indexes(self, table: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/tables/{table}/indexes")
+        return result
+
     def kv_query(
         self,
         table: str,

@@ -48,6 +48,8 @@ def cmd_kv(args: argparse.Namespace) -> None:
         out.print_json(json.dumps(c.kv_put(args.table, args.key, json.loads(args.value))))
     elif args.action == "rm":
         out.print_json(json.dumps(c.kv_delete(args.table, args.key)))
+    elif args.action == "indexes":
+        out.print_json(json.dumps(c.kv_indexes(args.table)["indexes"]))
     else:
         if args.action == "query":
             bounds = {"eq": args.eq, "start": args.start, "end": args.end}
@@ -220,6 +222,10 @@ def add_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None]) ->
     c.add_argument("--limit", type=int, default=100)
     c.add_argument("--cursor")
     json_flag(c)
+    c.set_defaults(handler=cmd_kv)
+    remote(c)
+    c = kv.add_parser("indexes", help="a table's indexes (field → type)")
+    c.add_argument("table")
     c.set_defaults(handler=cmd_kv)
     remote(c)
     c = kv.add_parser(

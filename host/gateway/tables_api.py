@@ -1,4 +1,5 @@
-"""The admin API's view of key-value tables: scan, query an index, get, put and delete.
+"""The admin API's view of key-value tables: scan, query an index (and list a table's
+indexes), get, put and delete.
 
 Writes go through the same staged effects as a guest's and are committed the same
 way. Keys in URLs are UTF-8 strings; values are JSON. A query's bounds are query
@@ -36,6 +37,7 @@ class TablesApi:
         return [
             Route("/tables/{table}/keys", guard(self.scan), methods=["GET"]),
             Route("/tables/{table}/query", guard(self.query), methods=["GET"]),
+            Route("/tables/{table}/indexes", guard(self.indexes), methods=["GET"]),
             Route("/tables/{table}/keys/{key:path}", guard(self.get), methods=["GET"]),
             Route("/tables/{table}/keys/{key:path}", guard(self.put), methods=["PUT"]),
             Route("/tables/{table}/keys/{key:path}", guard(self.delete), methods=["DELETE"]),
@@ -63,6 +65,11 @@ class TablesApi:
             ],
             "cursor": nxt.hex() if nxt is not None else None,
         }
+
+    async def indexes(self, request: Request) -> Response:
+        table = check_name("table", request.path_params["table"])
+        with self.services.begin(self.source) as effects:
+            return JSONResponse({"table": table, "indexes": effects.kv_indexes(table)})
 
     async def query(self, request: Request) -> Response:
         q = request.query_params
