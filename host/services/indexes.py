@@ -83,15 +83,28 @@ def entries(specs: Mapping[str, str], table: str, key: bytes, value: bytes) -> d
         raise InvalidArgument(
             f"{where} must be a msgpack map: the table has indexes ({_list(specs)})"
         ) from None
-    for _ in range(n):
-        name = u.unpack()
-        kind = specs.get(name) if isinstance(name, str) else None
-        if kind is None:
-            u.skip()
-            continue
-        if name in found:
-            raise InvalidArgument(f"{where} holds the indexed field {name!r} twice")
-        found[name] = encode(kind, u.unpack(), f"{where}: field {name!r}")
+    try:
+        for _ in range(n):
+            if _held(value[u.tell()]) != "a string":  # only str keys name fields:
+                u.skip()  # any other key, and its value, is passed over undecoded
+                u.skip()
+                continue
+            name = u.unpack()
+            kind = specs.get(name)
+            if kind is None:
+                u.skip()
+                continue
+            if name in found:
+                raise InvalidArgument(f"{where} holds the indexed field {name!r} twice")
+            what = f"{where}: field {name!r}"
+            held = _held(value[u.tell()])
+            if held != _WANTED[kind]:  # refused from its first byte: a mistyped field
+                raise InvalidArgument(  # that is a large map or array is never decoded
+                    f"{what} must be {_WANTED[kind]} (index type {kind}), got {held}"
+                )
+            found[name] = encode(kind, u.unpack(), what)
+    except (ValueError, IndexError, msgpack.UnpackException):
+        raise InvalidArgument(f"{where} is not valid msgpack") from None
     missing = [n for n in specs if n not in found]
     if missing:
         raise InvalidArgument(
@@ -99,6 +112,25 @@ def entries(specs: Mapping[str, str], table: str, key: bytes, value: bytes) -> d
             f"every value of this table needs: {_list(specs)}"
         )
     return found
+
+
+_WANTED = {"int": "an integer", "string": "a string", "bytes": "bytes"}
+
+
+def _held(first: int) -> str:
+    """What a msgpack value holds, from its first byte (the names ``_type`` uses)."""
+    if first <= 0x7F or first >= 0xE0 or 0xCC <= first <= 0xD3:
+        return "an integer"
+    if 0xA0 <= first <= 0xBF or 0xD9 <= first <= 0xDB:
+        return "a string"
+    if 0xC4 <= first <= 0xC6:
+        return "bytes"
+    if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF):
+        return "a map"
+    if 0x90 <= first <= 0x9F or first in (0xDC, 0xDD):
+        return "an array"
+    names = {0xC0: "nil", 0xC2: "a boolean", 0xC3: "a boolean", 0xCA: "a float", 0xCB: "a float"}
+    return names.get(first, "an extension type")
 
 
 def _type(value: object) -> str:
