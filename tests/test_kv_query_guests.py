@@ -391,3 +391,16 @@ def test_random_query_requests_answer_a_status(hostile: Platform, req: dict[str,
         lo, hi = (req.get("eq"), req.get("eq")) if "eq" in req else (None, None)
         lo, hi = req.get("start", lo), req.get("end", hi)
         assert all((lo is None or v >= lo) and (hi is None or v <= hi) for v, _ in got)
+
+
+def test_the_admin_api_shows_values_whose_map_keys_are_not_strings(platform: Platform) -> None:
+    from host.gateway.tables_api import TablesApi
+
+    platform.services.indexes.define({"orders": {"at": "int"}})
+    e = platform.services.begin("guest")
+    e.kv_put("orders", b"k", msgpack.packb({"at": 1, 7: "seven"}))  # as a guest may
+    assert e.commit()
+    api = TablesApi(platform.services, "admin")
+    page = api.query_table("orders", "at", {"eq": "1"}, None, 10)
+    assert page["items"] == [{"key": "k", "value": {"at": 1, "7": "seven"}, "version": 1}]
+    assert api.scan_table("orders", "", None, 10)["items"] == page["items"]

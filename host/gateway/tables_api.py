@@ -60,8 +60,7 @@ class TablesApi:
             items, nxt = effects.kv_scan(table, start, end, min(limit, 1000), MAX_PAGE_BYTES)
         return {
             "items": [
-                {"key": jsonable(k), "value": jsonable(msgpack.unpackb(v)), "version": ver}
-                for k, v, ver in items
+                {"key": jsonable(k), "value": _json(v), "version": ver} for k, v, ver in items
             ],
             "cursor": nxt.hex() if nxt is not None else None,
         }
@@ -109,8 +108,7 @@ class TablesApi:
             items, more = effects.kv_query(query, after, min(limit, 1000), MAX_PAGE_BYTES)
         return {
             "items": [
-                {"key": jsonable(k), "value": jsonable(msgpack.unpackb(v)), "version": ver}
-                for _, k, v, ver in items
+                {"key": jsonable(k), "value": _json(v), "version": ver} for _, k, v, ver in items
             ],
             "cursor": query.cursor(items[-1][0]).hex() if more and items else None,
         }
@@ -121,7 +119,7 @@ class TablesApi:
             found = effects.kv_get(table, key)
         if found is None:
             raise NotFound(f"table {table} has no key {key.decode(errors='replace')!r}")
-        return JSONResponse({"value": jsonable(msgpack.unpackb(found[0])), "version": found[1]})
+        return JSONResponse({"value": _json(found[0]), "version": found[1]})
 
     async def put(self, request: Request) -> Response:
         table, key = _table_key(request)
@@ -159,3 +157,8 @@ def _typed(kind: str, name: str, text: str | None) -> object:
                 f"{name} must be an integer (the index is int), not {text!r}"
             ) from None
     return text.encode() if kind == "bytes" else text
+
+
+def _json(value: bytes) -> Any:
+    """A stored value for a JSON reply (a guest may have used any scalar as a map key)."""
+    return jsonable(msgpack.unpackb(value, strict_map_key=False))
