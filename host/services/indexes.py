@@ -12,9 +12,10 @@ order), bytes as they are. The value is the whole rest of the LMDB key, so it ne
 escaping; its length is capped (``MAX_INDEXED_BYTES``) to fit LMDB's 511-byte key.
 
 Definitions (table → {field: type}) live in their own database and are read inside
-every write transaction that touches the table (``Tables.put``/``delete``), never from
-a process-local cache: a worker that has not yet heard of a new index still maintains
-it, because the definition and its back-fill commit together (``IndexCatalog``).
+every write transaction that touches the table (``Tables.put``/``delete``; once per
+table and transaction), never from a cache that outlives it: a worker that has not yet
+heard of a new index still maintains it, because the definition and its back-fill
+commit together (``IndexCatalog``).
 """
 
 from __future__ import annotations
@@ -61,13 +62,6 @@ def encode(kind: str, value: object, what: str) -> bytes:
     if len(raw) > MAX_INDEXED_BYTES:
         raise InvalidArgument(f"{what} is {len(raw)} bytes; an indexed value is at most 256")
     return raw
-
-
-def decode(kind: str, raw: bytes) -> object:
-    """The value ``encode`` made ``raw`` from (for people: the admin API, the CLI)."""
-    if kind == "int":
-        return int.from_bytes(raw, "big") - _BIAS
-    return raw.decode() if kind == "string" else raw
 
 
 def entries(specs: Mapping[str, str], table: str, key: bytes, value: bytes) -> dict[str, bytes]:
