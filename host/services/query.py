@@ -68,7 +68,8 @@ class IndexQuery:
                 )
             raise InvalidArgument(
                 f"table {table} has no index {index!r} (its indexes: {known}); declare it "
-                f'under [tables.{table}] indexes = {{ {index} = "int" }} in nimbus.toml'
+                f"in nimbus.toml: [tables.{table}] indexes = {{ {index} = TYPE }}, TYPE one "
+                'of "int", "string", "bytes"'
             )
         if eq is not None:
             if start is not None or end is not None:
