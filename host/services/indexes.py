@@ -40,7 +40,7 @@ _BIAS = 1 << 63
 _SHOWN = 5
 
 
-def encode(kind: str, value: object, what: str) -> bytes:
+def encode(kind: str, value: object, what: object) -> bytes:
     """``value`` as the bytes an index of type ``kind`` orders by; ``InvalidArgument``
     (naming ``what``) when it is not of that type or is too long."""
     if kind == "int":
@@ -67,36 +67,22 @@ def encode(kind: str, value: object, what: str) -> bytes:
 def entries(specs: Mapping[str, str], table: str, key: bytes, value: bytes) -> dict[str, bytes]:
     """The encoded value of every index of ``specs`` in the msgpack ``value`` of ``key``;
     ``InvalidArgument`` when the value is not a map, lacks a field or mistypes it."""
-    where = f"table {table}: the value of key {key!r}"
-    u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(value), 1))
-    u.feed(value)
-    found: dict[str, bytes] = {}
-    try:
-        n = u.read_map_header()
-    except (ValueError, msgpack.UnpackException):
+    where = _Where(table, key)
+    if not value or _held(value[0]) != "a map":
         raise InvalidArgument(
             f"{where} must be a msgpack map: the table has indexes ({_list(specs)})"
-        ) from None
+        )
+    found: dict[str, bytes] = {}
     try:
-        for _ in range(n):
-            if _held(value[u.tell()]) != "a string":  # only str keys name fields:
-                u.skip()  # any other key, and its value, is passed over undecoded
-                u.skip()
-                continue
-            name = u.unpack()
-            kind = specs.get(name)
-            if kind is None:
-                u.skip()
-                continue
-            if name in found:
-                raise InvalidArgument(f"{where} holds the indexed field {name!r} twice")
-            what = f"{where}: field {name!r}"
-            held = _held(value[u.tell()])
-            if held != _WANTED[kind]:  # refused from its first byte: a mistyped field
-                raise InvalidArgument(  # that is a large map or array is never decoded
-                    f"{what} must be {_WANTED[kind]} (index type {kind}), got {held}"
-                )
-            found[name] = encode(kind, u.unpack(), what)
+        if len(value) <= _SMALL:  # decoded whole: one C call beats walking it
+            pairs = msgpack.unpackb(
+                value, raw=False, strict_map_key=False, object_pairs_hook=_Pairs
+            )
+            for name, field in pairs:
+                if isinstance(name, str) and name in specs:
+                    _add(found, specs, where, name, _type(field), field)
+        else:
+            _walk(found, specs, where, value)
     except (ValueError, IndexError, msgpack.UnpackException):
         raise InvalidArgument(f"{where} is not valid msgpack") from None
     missing = [n for n in specs if n not in found]
@@ -106,6 +92,63 @@ def entries(specs: Mapping[str, str], table: str, key: bytes, value: bytes) -> d
             f"every value of this table needs: {_list(specs)}"
         )
     return found
+
+
+class _Where:
+    """Where a value is, for a message: formatted only when one is raised."""
+
+    __slots__ = ("field", "key", "table")
+
+    def __init__(self, table: str, key: bytes, field: str = "") -> None:
+        self.table, self.key, self.field = table, key, field
+
+    def __str__(self) -> str:
+        at = f"table {self.table}: the value of key {self.key!r}"
+        return f"{at}: field {self.field!r}" if self.field else at
+
+
+#: values up to this many bytes are decoded whole, larger ones walked field by field
+_SMALL = 4096
+
+
+class _Pairs(list[tuple[Any, Any]]):
+    """A msgpack map decoded as its pairs (a key may repeat: that must be seen)."""
+
+
+def _walk(found: dict[str, bytes], specs: Mapping[str, str], where: _Where, value: bytes) -> None:
+    """``entries`` for a large value: only the indexed fields are decoded, each after
+    its first byte says it has the right type (a mistyped large field never is)."""
+    u = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(value))
+    u.feed(value)
+    for _ in range(u.read_map_header()):
+        if _held(value[u.tell()]) != "a string":  # only str keys name fields:
+            u.skip()  # any other key, and its value, is passed over undecoded
+            u.skip()
+            continue
+        name = u.unpack()
+        if name not in specs:
+            u.skip()
+            continue
+        held = _held(value[u.tell()])
+        _add(found, specs, where, name, held, u.unpack() if held == _WANTED[specs[name]] else None)
+
+
+def _add(
+    found: dict[str, bytes],
+    specs: Mapping[str, str],
+    where: _Where,
+    name: str,
+    held: str,
+    field: Any,
+) -> None:
+    """Encode one indexed field that holds ``held`` (as ``_type`` names it)."""
+    if name in found:
+        raise InvalidArgument(f"{where} holds the indexed field {name!r} twice")
+    kind = specs[name]
+    what = _Where(where.table, where.key, name)
+    if held != _WANTED[kind]:
+        raise InvalidArgument(f"{what} must be {_WANTED[kind]} (index type {kind}), got {held}")
+    found[name] = encode(kind, field, what)
 
 
 _WANTED = {"int": "an integer", "string": "a string", "bytes": "bytes"}
@@ -123,14 +166,19 @@ def _held(first: int) -> str:
         return "a map"
     if 0x90 <= first <= 0x9F or first in (0xDC, 0xDD):
         return "an array"
-    names = {0xC0: "nil", 0xC2: "a boolean", 0xC3: "a boolean", 0xCA: "a float", 0xCB: "a float"}
-    return names.get(first, "an extension type")
+    return _OTHER_BYTES.get(first, "an extension type")
+
+
+_OTHER_BYTES = {0xC0: "nil", 0xC2: "a boolean", 0xC3: "a boolean", 0xCA: "a float", 0xCB: "a float"}
+
+
+_TYPES: dict[type, str] = {bool: "a boolean", int: "an integer", float: "a float"}
+_TYPES.update({str: "a string", bytes: "bytes", type(None): "nil", dict: "a map"})
+_TYPES.update({list: "an array", _Pairs: "a map", msgpack.ExtType: "an extension type"})
 
 
 def _type(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-    names.update({bytes: "bytes", type(None): "nil", dict: "a map", list: "an array"})
-    return names.get(type(value), type(value).__name__)
+    return _TYPES.get(type(value)) or type(value).__name__
 
 
 def _list(specs: Mapping[str, str]) -> str:
@@ -200,7 +248,10 @@ class Indexes:
         """Move ``key``'s entries from its ``old`` value to its ``new`` one (either may
         be None: an insert, a delete); ``InvalidArgument`` when ``new`` does not fit."""
         after = entries(specs, table, key, new) if new is not None else {}
-        before = self._lenient(specs, table, key, old) if old is not None else {}
+        if old is None:
+            before: dict[str, bytes] = {}
+        else:
+            before = after if old == new else self._lenient(specs, table, key, old)
         for field, enc in before.items():
             if after.get(field) != enc:
                 txn.delete(self.base(table, field) + enc, key, db=self.db)
