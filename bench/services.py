@@ -11,7 +11,9 @@ Three layers, on the same LMDB environment and keys in the same run:
 
 And a table query by an index against its reference: from a guest, ``kv_query`` of
 the 100 rows whose indexed field ``at`` is 3 vs a ``kv_scan`` of the same 100 rows by
-their key prefix, one page each, many rounds in one invocation (alternating blocks).
+their key prefix, one page each, many rounds in one invocation (alternating blocks);
+and the price of keeping the index: 500 overwrites of such rows in the indexed table
+vs in a table without an index, in one invocation each.
 
 The ratios are what to read (the machine is shared and noisy)::
 
@@ -137,8 +139,8 @@ def run(quick: bool, n: int | None = None) -> dict[str, Any]:
 def _query_vs_scan(platform: Platform, rounds: int, repeat: int) -> dict[str, Any]:
     """Per page of 100 rows: a guest's ``kv_query`` by index vs its ``kv_scan`` by prefix."""
     wasm = build_function(ROOT / "bench" / "guests" / "kvquery_zig").wasm.read_bytes()
-    config = {"wasm": "kvquery.wasm", "grants": {"tables": {"bench_ix": "read"}}}
-    config["memory"] = "512MiB"
+    grants = {"tables": {"bench_ix": "read-write", "bench_plain": "read-write"}}
+    config: dict[str, Any] = {"wasm": "kvquery.wasm", "grants": grants, "memory": "512MiB"}
     platform.deploy(function_spec_from_dict("kvquery", config), wasm)
     platform.services.indexes.define({"bench_ix": {"at": "int"}})
     effects = platform.services.begin("bench")
@@ -161,10 +163,24 @@ def _query_vs_scan(platform: Platform, rounds: int, repeat: int) -> dict[str, An
             us = (time.perf_counter() - t0) * 1e6 / rounds
             (query_runs if op == "query" else scan_runs).append(us)
     query_us, scan_us = statistics.median(query_runs), statistics.median(scan_runs)
+    puts = {"put_indexed": [], "put_plain": []}  # the price of keeping an index
+    for i in range(repeat * 2):
+        for op in ("put_indexed", "put_plain") if i % 2 == 0 else ("put_plain", "put_indexed"):
+            t0 = time.perf_counter()
+            r = platform.invoke("kvquery", {"kind": "invoke", "input": {"op": op, "rounds": 500}})
+            puts[op].append((time.perf_counter() - t0) * 1e6 / 500)
+            assert r.response["output"] == 500
+    indexed_us, plain_us = (
+        statistics.median(puts["put_indexed"]),
+        statistics.median(puts["put_plain"]),
+    )
     return {
         "guest_query_100_rows_us": query_us,
         "guest_scan_100_rows_us": scan_us,
         "guest_query_over_scan_100_rows": query_us / scan_us,
+        "guest_put_indexed_us": indexed_us,
+        "guest_put_plain_us": plain_us,
+        "guest_put_indexed_over_plain": indexed_us / plain_us,
     }
 
 
