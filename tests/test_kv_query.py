@@ -398,9 +398,14 @@ from host.errors import ConditionFailed
 from tests.conftest import open_services
 
 backend, path, seed, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+stop = __import__("pathlib").Path(sys.argv[5])
 rnd = random.Random(seed)
 s = open_services(backend, __import__("pathlib").Path(path), map_size=1 << 20)
-for i in range(n):
+i = 0
+while i < n or not stop.exists():  # at least n commits, and on until told to stop
+    if i >= 20 * n:
+        raise SystemExit("never told to stop")
+    i += 1
     e = s.begin("writer")
     for _ in range(rnd.randint(1, 3)):
         key = f"k{rnd.randrange(40):02}".encode()
@@ -437,26 +442,30 @@ def test_two_processes_writing_at_once_leave_every_index_equal_to_its_table(
 ) -> None:
     services.indexes.define({"orders": {"at": "int"}})
     path = str(tmp_path / "db")
+    stop = tmp_path / "stop"
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, backend, path, str(seed), "400"],
+            [sys.executable, "-c", WRITER, backend, path, str(seed), "200", str(stop)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
         for seed in (1, 2)
     ]
-    # meanwhile: add an index (back-filled while both write), and query
-    deadline = time.monotonic() + 60
-    while len(rows(services, "orders")) < 10 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert all(w.poll() is None for w in writers), "the writers finished too soon"
-    services.indexes.define({"orders": {"at": "int", "who": "string"}})
-    rnd = random.Random(3)
-    for _ in range(20):
-        at = rnd.randint(-50, 50)
-        keys = query(services, "orders", "at", start=at, limit=7)
-        assert len(keys) == len(set(keys))
+    # meanwhile (the writers go on until told to stop): add an index, back-filled while
+    # both write, and query
+    try:
+        deadline = time.monotonic() + 60
+        while len(rows(services, "orders")) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        services.indexes.define({"orders": {"at": "int", "who": "string"}})
+        rnd = random.Random(3)
+        for _ in range(20):
+            at = rnd.randint(-50, 50)
+            keys = query(services, "orders", "at", start=at, limit=7)
+            assert len(keys) == len(set(keys))
+    finally:
+        stop.touch()
     for w in writers:
         out, err = w.communicate(timeout=180)
         assert w.returncode == 0, err.decode()
