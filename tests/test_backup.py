@@ -165,3 +165,31 @@ def test_backup_and_restore_check_what_they_copy(tmp_path: Path, build: Build) -
     with pytest.raises(InvalidRequest, match=r"hello: module .* is missing"):
         restore(tmp_path / "b1", tmp_path / "r1")
     assert not (tmp_path / "r1").exists()  # nothing half written
+
+
+def test_a_backup_keeps_the_secrets_key_and_the_usage(tmp_path: Path, build: Build) -> None:
+    data = tmp_path / "data"
+    platform = Platform(data)
+    try:
+        platform.deploy(
+            function_spec_from_dict("hello", {"wasm": "h.wasm"}), build("hello").read_bytes()
+        )
+        platform.secrets.set("API_TOKEN", b"s3cret")
+        for _ in range(3):
+            platform.invoke("hello", {"kind": "http", "method": "GET", "path": "/hello/ada"})
+        before = [(r.function, r.requests, r.byte_ms) for r in platform.services.usage.query()]
+    finally:
+        platform.close()
+    assert before and before[0][:2] == ("hello", 3)
+    assert backup(data, tmp_path / "b") == ["hello"]
+    assert (tmp_path / "b" / "secrets.key").read_bytes() == (data / "secrets.key").read_bytes()
+    assert (tmp_path / "b" / "secrets.key").stat().st_mode & 0o077 == 0
+    assert restore(tmp_path / "b", tmp_path / "r") == ["hello"]
+    for root in (tmp_path / "b", tmp_path / "r"):
+        served = Platform(root)
+        try:
+            assert served.secrets.get("API_TOKEN") == b"s3cret"  # sealed with the copied key
+            after = [(r.function, r.requests, r.byte_ms) for r in served.services.usage.query()]
+        finally:
+            served.close()
+        assert after == before

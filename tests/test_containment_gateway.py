@@ -50,6 +50,8 @@ def server(start_server: Start, tmp_path: Path) -> Server:
         (app / f"{name}.wasm").write_bytes(wasm)
         parts.append(f'[functions.{name}]\nwasm = "{name}.wasm"\n' + GRANTS.format(name=name))
         parts.append(f'[[routes]]\nmethod = "*"\npath = "/{name}"\nfunction = "{name}"\n')
+    parts.append('[workflows.W]\nstart = "a"\n[workflows.W.steps.a]\nfunction = "hello"\n')
+    parts.append('[[routes]]\nmethod = "POST"\npath = "/wf/{id}"\nworkflow = "W"\n')
     parts.append(
         '[[triggers.queue]]\nqueue = "jobs"\nfunction = "crlf"\nmax_attempts = 1\n'
         'backoff = { initial = "10ms", max = "10ms" }\n'
@@ -119,6 +121,19 @@ def test_caller_json_is_depth_bounded(server: Server, admin: httpx.Client) -> No
     r = admin.put("/tables/t/keys/k", content=b"[" * 65 + b"]" * 65)
     assert r.status_code == 400 and "64" in error_of(r)["message"]
     nothing_kept(admin)
+
+
+def test_a_workflow_routes_json_is_depth_bounded(server: Server, admin: httpx.Client) -> None:
+    for body in (b"[" * 100_000, b'{"a":' * 65 + b"1" + b"}" * 65):
+        r = httpx.post(server.url + "/wf/1", content=body)
+        assert r.status_code == 400, r.text
+        assert error_of(r)["kind"] == "InvalidRequest"
+        assert "workflow route" in error_of(r)["message"] and "64" in error_of(r)["message"]
+    assert admin.get("/runs").json()["runs"] == []  # nothing stored for a refused body
+    deep = b'{"a":' * 60 + b"1" + b"}" * 60  # within the bound: stored, and shown again
+    r = httpx.post(server.url + "/wf/1", content=deep)
+    assert r.status_code == 202, r.text
+    assert admin.get(r.headers["location"].removeprefix("/_admin")).status_code == 200
 
 
 def test_module_upload_cap_is_413(server: Server, admin: httpx.Client) -> None:

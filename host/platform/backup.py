@@ -1,11 +1,13 @@
 """Backups a host can serve as they are: the database and the modules it names.
 
-A data dir is the LMDB environment (``db/``), the deployed modules by content hash
-(``modules/<sha256>.wasm``), the compiled-module cache (``cache/``, rebuilt on demand)
-and the admin token. ``backup`` copies the environment from one read snapshot (while
-writers go on), then, reading that copy, the module of every function it deploys,
-each checked against its hash; the token goes along (a backup is as secret as the data
-dir). It is written under a temporary name and renamed at the end, so a directory
+A data dir is the LMDB environment (``db/``, with the usage rows in ``db/usage``), the
+deployed modules by content hash (``modules/<sha256>.wasm``), the compiled-module cache
+(``cache/``, rebuilt on demand), the admin token and the key that seals the secrets
+(``secrets.key``). ``backup`` copies the environment and the usage rows, each from one
+read snapshot (while writers go on), then, reading that copy, the module of every
+function it deploys, each checked against its hash; the token and the secrets key go
+along (a backup is as secret as the data dir: without the key its secrets cannot be
+read). It is written under a temporary name and renamed at the end, so a directory
 with the backup's name is always complete. ``nimbus serve --data BACKUP`` serves it
 as is; ``restore`` copies a backup into a new data dir, checking it first.
 

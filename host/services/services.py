@@ -85,8 +85,11 @@ class Services:
 
     def backup(self, dest: Path) -> None:
         """A consistent, compacted copy of the data into the new directory ``dest``,
-        taken while other threads and processes keep writing."""
+        taken while other threads and processes keep writing: the main environment,
+        then the usage rows (``dest/usage``). The rate-limit counters are not copied: a
+        restored host starts its buckets full and its quota periods anew."""
         self.storage.backup(dest)
+        self.usage.backup(dest / "usage")
 
     def close(self) -> None:
         self.usage.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgpack
@@ -140,6 +141,12 @@ class Usage:
                             mine[i] += v
                 raise
             return len(pending)
+
+    def backup(self, dest: Path) -> None:
+        """A consistent copy of the usage rows (what this process has pending is
+        flushed first) into the new directory ``dest``."""
+        self.flush()
+        self._storage.backup(dest)
 
     def close(self) -> None:
         """Flush what is pending, then close the store."""
