@@ -117,3 +117,83 @@ def test_a_directory_outside_any_app_runs_as_before(tmp_path: Path) -> None:
     r = nimbus("invoke", str(fn), "--http", "GET", "/x?name=solo", "--data", str(tmp_path / "d"))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["body"] == "hello, solo\n"
+
+
+GUARDED = """
+[functions.hello]
+source = "hello"
+
+[gateway.policies.key]
+api_key = {}
+rate_limit = { rate = 1, per = "1h", burst = 1, key = "api_key" }
+cors = { origins = ["https://shop.example"] }
+response = { set_headers = { cache-control = "no-store" } }
+
+[gateway.policies.hs]
+jwt = { algorithms = ["HS256"], secret = "a-local-secret-of-32-bytes-or-more!" }
+
+[[routes]]
+method = "GET"
+path = "/keyed/{name}"
+function = "hello"
+policies = ["key"]
+
+[[routes]]
+method = "GET"
+path = "/jwt/{name}"
+function = "hello"
+policies = ["hs"]
+"""
+
+
+def test_local_http_invoke_applies_the_routes_policies(tmp_path: Path) -> None:
+    import jwt
+
+    from host.platform.platform import Platform
+
+    app = tmp_path / "app"
+    app.mkdir()
+    shutil.copytree(
+        ROOT / "functions" / "hello", app / "hello", ignore=shutil.ignore_patterns("build")
+    )
+    (app / "nimbus.toml").write_text(GUARDED)
+    data = str(tmp_path / "data")
+    platform = Platform(Path(data))  # a key of the data dir, as `nimbus keys create` makes
+    try:
+        _, key = platform.services.api_keys.create("dev")
+    finally:
+        platform.close()
+
+    def call(path: str, *args: str) -> tuple[int, dict[str, object], str]:
+        r = nimbus("invoke", "hello", "--http", "GET", path, *args, "--data", data, cwd=app)
+        return r.returncode, json.loads(r.stdout or "{}"), r.stderr
+
+    code, answer, stderr = call("/keyed/ada")
+    assert code == 1 and answer["status"] == 401
+    assert "refused by the route's policies (key)" in stderr and "--header" in stderr
+    assert "saying hello" not in stderr  # the function never ran
+    code, answer, stderr = call("/keyed/ada", "-H", "x-api-key: wrong")
+    assert code == 1 and "not valid" in stderr
+
+    origin = ("-H", "origin: https://shop.example")
+    for _ in range(2):  # a dry run charges a throwaway bucket: a first call each time
+        code, answer, stderr = call("/keyed/ada", "-H", f"x-api-key: {key}", *origin)
+        assert code == 0, stderr
+        assert answer["status"] == 200 and answer["body"] == "hello, ada\n"
+        headers = answer["headers"]
+        assert isinstance(headers, dict)
+        assert headers["cache-control"] == "no-store"  # the response transform
+        assert headers["access-control-allow-origin"] == "https://shop.example"
+        assert headers["ratelimit"] == '"key";r=0;t=3600'  # a full bucket of 1, charged
+    code, _, stderr = call("/keyed/ada", "-H", f"x-api-key: {key}", "--commit")
+    assert code == 0, stderr
+    code, answer, stderr = call("/keyed/ada", "-H", f"x-api-key: {key}", "--commit")
+    assert code == 1 and answer["status"] == 429  # --commit charges the data dir's bucket
+
+    token = jwt.encode({"sub": "ada", "exp": 2**31}, "a-local-secret-of-32-bytes-or-more!", algorithm="HS256")
+    code, answer, stderr = call("/jwt/ada", "-H", f"authorization: Bearer {token}")
+    assert code == 0 and answer["body"] == "hello, ada\n", stderr
+    code, answer, stderr = call("/jwt/ada", "-H", "authorization: Bearer x.y.z")
+    assert code == 1 and answer["status"] == 401 and "token" in stderr
+    code, _, stderr = call("/jwt/ada", "-H", "no colon")
+    assert code == 1 and "NAME: VALUE" in stderr

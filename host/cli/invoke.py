@@ -7,7 +7,9 @@ request goes through the app's route table (``{params}`` extracted), ``--trigger
 KIND`` builds the envelope its trigger would deliver. A directory or .wasm outside
 any app runs as before, with ``--config``. The output is the response (stdout), the
 log lines and the writes the invocation made (stderr); those writes are committed to
-the data dir only with ``--commit``. ``--remote NAME`` invokes a deployed function.
+the data dir only with ``--commit``. An HTTP request to a route with gateway policies
+goes through them as served (``local_gateway.py``: credentials with ``--header``).
+``--remote NAME`` invokes a deployed function.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from host.errors import InvalidRequest, ManifestError
 if TYPE_CHECKING:  # the manifest and the platform load when a command runs
     from host.manifest.app import Manifest
     from host.manifest.functions import FunctionSpec
+    from host.platform.platform import InvocationResult, Platform
 
 TRIGGER_KINDS = ("queue", "schedule", "storage", "event")
 
@@ -55,6 +58,15 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--event", help="JSON: a full event (with 'kind') or the input of an invoke")
     c.add_argument("--http", nargs=2, metavar=("METHOD", "PATH"), help="an http event")
     c.add_argument("--body", help="request body for --http")
+    c.add_argument(
+        "--header",
+        "-H",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header for --http (repeatable): credentials for the route's "
+        "gateway policies, e.g. 'x-api-key: KEY' or 'authorization: Bearer JWT'",
+    )
     c.add_argument(
         "--trigger",
         choices=TRIGGER_KINDS,
@@ -85,10 +97,54 @@ def cmd_invoke(args: argparse.Namespace, admin_client: Callable[[argparse.Namesp
         return 0
     target = resolve(args.target)
     event = _event(args, target.app, target.name)
-    local = _run(args, target, event)
+    platform = _platform(args)
+    try:
+        run = _runner(args, target, platform)
+        if args.http and target.app is not None:
+            from host.cli.local_gateway import through_policies
+
+            guarded = through_policies(
+                target.app, platform, event, _headers(args), run, commit=args.commit
+            )
+            if guarded is not None:
+                return _show_guarded(guarded, args.commit)
+        local = run(target.name, event)
+    finally:
+        platform.close()
     logs = [(line.level, line.message) for line in local.logs]
     _show(logs, local.response, local.effects, commit=args.commit)
     return 0
+
+
+def _show_guarded(outcome: Any, commit: bool) -> int:
+    """The answer of a request through the route's policies, as a caller gets it."""
+    names = ", ".join(outcome.policies)
+    if outcome.refused:
+        e = outcome.error
+        err.print(
+            f"[red]refused by the route's policies ({escape(names)}) before the function ran: "
+            f"{outcome.status} {escape(str(e.get('kind')))}: {escape(str(e.get('message')))}[/]"
+        )
+        if outcome.hint():
+            err.print(f"[yellow]next:[/] {escape(outcome.hint())}")
+        out.print_json(json.dumps(jsonable(outcome.to_dict())))
+        return 1
+    err.print(f"[dim]through the route's policies: {escape(names)}[/]")
+    result = outcome.result
+    logs = [(line.level, line.message) for line in result.logs]
+    _show(logs, outcome.to_dict(), result.effects, commit=commit)
+    return 0
+
+
+def _headers(args: argparse.Namespace) -> dict[str, str]:
+    """``--header 'NAME: VALUE'`` options, with the host header a server would see."""
+    headers = {"host": "localhost"}
+    for raw in args.header:
+        name, sep, value = raw.partition(":")
+        if not sep or not name.strip() or any(c in raw for c in "\r\n\0"):
+            raise InvalidRequest(f"--header {raw!r}: expected 'NAME: VALUE' on one line")
+        headers[name.strip().lower()] = value.strip()
+    return headers
 
 
 def _show(
@@ -114,7 +170,11 @@ def _event(args: argparse.Namespace, app: Manifest | None, name: str) -> dict[st
     given = json.loads(args.event) if args.event else None
     if args.http:
         method, path = args.http
-        return http_event(method, path, args.body, app, name if app is not None else None)
+        event = http_event(method, path, args.body, app, name if app is not None else None)
+        event["headers"] = _headers(args)
+        return event
+    if args.header:
+        raise InvalidRequest("--header goes with --http")
     if args.trigger:
         return trigger_event(args.trigger, app, name, given)
     return given
@@ -187,31 +247,55 @@ def _owner(src: Path) -> Target | None:
     return None
 
 
-def _run(args: argparse.Namespace, target: Target, event: Any) -> Any:
-    from host.manifest.functions import function_spec_from_dict
+def _platform(args: argparse.Namespace) -> Platform:
     from host.platform.platform import Platform
+
+    return Platform(Path(args.data))
+
+
+def _runner(
+    args: argparse.Namespace, target: Target, platform: Platform
+) -> Callable[[str, Any], InvocationResult]:
+    """Runs ``target`` (or, by name, another function of its app: an authorizer) on
+    ``platform``; only ``target``'s writes are committed, and only with ``--commit``."""
+
+    def run(name: str, event: Any) -> InvocationResult:
+        this = target if name == target.name else _of_app(_app_of(target), name)
+        wasm = _module(this)
+        spec = _spec(args, this, wasm)
+        if not (isinstance(event, dict) and "kind" in event):
+            event = {"kind": "invoke", "input": event}
+        commit = args.commit and this is target
+        return platform.invoke_module(spec, wasm.read_bytes(), event, commit=commit)
+
+    return run
+
+
+def _app_of(target: Target) -> Manifest:
+    if target.app is None:
+        raise InvalidRequest(f"{target.name} is not part of an app")
+    return target.app
+
+
+def _module(target: Target) -> Path:
     from host.toolchain.builder import build_function
 
     if target.module.is_dir():
         with err.status(f"building {target.module}…"):
-            wasm = build_function(target.module, target.name).wasm
-    else:
-        wasm = target.module
+            return build_function(target.module, target.name).wasm
+    return target.module
+
+
+def _spec(args: argparse.Namespace, target: Target, wasm: Path) -> FunctionSpec:
+    from host.manifest.functions import function_spec_from_dict
+
     if target.spec is not None:
         if args.config:
             raise InvalidRequest(
                 f"{target.name} is configured by {target.app.path if target.app else 'its app'}; "
                 "--config is for a function outside an app"
             )
-        spec = target.spec
-    else:
-        config = json.loads(args.config) if args.config else {}
-        config.setdefault("wasm", str(wasm))
-        spec = function_spec_from_dict(target.name, config, where="--config")
-    if not (isinstance(event, dict) and "kind" in event):
-        event = {"kind": "invoke", "input": event}
-    platform = Platform(Path(args.data))
-    try:
-        return platform.invoke_module(spec, wasm.read_bytes(), event, commit=args.commit)
-    finally:
-        platform.close()
+        return target.spec
+    config = json.loads(args.config) if args.config else {}
+    config.setdefault("wasm", str(wasm))
+    return function_spec_from_dict(target.name, config, where="--config")
