@@ -190,7 +190,8 @@ def test_local_http_invoke_applies_the_routes_policies(tmp_path: Path) -> None:
     code, answer, stderr = call("/keyed/ada", "-H", f"x-api-key: {key}", "--commit")
     assert code == 1 and answer["status"] == 429  # --commit charges the data dir's bucket
 
-    token = jwt.encode({"sub": "ada", "exp": 2**31}, "a-local-secret-of-32-bytes-or-more!", algorithm="HS256")
+    secret = "a-local-secret-of-32-bytes-or-more!"
+    token = jwt.encode({"sub": "ada", "exp": 2**31}, secret, algorithm="HS256")
     code, answer, stderr = call("/jwt/ada", "-H", f"authorization: Bearer {token}")
     assert code == 0 and answer["body"] == "hello, ada\n", stderr
     code, answer, stderr = call("/jwt/ada", "-H", "authorization: Bearer x.y.z")

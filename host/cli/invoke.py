@@ -8,7 +8,7 @@ KIND`` builds the envelope its trigger would deliver. A directory or .wasm outsi
 any app runs as before, with ``--config``. The output is the response (stdout), the
 log lines and the writes the invocation made (stderr); those writes are committed to
 the data dir only with ``--commit``. An HTTP request to a route with gateway policies
-goes through them as served (``local_gateway.py``: credentials with ``--header``).
+goes through them as served (``gateway/policies/local.py``: credentials with ``--header``).
 ``--remote NAME`` invokes a deployed function.
 """
 
@@ -101,7 +101,7 @@ def cmd_invoke(args: argparse.Namespace, admin_client: Callable[[argparse.Namesp
     try:
         run = _runner(args, target, platform)
         if args.http and target.app is not None:
-            from host.cli.local_gateway import through_policies
+            from host.gateway.policies.local import through_policies
 
             guarded = through_policies(
                 target.app, platform, event, _headers(args), run, commit=args.commit

@@ -1,7 +1,7 @@
 """A local ``nimbus invoke --http`` through the route's gateway policies, as served.
 
 The app's ``[gateway]`` table is compiled into the same chains the server builds
-(``host/gateway/policies/chain.py``) and the request goes through one as an ASGI
+(``chain.py``) and the request goes through one as an ASGI
 request built from the command line: authentication, the rate limit and quota, the
 request transform, the function, the response transform, CORS. What a local run
 does with credentials and counters:
