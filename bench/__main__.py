@@ -23,6 +23,7 @@ from rich.table import Table
 
 from bench import (
     coldstart,
+    devloop,
     http,
     isolation,
     memory,
@@ -37,6 +38,7 @@ from bench import (
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "coldstart": coldstart.run,
+    "devloop": devloop.run,
     "isolation": isolation.run,
     "isolation-storm": storm.run,
     "http": http.run,
