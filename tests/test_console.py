@@ -310,6 +310,9 @@ def test_invoke_a_function_from_its_page(page: Any, console: Console) -> None:
     page.click("#invoke-ok a")
     page.wait_for_url("**/invocations/req*")
     assert "invoke" in page.inner_text("#main")
+    assert '"browser"' in page.inner_text("#event")  # the event it ran with
+    assert "hello" in page.inner_text("#response")
+    assert page.inner_text("#memory").endswith(("KiB", "MiB"))  # the guest's peak memory
     shot(page, "invocation")
     # a broken event gets a clear message, not a crash
     page.go_back()

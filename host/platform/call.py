@@ -12,6 +12,7 @@ from host.platform.registry import Deployment
 from host.platform.request import InvocationRequest
 from host.runtime.invocation import Invocation
 from host.services.usage import UsageEntry
+from host.telemetry.preview import preview
 from host.telemetry.records import InvocationRecord
 
 
@@ -28,11 +29,13 @@ class Call:
         "effects",
         "effects_described",
         "error",
+        "event",
         "event_id",
         "inv",
         "outcome",
         "recorded",
         "request_id",
+        "response",
         "run_s",
         "started",
         "status",
@@ -49,6 +52,9 @@ class Call:
         self.request_id = request.request_id or new_id("req")
         self.trigger = str(request.event.get("kind", "direct"))
         self.event_id = str(request.event.get("id") or self.request_id)
+        self.event = request.event
+        #: the response, once the runtime validated it (None when it failed first)
+        self.response: dict[str, Any] | None = None
         self.started = time.time()
         self.t0 = time.perf_counter()
         self.cold = False
@@ -84,7 +90,21 @@ class Call:
             **outbound_figures(self.inv),
             effects=self.effects,
             status=self.status,
+            memory_bytes=self.inv.memory_bytes,
+            event=preview(self.event, size_hint=self.bytes_in),
+            response="" if self.response is None else self._response_preview(),
         )
+
+    def _response_preview(self) -> str:
+        response = self.response
+        assert response is not None
+        body, headers = response.get("body"), response.get("headers")
+        known = (
+            isinstance(body, bytes)
+            and len(response) <= 3
+            and (not isinstance(headers, dict) or len(headers) <= 16)
+        )  # an HTTP response (status, headers, body) whose size is about its body's
+        return preview(response, size_hint=len(body) if known else None)
 
     def usage(self) -> UsageEntry:
         """What this invocation used, for metering."""

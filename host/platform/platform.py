@@ -279,7 +279,7 @@ class Platform:
             )
             self._grant_egress(call.inv, spec, envelope, call.run_s or spec.timeout_s)
             try:
-                response = self.runtime.invoke(fn, packed, call.inv, call.run_s)
+                response = call.response = self.runtime.invoke(fn, packed, call.inv, call.run_s)
                 _raise_for_error(response, dep.name)
                 if hook is not None:
                     hook.check(response)

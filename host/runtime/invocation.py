@@ -52,6 +52,9 @@ class Invocation:
     log_bytes: int = 0
     #: lines over the budget, counted in the one "log truncated" line
     dropped: int = 0
+    #: the guest's linear memory when its handler returned or trapped, bytes: its
+    #: peak, since a wasm memory never shrinks (0: not measured)
+    memory_bytes: int = 0
     _ctx: Any = None
     _memory: Any = None
     _alloc: Any = None

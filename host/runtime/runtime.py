@@ -239,6 +239,8 @@ class Runtime:
                 err = classify(t, fn.name)
                 size = memory_size(ctx, inv)
                 raise classify_memory(err, size, limits.memory_bytes, fn.name) from None
+            finally:
+                inv.memory_bytes = memory_size(ctx, inv) or 0
 
     def reused_instance(self, fn: LoadedFunction, inv: Invocation) -> ReusedInstance:
         """One instance called many times: what Nimbus does *not* do, kept so that

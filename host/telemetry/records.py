@@ -3,7 +3,7 @@
 Every invocation that goes through ``Platform.execute`` produces one record (request
 id, function, version, trigger, cold or warm, duration, outcome). The most recent
 ones stay in memory for the admin API, within a count and a byte budget (a record's
-size is its log lines' and error's bytes plus a fixed overhead), so a flood of large
+size is its log lines', error's and previews' bytes plus a fixed overhead), so a flood of large
 records cannot grow the host; each is also logged as one structured line and counted
 in Prometheus metrics.
 """
@@ -52,6 +52,9 @@ class InvocationRecord:
     effects: dict[str, int] = field(default_factory=dict)
     #: the HTTP status of the response, when it had one
     status: int | None = None
+    #: the event and the response as bounded, redacted JSON previews (``preview.py``)
+    event: str = ""
+    response: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +62,8 @@ class InvocationRecord:
     def size(self) -> int:
         """Roughly the bytes this record holds in memory."""
         logs = sum(len(level) + len(message) + RECORD_LINE_BYTES for level, message in self.logs)
-        return RECORD_BYTES + logs + len(self.error or "")
+        previews = len(self.event) + len(self.response)
+        return RECORD_BYTES + logs + len(self.error or "") + previews
 
 
 class Telemetry:

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from host.errors import NotFound
 from host.gateway.console.context import Context
 from host.gateway.console.sessions import Session
+from host.telemetry.preview import MAX_PREVIEW
 from host.telemetry.records import InvocationRecord
 
 POLL_S = 0.25
@@ -145,4 +146,5 @@ class InvocationPages:
             nav="invocations",
             record=found[-1],
             attempts=found,
+            preview_limit=MAX_PREVIEW,
         )

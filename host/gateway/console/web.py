@@ -60,6 +60,7 @@ class Web:
         env.filters["age"] = _age
         env.filters["ms"] = _ms
         env.filters["pretty"] = _pretty
+        env.filters["pretty_text"] = _pretty_text
         env.filters["size"] = _size
         env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.1f}%"
 
@@ -165,3 +166,11 @@ def _size(n: int) -> str:
 
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _pretty_text(text: str) -> str:
+    """JSON text indented (as it is, when it is not JSON: a preview cut short)."""
+    try:
+        return _pretty(json.loads(text))
+    except ValueError:
+        return text
