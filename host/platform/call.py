@@ -104,7 +104,7 @@ class Call:
             and len(response) <= 3
             and (not isinstance(headers, dict) or len(headers) <= 16)
         )  # an HTTP response (status, headers, body) whose size is about its body's
-        return preview(response, size_hint=len(body) if known else None)
+        return preview(response, size_hint=len(body) if known and body is not None else None)
 
     def usage(self) -> UsageEntry:
         """What this invocation used, for metering."""
