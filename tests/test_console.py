@@ -435,8 +435,16 @@ def test_data_browser_and_usage(page: Any, console: Console) -> None:
     assert page.locator("#items tbody tr").count() == 10
     assert "item.059" in page.inner_text("#items")
     shot(page, "browse")
+    for _ in range(3):
+        hello(console)
     page.goto(console.page_url("/usage"))
-    assert "Metering is not built yet" in page.inner_text("#metering-missing")
+    usage = page.inner_text("#usage")  # the metered rows (services/usage.py), per day
+    assert "hello" in usage
+    (row,) = [r for r in console.platform.services.usage.query("hello", 0, "day")]
+    assert row.requests >= 3 and str(row.requests) in usage
+    page.wait_for_selector("#charts[data-loaded] .chart canvas")
+    assert page.locator("#charts .chart canvas").count() == 3
+    assert page.locator("#charts[data-error]").count() == 0
     shot(page, "usage")
 
 

@@ -25,6 +25,7 @@ from host.gateway.console.mount import PREFIX
 from host.gateway.console.overview import OverviewPages
 from host.gateway.console.queues import QueuePages
 from host.gateway.console.sessions import SessionStore
+from host.gateway.console.usage import UsagePages
 from host.gateway.console.web import Web
 from host.gateway.console.workflows import WorkflowPages
 from host.gateway.data_api import ADMIN_SOURCE, dead_letter_of
@@ -45,7 +46,15 @@ def console_app(admin: AdminApi, token: str) -> Starlette:
         BucketsApi(services, ADMIN_SOURCE),
         QueuesApi(services, ADMIN_SOURCE, dead_letter_of(admin.platform)),
     )
-    pages = (OverviewPages, FunctionPages, InvocationPages, QueuePages, WorkflowPages, DataPages)
+    pages = (
+        OverviewPages,
+        FunctionPages,
+        InvocationPages,
+        QueuePages,
+        WorkflowPages,
+        DataPages,
+        UsagePages,
+    )
     routes = [
         *LoginPages(web, sessions).routes(),
         *(route for cls in pages for route in cls(ctx).routes()),

@@ -1,4 +1,4 @@
-"""The read-only browser of tables and buckets, and the usage page.
+"""The read-only browser of tables and buckets.
 
 Tables and buckets have no catalogue of their own: the ones a deployed function is
 granted are listed, and any other name can be typed in. Pages are the admin API's
@@ -8,16 +8,11 @@ the next page.
 
 from __future__ import annotations
 
-import datetime as dt
-import time
-from collections import defaultdict
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from host.errors import NotFound
-from host.gateway.console import stats
 from host.gateway.console.context import Context
 from host.gateway.console.sessions import Session
 
@@ -25,7 +20,7 @@ PAGE = 50
 
 
 class DataPages:
-    """``/data``, ``/data/tables/{name}``, ``/data/buckets/{name}`` and ``/usage``."""
+    """``/data``, ``/data/tables/{name}`` and ``/data/buckets/{name}``."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -35,7 +30,6 @@ class DataPages:
         return [
             Route("/data", page(self.index), methods=["GET"]),
             Route("/data/{kind:str}/{name}", page(self.browse), methods=["GET"]),
-            Route("/usage", page(self.usage), methods=["GET"]),
         ]
 
     def _granted(self) -> tuple[list[str], list[str]]:
@@ -76,32 +70,4 @@ class DataPages:
             tables=tables,
             buckets=buckets,
             first=cursor is None,
-        )
-
-    async def usage(self, request: Request, session: Session) -> Response:
-        """Metering does not exist yet: say so, and show the invocation time the
-        records do hold (per function per day), which is what metering will price."""
-        records = self.ctx.platform.telemetry.recent(None, 1 << 30)
-        days: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for r in records:
-            day = dt.datetime.fromtimestamp(r.started_ms / 1000, dt.UTC).strftime("%Y-%m-%d")
-            days[(day, r.function)].append(r.duration_ms)
-        rows = [
-            {
-                "day": day,
-                "function": fn,
-                "count": len(ds),
-                "seconds": sum(ds) / 1000,
-                "p99": stats.percentile(sorted(ds), 99),
-            }
-            for (day, fn), ds in sorted(days.items(), reverse=True)
-        ]
-        return self.ctx.web.render(
-            request,
-            "usage.html",
-            session,
-            nav="usage",
-            rows=rows,
-            kept=len(records),
-            now_ms=int(time.time() * 1000),
         )

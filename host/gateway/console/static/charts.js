@@ -1,4 +1,5 @@
-// The overview's charts: uPlot over /api/overview, refreshed every few seconds.
+// The overview's and the usage page's charts: uPlot over the JSON columns of the
+// box's data-src (/api/overview, /api/usage), refreshed every few seconds.
 "use strict";
 (function () {
   var box = document.getElementById("charts");
@@ -16,6 +17,10 @@
   function make(el, cols) {
     var keys = el.getAttribute("data-chart").split(",");
     var unit = el.getAttribute("data-unit");
+    // "sci": small amounts (GB-s, cost) labelled with 3 significant digits
+    var floor = unit === "%" ? 1 : unit === "sci" ? 1e-9 : 0.001;
+    var label = unit === "sci" ? function (v) { return v === 0 ? "0" : v.toPrecision(3); }
+                               : function (v) { return +v.toFixed(3); };
     var series = [{}].concat(keys.map(function (k, i) {
       return { label: k, stroke: colours[i % colours.length], width: 1.5, spanGaps: false,
                points: { show: true, size: 4 },
@@ -23,8 +28,8 @@
     }));
     var opts = { width: el.clientWidth || 420, height: 170, series: series,
                  legend: { show: keys.length > 1 }, cursor: { drag: { x: false, y: false } },
-                 scales: { y: { range: function (u, min, max) { return [0, Math.max(max || 0, unit === "%" ? 1 : 0.001) * 1.1]; } } },
-                 axes: [{}, { size: 52, values: function (u, vals) { return vals.map(function (v) { return +v.toFixed(3); }); } }] };
+                 scales: { y: { range: function (u, min, max) { return [0, Math.max(max || 0, floor) * 1.1]; } } },
+                 axes: [{}, { size: unit === "sci" ? 76 : 52, values: function (u, vals) { return vals.map(label); } }] };
     var u = new uPlot(opts, data(cols, keys), el);
     charts.push({ u: u, keys: keys, el: el });
   }
