@@ -239,6 +239,13 @@ class Platform:
                 self.telemetry.record(call.record())
                 if self.options.metering:
                     self.services.usage.record(call.usage())
+                self.services.activity.record(
+                    dep.name,
+                    int(call.started * 1000),
+                    call.duration_ms,
+                    call.outcome == "ok",
+                    call.cold,
+                )
         return InvocationResult(
             call.request_id,
             dep.name,
@@ -336,12 +343,17 @@ class Platform:
             self.pool.sweep()
 
     def _flush(self) -> None:
-        """Make usage durable every ``FLUSH_INTERVAL_S``: a crash loses at most that."""
+        """Make usage durable and share activity every ``FLUSH_INTERVAL_S``: a crash
+        loses at most that."""
         while not self._stop.wait(FLUSH_INTERVAL_S):
             try:
                 self.services.usage.flush()
             except Exception:  # kept for the next try
                 log.exception("usage could not be flushed; retrying")
+            try:
+                self.services.activity.flush(int(time.time() * 1000))
+            except Exception:
+                log.exception("activity could not be flushed; retrying")
 
 
 class _Slot:

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from host.services.activity import Activity
 from host.services.apikeys import ApiKeys
 from host.services.blobs import MAX_OBJECT_BYTES, Blobs
 from host.services.consumer import Consumer
@@ -62,6 +63,8 @@ class Services:
         #: metered usage, in its own environment (a folder of this one, fsynced): its
         #: background flushes never queue behind, or count among, invocations' commits
         self.usage = Usage(Storage(path / "usage", 1 << 20))
+        #: per-minute activity per function (the console's overview), shared likewise
+        self.activity = Activity(path / "activity")
         #: notified after every commit in this process, so consumers wake at once
         self.committed = threading.Condition()
 
@@ -92,6 +95,7 @@ class Services:
         self.usage.backup(dest / "usage")
 
     def close(self) -> None:
+        self.activity.close()
         self.usage.close()
         self.counters.close()
         self.api_keys.close()

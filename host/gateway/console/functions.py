@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -63,7 +64,10 @@ class FunctionPages:
         deps = {d.name: d for d in p.registry.list()}
         triggers = self._triggers()
         now = int(time.time() * 1000)
-        summaries = stats.by_function(stats.window(p.telemetry.recent(None, 1 << 30), now))
+        shared = await anyio.to_thread.run_sync(
+            lambda: p.services.activity.rows(now - stats.WINDOW_MS)
+        )
+        summaries = stats.by_function(stats.window(shared, now))
         rows = [
             {
                 **self._row(d, deps[d["name"]], warm),
@@ -79,9 +83,12 @@ class FunctionPages:
         p = self.ctx.platform
         described = self.ctx.admin.function(name)
         dep = p.registry.get(name)
-        records = p.telemetry.recent(name, 1 << 30)
+        records = p.telemetry.recent(name, 1 << 30)  # this worker's: the latest calls
         now = int(time.time() * 1000)
-        recent = stats.window(records, now)
+        shared = await anyio.to_thread.run_sync(
+            lambda: p.services.activity.rows(now - stats.WINDOW_MS, name)
+        )
+        recent = stats.window(shared, now)
         return self.ctx.web.render(
             request,
             "function.html",

@@ -1,19 +1,22 @@
-"""Figures the console draws, computed from the invocation records.
+"""Figures the console draws, computed from the per-minute activity rows.
 
-The records are the ones ``Telemetry`` keeps in this process's memory (the most
-recent 10 000 invocations); everything here is a pure function of a list of them,
-so a page and its live refresh compute the same numbers.
+The rows (``services/activity.py``) hold every worker's invocations, so the figures
+are the host's whatever worker draws the page; everything here is a pure function
+of a list of them, so a page and its live refresh compute the same numbers.
+Percentiles come from the rows' histograms (within a bucket, about 25 %).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from host.telemetry.records import InvocationRecord
+from host.services import activity
+from host.services.activity import ActivityRow, merge
 
 WINDOW_MS = 3600 * 1000
 BUCKET_MS = 60 * 1000
@@ -48,31 +51,34 @@ class Summary:
         return self.cold / self.count if self.count else 0.0
 
 
-def summarise(records: Iterable[InvocationRecord]) -> Summary:
-    items = list(records)
-    durations = sorted(r.duration_ms for r in items)
+def summarise(rows: Iterable[ActivityRow]) -> Summary:
+    """The counts of ``rows`` added up, percentiles from their merged histograms."""
+    items = list(rows)
+    hist = merge(r.histogram for r in items)
     return Summary(
-        count=len(items),
-        errors=sum(1 for r in items if r.outcome != "ok"),
-        cold=sum(1 for r in items if r.cold),
-        p50=percentile(durations, 50),
-        p99=percentile(durations, 99),
+        count=sum(r.count for r in items),
+        errors=sum(r.errors for r in items),
+        cold=sum(r.cold for r in items),
+        p50=activity.percentile(hist, 50),
+        p99=activity.percentile(hist, 99),
     )
 
 
-def window(records: Iterable[InvocationRecord], now_ms: int) -> list[InvocationRecord]:
-    return [r for r in records if now_ms - WINDOW_MS < r.started_ms <= now_ms]
+def window(rows: Iterable[ActivityRow], now_ms: int) -> list[ActivityRow]:
+    """The rows of the hour up to ``now_ms`` (whole minutes: the current one counts)."""
+    end = now_ms - now_ms % BUCKET_MS + BUCKET_MS
+    return [r for r in rows if end - WINDOW_MS <= r.minute_ms < end]
 
 
-def series(records: Sequence[InvocationRecord], now_ms: int) -> dict[str, list[Any]]:
+def series(rows: Sequence[ActivityRow], now_ms: int) -> dict[str, list[Any]]:
     """Per-minute columns over the last hour, for the overview's charts: time (s),
     requests/s, error rate (%), p50 and p99 (ms), cold-start share (%)."""
     end = now_ms - now_ms % BUCKET_MS + BUCKET_MS
     start = end - WINDOW_MS
-    buckets: dict[int, list[InvocationRecord]] = defaultdict(list)
-    for r in records:
-        if start <= r.started_ms < end:
-            buckets[(r.started_ms - start) // BUCKET_MS].append(r)
+    buckets: dict[int, list[ActivityRow]] = defaultdict(list)
+    for r in rows:
+        if start <= r.minute_ms < end:
+            buckets[(r.minute_ms - start) // BUCKET_MS].append(r)
     cols: dict[str, list[Any]] = {k: [] for k in ("t", "rps", "errors", "p50", "p99", "cold")}
     for i in range(WINDOW_MS // BUCKET_MS):
         s = summarise(buckets.get(i, []))
@@ -85,25 +91,26 @@ def series(records: Sequence[InvocationRecord], now_ms: int) -> dict[str, list[A
     return cols
 
 
-def by_function(records: Iterable[InvocationRecord]) -> dict[str, Summary]:
-    groups: dict[str, list[InvocationRecord]] = defaultdict(list)
-    for r in records:
+def by_function(rows: Iterable[ActivityRow]) -> dict[str, Summary]:
+    groups: dict[str, list[ActivityRow]] = defaultdict(list)
+    for r in rows:
         groups[r.function].append(r)
     return {name: summarise(items) for name, items in groups.items()}
 
 
-def top_functions(records: Iterable[InvocationRecord], n: int = 10) -> list[tuple[str, Summary]]:
+def top_functions(rows: Iterable[ActivityRow], n: int = 10) -> list[tuple[str, Summary]]:
     """The ``n`` functions invoked most, with their summaries."""
-    ranked = sorted(by_function(records).items(), key=lambda kv: (-kv[1].count, kv[0]))
+    ranked = sorted(by_function(rows).items(), key=lambda kv: (-kv[1].count, kv[0]))
     return ranked[:n]
 
 
-def histogram(records: Iterable[InvocationRecord]) -> list[tuple[str, int]]:
-    """Invocations per duration bucket: ``[("≤ 1 ms", 12), …, ("> 10000 ms", 0)]``."""
+def histogram(rows: Iterable[ActivityRow]) -> list[tuple[str, int]]:
+    """Invocations per duration bucket: ``[("≤ 1 ms", 12), …, ("> 10000 ms", 0)]``
+    (exact: every bound here is one of the activity histogram's)."""
     counts = [0] * (len(HISTOGRAM_MS) + 1)
-    for r in records:
-        i = next((i for i, b in enumerate(HISTOGRAM_MS) if r.duration_ms <= b), len(HISTOGRAM_MS))
-        counts[i] += 1
+    for i, n in merge(r.histogram for r in rows).items():
+        upper = activity.BOUNDS_MS[i] if i < len(activity.BOUNDS_MS) else float("inf")
+        counts[bisect.bisect_left(HISTOGRAM_MS, upper)] += n
     labels = [f"≤ {b:g} ms" for b in HISTOGRAM_MS] + [f"> {HISTOGRAM_MS[-1]:g} ms"]
     return list(zip(labels, counts, strict=True))
 
