@@ -143,6 +143,13 @@ def _headers(args: argparse.Namespace) -> dict[str, str]:
         name, sep, value = raw.partition(":")
         if not sep or not name.strip() or any(c in raw for c in "\r\n\0"):
             raise InvalidRequest(f"--header {raw!r}: expected 'NAME: VALUE' on one line")
+        try:
+            raw.encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidRequest(
+                f"--header {raw!r}: HTTP headers are latin-1; encode other text (e.g. "
+                "percent-encoding) first"
+            ) from None
         headers[name.strip().lower()] = value.strip()
     return headers
 

@@ -54,6 +54,8 @@ _HINTS = {
     "RateLimited": "a dry run starts from full allowances; with --commit the data dir's "
     "counters are charged, as on the server",
     "QuotaExceeded": "the caller's quota is used up for this period",
+    "ServiceUnavailable": "the route's policies cannot be built here (a key file or a "
+    "secret_env variable missing?): the 'gateway:' line above says why",
 }
 
 
