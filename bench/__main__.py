@@ -23,7 +23,6 @@ from rich.table import Table
 
 from bench import (
     coldstart,
-    devloop,
     http,
     isolation,
     memory,
@@ -38,7 +37,6 @@ from bench import (
 
 SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "coldstart": coldstart.run,
-    "devloop": devloop.run,
     "isolation": isolation.run,
     "isolation-storm": storm.run,
     "http": http.run,
