@@ -9,7 +9,7 @@ from pathlib import Path
 
 from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import Platform
-from host.telemetry.preview import MAX_PREVIEW, preview
+from host.telemetry.preview import MAX_PREVIEW, mask, preview
 from host.telemetry.records import InvocationRecord, Telemetry
 
 
@@ -54,6 +54,11 @@ def test_a_record_keeps_the_event_the_response_and_the_peak_memory(
     response = json.loads(rec.response)
     assert response["status"] == 200 and response["body"] == "hello, ada\n"
     assert 64 * 1024 <= rec.memory_bytes <= 16 * 1024 * 1024  # pages the guest had
+
+
+def test_mask_replaces_secret_values_wherever_they_are() -> None:
+    value = {"a": [b"x-s3cret-y", {"s3cret": "s3cret"}], "n": 1}
+    assert mask(value, [b"s3cret"]) == {"a": [b"x-[secret]-y", {"[secret]": "[secret]"}], "n": 1}
 
 
 def test_previews_count_in_the_byte_budget() -> None:

@@ -4,7 +4,9 @@
 ``[0, nil]`` for a granted secret that is not set, or ``[1, message]`` when the
 manifest does not list the name in the function's ``secrets``. The value is read from
 the store on each call, so a rotated secret is what the next invocation sees. The
-host never writes a value to a log line, an invocation record or an error message.
+host never writes a value to a log line, an invocation record or an error message;
+and what a record keeps of an invocation that read one (its logs, the previews of
+its event and response) has every value it read replaced by ``[secret]``.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ MAX_REQUEST_BYTES = 4096
 class SecretAccess:
     """One invocation's view of the secrets: the names its function is granted."""
 
-    __slots__ = ("granted", "store")
+    __slots__ = ("granted", "seen", "store")
 
     def __init__(self, store: Secrets, granted: tuple[str, ...]) -> None:
         self.store, self.granted = store, granted
+        #: the values this invocation read: masked in what its record keeps
+        self.seen: list[bytes] = []
 
 
 def serve(inv: Invocation, request: bytes) -> bytes:
@@ -49,6 +53,8 @@ def serve(inv: Invocation, request: bytes) -> bytes:
             inv.log(2, f"permission denied: {message}")
             raise PermissionDenied(message)
         value = access.store.get(name)
+        if value is not None:
+            access.seen.append(value)
         if value is None:
             inv.log(2, f"secret {name} is granted but not set (nimbus secrets set {name})")
     except (ValueError, msgpack.UnpackException) as e:

@@ -8,11 +8,12 @@ from typing import Any
 
 from host.common.ids import new_id
 from host.hostcalls.http import OutboundAccess
+from host.hostcalls.secrets import SecretAccess
 from host.platform.registry import Deployment
 from host.platform.request import InvocationRequest
 from host.runtime.invocation import Invocation
 from host.services.usage import UsageEntry
-from host.telemetry.preview import preview
+from host.telemetry.preview import mask, preview
 from host.telemetry.records import InvocationRecord
 
 
@@ -75,6 +76,15 @@ class Call:
         )
 
     def record(self) -> InvocationRecord:
+        access = self.inv.secrets
+        seen = [s for s in access.seen if s] if isinstance(access, SecretAccess) else []
+        if seen:  # what the record keeps never holds a secret this invocation read
+            self.event = mask(self.event, seen)
+            self.response = None if self.response is None else mask(self.response, seen)
+            logs = [(line.level, mask(line.message, seen)) for line in self.inv.logs]
+            self.error = None if self.error is None else mask(self.error, seen)
+        else:
+            logs = [(line.level, line.message) for line in self.inv.logs]
         return InvocationRecord(
             request_id=self.request_id,
             function=self.dep.name,
@@ -85,7 +95,7 @@ class Call:
             duration_ms=self.duration_ms,
             outcome=self.outcome,
             error=self.error,
-            logs=[(line.level, line.message) for line in self.inv.logs],
+            logs=logs,
             event_id=self.event_id,
             **outbound_figures(self.inv),
             effects=self.effects,

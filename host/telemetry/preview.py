@@ -49,6 +49,26 @@ def preview(value: Any, limit: int = MAX_PREVIEW, size_hint: int | None = None) 
     return text
 
 
+def mask(value: Any, secrets: list[bytes], depth: int = 0) -> Any:
+    """``value`` with every occurrence of ``secrets`` in its strings and bytes replaced
+    by ``[secret]`` (for an invocation that read secrets: what its record keeps)."""
+    if isinstance(value, bytes):
+        for s in secrets:
+            value = value.replace(s, b"[secret]")
+        return value
+    if isinstance(value, str):
+        for s in secrets:
+            value = value.replace(s.decode("utf-8", "replace"), "[secret]")
+        return value
+    if depth >= 2 * MAX_DEPTH:
+        return "…"
+    if isinstance(value, dict):
+        return {mask(k, secrets, depth + 1): mask(v, secrets, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask(v, secrets, depth + 1) for v in value]
+    return value
+
+
 def _redact(value: dict[str, Any]) -> dict[str, Any]:
     headers = value.get("headers")
     if isinstance(headers, dict) and any(str(h).lower() in REDACTED for h in headers):
