@@ -28,6 +28,8 @@ from typing import Any
 import lmdb
 import msgpack
 
+from host.services.storage import _reserve
+
 MINUTE_MS = 60_000
 #: how long rows are kept (the console shows the last hour)
 KEEP_MS = 2 * 3_600_000
@@ -39,6 +41,7 @@ BOUNDS_MS: tuple[float, ...] = (
 )
 #: flushes between two sweeps of rows past ``KEEP_MS``
 SWEEP_EVERY = 120
+_READERS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +90,16 @@ def merge(histograms: Iterable[dict[int, int]]) -> dict[int, int]:
 class Activity:
     """Per-minute activity on LMDB, with this process's pending part in memory."""
 
-    def __init__(self, path: Path, map_size: int = 1 << 24) -> None:
+    def __init__(self, path: Path, map_size: int = 1 << 28) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        _reserve(path / "lock.mdb", _READERS)  # no SIGBUS on a full disk (storage.py)
         self._env = lmdb.open(
-            str(path), map_size=map_size, max_dbs=1, sync=False, metasync=False, max_readers=256
+            str(path),
+            map_size=map_size,
+            max_dbs=1,
+            sync=False,
+            metasync=False,
+            max_readers=_READERS,
         )
         self._db = self._env.open_db(b"activity")
         self._lock = threading.Lock()
