@@ -297,8 +297,39 @@ def test_wrong_types_and_bad_values(tmp_path: Path, toml: str, key: str, expecte
 
 
 def test_function_names_follow_the_pattern(tmp_path: Path) -> None:
-    msg = problems(tmp_path, '[functions.Hello]\nsource = "fn"\n')
-    assert_problem(msg, tmp_path / "nimbus.toml", "functions.Hello", "must match")
+    msg = problems(tmp_path, '[functions."9lives"]\nsource = "fn"\n')
+    assert_problem(msg, tmp_path / "nimbus.toml", "functions.9lives", "must match")
+    msg = problems(tmp_path, '[functions."get order"]\nsource = "fn"\n')
+    assert "must match" in msg
+    # the seed's names: HandleOrderCreated is a function name as written
+    path = write(tmp_path, '[functions.HandleOrderCreated]\nsource = "fn"\n')
+    assert "HandleOrderCreated" in load_manifest(path).functions
+
+
+def test_variables_expand_in_env_and_outbound_hosts_of_a_file_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toml = """
+[functions.pay]
+source = "fn"
+env = { URL = "http://127.0.0.1:${PAY_PORT:-8090}", PLAIN = "$HOME ${X" }
+allowed_outbound_hosts = ["http://127.0.0.1:${PAY_PORT:-8090}"]
+"""
+    monkeypatch.delenv("PAY_PORT", raising=False)
+    fn = load_manifest(write(tmp_path, toml.replace(" ${X", ""))).functions["pay"]
+    assert fn.env["URL"] == "http://127.0.0.1:8090" and fn.env["PLAIN"] == "$HOME"
+    assert [str(h) for h in fn.outbound.entries] == ["http://127.0.0.1:8090"]
+    monkeypatch.setenv("PAY_PORT", "9123")
+    fn = load_manifest(write(tmp_path, toml.replace(" ${X", ""))).functions["pay"]
+    assert fn.env["URL"] == "http://127.0.0.1:9123"
+    assert [str(h) for h in fn.outbound.entries] == ["http://127.0.0.1:9123"]
+    msg = problems(tmp_path, toml)
+    assert "functions.pay.env.PLAIN" in msg and "starts no variable" in msg
+    unset = '[functions.pay]\nsource = "fn"\nenv = { URL = "${NIMBUS_TEST_UNSET_VAR}" }\n'
+    assert "NIMBUS_TEST_UNSET_VAR is not set" in problems(tmp_path, unset)
+    # a deploy config is literal: the server's environment never reaches a function
+    spec = function_spec_from_dict("pay", {"env": {"URL": "${PAY_PORT}"}})
+    assert spec.env["URL"] == "${PAY_PORT}"
 
 
 def test_module_location(tmp_path: Path) -> None:

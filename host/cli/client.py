@@ -217,6 +217,10 @@ class AdminClient:
         result: list[dict[str, Any]] = self.request("GET", "/schedules")["schedules"]
         return result
 
+    def schedule_run(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", f"/schedules/{quote(name, safe='')}/run")
+        return result
+
     # --- workflows ---------------------------------------------------------------------
 
     def wf_start(self, name: str, input: Any, key: str | None) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from host.errors import InvalidRequest
+
 out = Console()
 err = Console(stderr=True)
 
@@ -127,6 +129,12 @@ def cmd_publish(args: argparse.Namespace) -> None:
 def cmd_schedules(args: argparse.Namespace) -> None:
     import datetime
 
+    if args.action == "run":
+        if not args.name:
+            raise InvalidRequest("which schedule? nimbus schedules run NAME")
+        fired = admin_client(args).schedule_run(args.name)
+        err.print(f"schedule {args.name} fired: {fired['function']} runs now")
+        return
     schedules = admin_client(args).schedules()
     if as_json(args, schedules):
         return
@@ -333,7 +341,12 @@ def add_commands(sub: Any, remote: Callable[[argparse.ArgumentParser], None]) ->
             json_flag(c)
         c.set_defaults(handler=cmd_wf)
         remote(c)
-    c = sub.add_parser("schedules", help="schedules with their next fire time")
+    c = sub.add_parser(
+        "schedules",
+        help="schedules with their next fire time; `schedules run NAME` fires one now",
+    )
+    c.add_argument("action", nargs="?", choices=["ls", "run"], default="ls")
+    c.add_argument("name", nargs="?", help="the schedule to run now (with `run`)")
     json_flag(c)
     c.set_defaults(handler=cmd_schedules)
     remote(c)

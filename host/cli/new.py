@@ -57,7 +57,7 @@ def add_command(sub: Any) -> None:
         description="create a function from a template and add it to the app's nimbus.toml",
     )
     c.set_defaults(handler=cmd_new)
-    c.add_argument("name", help="the function's name (lower case: [a-z][a-z0-9_-]*)")
+    c.add_argument("name", help="the function's name ([A-Za-z][A-Za-z0-9_-]*)")
     c.add_argument("--lang", required=True, choices=sorted(LANGUAGES))
     c.add_argument("--trigger", default="http", choices=TRIGGERS, help="what runs it (http)")
     c.add_argument("--app", default=".", help="the app directory (holds nimbus.toml)")

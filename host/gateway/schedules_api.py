@@ -1,4 +1,5 @@
-"""The admin API's view of the deployed schedules and when each fires next.
+"""The admin API's view of the deployed schedules and when each fires next, and a
+schedule fired once by hand.
 
 The gateway does not run schedules: the process assembly (``host/server.py``) hands
 it a ``ScheduleSource`` (the trigger manager) that knows them.
@@ -20,6 +21,8 @@ class ScheduleSource(Protocol):
 
     def upcoming(self) -> list[tuple[ScheduleTrigger, int]]: ...
 
+    def run_now(self, name: str) -> dict[str, object]: ...
+
 
 class SchedulesApi:
     """Routes under ``/_admin/schedules``."""
@@ -28,7 +31,14 @@ class SchedulesApi:
         self.source = source
 
     def routes(self, guard: Any) -> list[Route]:
-        return [Route("/schedules", guard(self.list), methods=["GET"])]
+        return [
+            Route("/schedules", guard(self.list), methods=["GET"]),
+            Route("/schedules/{name}/run", guard(self.run), methods=["POST"]),
+        ]
+
+    async def run(self, request: Request) -> Response:
+        """Fire a schedule once, now, through its trigger (``nimbus schedules run``)."""
+        return JSONResponse(self.source.run_now(request.path_params["name"]), status_code=202)
 
     async def list(self, request: Request) -> Response:
         return JSONResponse(

@@ -10,7 +10,7 @@ Schema (every key optional unless marked *required*)::
     [app]
     name = "shop"                    # default: the manifest's directory name
 
-    [functions.NAME]                 # NAME: [a-z][a-z0-9_-]{0,62}
+    [functions.NAME]                 # NAME: [A-Za-z][A-Za-z0-9_-]{0,62}
     source = "hello"                 # a function directory, relative to the manifest,
     wasm = "dist/hello.wasm"         #   or a prebuilt module: exactly one of the two
     timeout = "10s"                  # duration: "250ms", "10s", "1m30s" or seconds (10s)

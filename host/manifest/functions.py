@@ -15,8 +15,9 @@ from host.common.units import format_duration, format_size
 from host.manifest.config_table import ConfigTable, Problems, quote_key
 from host.manifest.grants import KINDS, MODES, RESOURCE, Grants, is_topic_pattern
 from host.manifest.outbound import SECRET_NAME, OutboundPolicy, parse_allowed_host
+from host.manifest.variables import expand
 
-FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+FUNCTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 NAME = FUNCTION_NAME  # the name this pattern had first
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
@@ -101,7 +102,7 @@ def read_function(name: str, t: ConfigTable, base: Path | None) -> FunctionSpec:
         t.problems.add(
             t.where or "name",
             f"function name {name!r} must match {FUNCTION_NAME.pattern} "
-            "(lower-case letters, digits, '_', '-')",
+            "(letters, digits, '_', '-', starting with a letter)",
         )
     source, wasm = _module_location(t, base)
     spec = FunctionSpec(
@@ -118,9 +119,9 @@ def read_function(name: str, t: ConfigTable, base: Path | None) -> FunctionSpec:
         max_log_lines=t.integer("max_log_lines", 1000, minimum=1),
         max_staged_bytes=t.size("max_staged", 80 * MiB, positive=True),
         max_staged_ops=t.integer("max_staged_ops", 1000, minimum=1),
-        env=_env(t),
+        env=_env(t, expand_variables=base is not None),
         grants=_grants(t.table("grants")),
-        outbound=_outbound(t),
+        outbound=_outbound(t, expand_variables=base is not None),
         max_outbound_response=t.size("max_outbound_response", MAX_OUTBOUND_RESPONSE, True),
         secrets=_secrets(t),
     )
@@ -170,11 +171,16 @@ def _memory(t: ConfigTable) -> int:
     return memory
 
 
-def _env(t: ConfigTable) -> dict[str, str]:
+def _env(t: ConfigTable, expand_variables: bool) -> dict[str, str]:
     env = t.str_map("env")
-    for k in env:
+    for k, v in env.items():
         if not ENV_NAME.match(k):
             t.error("env", f"{k!r} is not an environment variable name ({ENV_NAME.pattern})")
+        elif expand_variables:
+            try:
+                env[k] = expand(v)
+            except ValueError as e:
+                t.problems.add(f"{t.key('env')}.{quote_key(k)}", str(e))
     return env
 
 
@@ -188,11 +194,11 @@ def _strings(t: ConfigTable, k: str, example: str) -> list[str]:
     return list(v)
 
 
-def _outbound(t: ConfigTable) -> OutboundPolicy:
+def _outbound(t: ConfigTable, expand_variables: bool) -> OutboundPolicy:
     entries = []
     for text in _strings(t, "allowed_outbound_hosts", '"https://api.example.com"'):
         try:
-            entries.append(parse_allowed_host(text))
+            entries.append(parse_allowed_host(expand(text) if expand_variables else text))
         except ValueError as e:
             t.error("allowed_outbound_hosts", str(e))
     return OutboundPolicy(tuple(entries))

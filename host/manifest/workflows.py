@@ -26,7 +26,10 @@ Declared in nimbus.toml under ``[workflows.NAME]``::
     function = "handle-error"          # handlers are steps reached by on_failure;
     input = { error = "$error" }       #   "$error" is the failure that led there
 
-Retries wait ``initial * backoff_rate ** (attempt - 1)``, capped at ``max_interval``,
+A retry's ``on`` lists error kinds: ours (``FunctionFailed``, ``FunctionTimeout``, …) or
+the kind a function's own failure names (``{"error": {"kind": "PaymentUnavailable"}}``),
+so a step can retry an outage and not a decline. Retries wait
+``initial * backoff_rate ** (attempt - 1)``, capped at ``max_interval``,
 without jitter, so attempt times are exactly what the policy says. A load error names
 the workflow, the step and what is wrong: unknown step or function, unreachable step,
 a loop with no way to the end, a bad path.

@@ -90,8 +90,9 @@ class StepRunner:
         except ServiceUnavailable as e:  # the store failed, not the step: not an attempt
             self._postpone(lease, self.faults.failed(e))
         except NimbusError as e:
-            kind = e.kind if not hasattr(e, "error_kind") else str(e.error_kind)
-            self._fail_later(wf, lease, step, step_input, (e.kind, f"{kind}: {e}"))
+            cause = str(getattr(e, "error_kind", ""))
+            kind = cause or e.kind
+            self._fail_later(wf, lease, step, step_input, (e.kind, f"{kind}: {e}"), cause)
         except Exception as e:
             log.exception("step %s of run %s failed unexpectedly", step.name, run["id"])
             self._fail_later(wf, lease, step, step_input, ("InternalError", repr(e)))
@@ -114,7 +115,13 @@ class StepRunner:
         self.runs.transact(write)
 
     def _fail_later(
-        self, wf: Workflow, lease: Timer, step: Step, step_input: Any, error: tuple[str, str]
+        self,
+        wf: Workflow,
+        lease: Timer,
+        step: Step,
+        step_input: Any,
+        error: tuple[str, str],
+        cause: str = "",
     ) -> None:
         now = self.clock.now_ms()
 
@@ -124,6 +131,6 @@ class StepRunner:
                 return
             clear_timer(runs, run)
             run["last_input"] = step_input
-            failed(runs, wf, run, step, lease.attempt, error, now)
+            failed(runs, wf, run, step, lease.attempt, error, now, cause)
 
         self.runs.transact(write)

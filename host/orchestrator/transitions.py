@@ -84,10 +84,13 @@ def failed(
     attempt: int,
     error: tuple[str, str],
     now: int,
+    cause: str = "",
 ) -> None:
     """Record attempt ``attempt`` of ``step`` as failed with ``(kind, message)``; retry
-    it, or take the step's failure path."""
+    it, or take the step's failure path. ``cause`` is the kind the function's own error
+    named (``PaymentDeclined``): a retry policy's ``on`` may list it beside ours."""
     kind, message = error
+    detail = {"kind": kind, "message": message, **({"cause": cause} if cause else {})}
     started = run.get("running", {}).get("started_ms", now)
     run["history"].append(
         {
@@ -97,7 +100,7 @@ def failed(
             "started_ms": started,
             "ended_ms": now,
             "input": run.pop("last_input", None),
-            "error": {"kind": kind, "message": message},
+            "error": detail,
         }
     )
     run.pop("running", None)
@@ -105,12 +108,14 @@ def failed(
         set_timer(runs, run, Timer(now, run["id"], step.name, attempt + 1))
         runs.put(run)
         return
-    if step.retry.should_retry(kind, attempt):
+    if step.retry.should_retry(kind, attempt) or (
+        cause and step.retry.should_retry(cause, attempt)
+    ):
         due = now + step.retry.delay_ms(attempt)
         set_timer(runs, run, Timer(due, run["id"], step.name, attempt + 1))
         runs.put(run)
         return
-    _give_up(run, step, attempt, kind, message)
+    _give_up(run, step, attempt, detail)
     goto(runs, wf, run, step.on_failure, now)
 
 
@@ -122,8 +127,9 @@ def _interruptions(run: dict[str, Any], step: Step) -> int:
     )
 
 
-def _give_up(run: dict[str, Any], step: Step, attempt: int, kind: str, message: str) -> None:
-    error = {"kind": kind, "message": message, "step": step.name}
+def _give_up(run: dict[str, Any], step: Step, attempt: int, detail: dict[str, str]) -> None:
+    error = {**detail, "step": step.name}
+    kind, message = detail["kind"], detail["message"]
     run["steps"][step.name] = {"status": "failed", "error": error}
     if step.critical:
         run["error"] = error

@@ -14,12 +14,13 @@ import threading
 from collections.abc import Callable
 
 from host.common.clock import Clock, WallClock
+from host.errors import NotFound
 from host.manifest.triggers import ScheduleTrigger, Triggers
 from host.platform.platform import Platform
 from host.services.reclaim import reclaim_deliveries
 from host.triggers.delivery import Deliverer, StartWorkflow
 from host.triggers.fanout import Dispatcher
-from host.triggers.schedules import Scheduler
+from host.triggers.schedules import Scheduler, fire_now
 from host.triggers.subscriptions import subscriptions
 
 log = logging.getLogger("nimbus.triggers")
@@ -64,6 +65,15 @@ class TriggerManager:
         schedules = self.platform.registry.triggers().schedule
         nxt = Scheduler(self.platform.services, schedules, self.clock).next_fire_times()
         return [(sc, nxt[sc.name]) for sc in schedules]
+
+    def run_now(self, name: str) -> dict[str, object]:
+        """Fire the deployed schedule ``name`` once, now (for the admin API)."""
+        for sc in self.platform.registry.triggers().schedule:
+            if sc.name == name:
+                now = self.clock.now_ms()
+                message = fire_now(self.platform.services, sc, now)
+                return {"schedule": name, "function": sc.function, "message": message, "at_ms": now}
+        raise NotFound(f"no schedule named {name!r}; `nimbus schedules` lists them")
 
     def poll_once(self) -> int:
         """One step of everything (tests drive the triggers with this)."""

@@ -49,6 +49,24 @@ def latest_at_or_before(sc: ScheduleTrigger, ms: int) -> int:
     return int(it.get_prev(float) * 1000)
 
 
+def fire_now(services: Services, sc: ScheduleTrigger, now_ms: int) -> str:
+    """Deliver one firing of ``sc`` now, as its cron would (same queue, retries and
+    envelope, ``scheduled_ms`` = now), without touching the schedule's last fired time:
+    ``nimbus schedules run NAME``. The message id."""
+    body = {
+        "id": f"{sc.name}@{now_ms}/run",
+        "schedule": sc.name,
+        "cron": sc.cron,
+        "timezone": sc.timezone,
+        "scheduled_ms": now_ms,
+    }
+    effects = services.begin(f"schedule:{sc.name}")
+    message_id = effects.queue_send(schedule_queue(sc), msgpack.packb(body))
+    effects.commit()
+    services.notify_committed()
+    return message_id
+
+
 class Scheduler:
     """Fires the app's schedules."""
 
