@@ -13,12 +13,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# `make up PORT=8081 DATA=/tmp/nimbus-data` serves on another port from another data dir
+# `make up PORT=8081 DATA=/tmp/nimbus-data` serves on another port from another data dir.
+# Beside the server, the example app's payment service stand-in (host/examples/payments.py)
+# listens on 127.0.0.1:$(PAYMENT_PORT) and, on a fresh data dir, sets the secret
+# PAYMENT_API_KEY to its key (PAYMENT_API_KEY from the environment, or sk_test_nimbus_example).
 PORT ?= 8080
 DATA ?= .nimbus
+PAYMENT_PORT ?= 8090
 
 up: $(STAMP)
-	$(VENV)/bin/nimbus up functions --data $(DATA) --host 127.0.0.1 --port $(PORT)
+	$(PY) -m host.examples.payments --port $(PAYMENT_PORT) \
+		--nimbus http://127.0.0.1:$(PORT) --data $(DATA) & \
+	trap 'kill $$! 2>/dev/null' EXIT; \
+	PAYMENT_PORT=$(PAYMENT_PORT) $(VENV)/bin/nimbus up functions --data $(DATA) \
+		--host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP) chromium
 	$(PY) -m pytest

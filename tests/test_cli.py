@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import ROOT, Server, free_port, nimbus_dir_state
+from tests.conftest import ROOT, Server
 
 Start = Callable[..., Server]
 
@@ -101,61 +98,6 @@ def test_remote_commands_against_a_server(
     assert r.returncode == 1 and "404" in r.stderr
     r = nimbus("ls", "--url", server.url, "--token", "wrong")
     assert r.returncode == 1 and "403" in r.stderr
-
-
-def test_make_up_serves_the_example_app(tmp_path: Path) -> None:
-    """The README's first command as written, on a free port and a temporary data dir,
-    so it passes beside the user's own `make up` and leaves their ./.nimbus alone."""
-    port, before = free_port(), nimbus_dir_state()
-    url = f"http://127.0.0.1:{port}"
-    data = tmp_path / "data"
-    proc = subprocess.Popen(
-        ["make", "up", f"PORT={port}", f"DATA={data}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                r = httpx.get(f"{url}/hello/make", timeout=2)
-                if r.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        assert r.text == "hello, make\n"
-        echo = httpx.post(f"{url}/echo", content=b"ping")
-        assert echo.content == b"ping"
-        order = f"make-{time.time_ns()}"
-        body = {"orderId": order, "total": 42}
-        refused = httpx.post(f"{url}/orders", json=body)
-        assert refused.status_code == 401  # the order API takes an API key
-        where = ["--data", str(data), "--url", url]
-        created = subprocess.run(
-            [sys.executable, "-m", "host.cli", "keys", "create", "make-up", *where],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        key = {"x-api-key": created.stdout.strip()}
-        started = httpx.post(f"{url}/orders", json=body, headers=key)
-        assert started.status_code == 202, started.text
-        deadline = time.monotonic() + 30
-        status = ""
-        while time.monotonic() < deadline and status != "shipped":
-            status = httpx.get(f"{url}/orders/{order}", headers=key).text
-            time.sleep(0.1)
-        assert status == "shipped"
-        assert (data / "admin_token").exists()  # DATA= was used
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    assert nimbus_dir_state() == before
 
 
 def test_kv_blob_queue_and_backup_commands(start_server: Start, tmp_path: Path) -> None:

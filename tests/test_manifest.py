@@ -13,6 +13,7 @@ from host.manifest.functions import FunctionSpec, function_spec_from_dict
 from host.manifest.grants import Grants, topic_matches
 from host.manifest.routes import Route, route_from_dict, routes_from_list
 from host.manifest.triggers import triggers_from_dict
+from host.manifest.workflows import parse_workflows
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
 
@@ -54,7 +55,7 @@ def test_the_example_manifest_loads() -> None:
     assert m.name == "example"
     assert m.path == ROOT / "functions" / "nimbus.toml"
     assert m.base_dir == ROOT / "functions"
-    assert {"hello", "echo", "validate-order", "order-status"} <= set(m.functions)
+    assert {"hello", "echo", "HandleOrderCreated", "HandleGetOrder"} <= set(m.functions)
     hello = m.functions["hello"]
     assert hello.source == ROOT / "functions" / "hello"
     assert hello.wasm is None
@@ -65,10 +66,41 @@ def test_the_example_manifest_loads() -> None:
         (("GET",), "/hello", "hello"),
         (("GET",), "/hello/{name}", "hello"),
         (("POST",), "/echo", "echo"),
-        (("POST",), "/orders", "OrderFulfillment"),
-        (("GET",), "/orders/{orderId}", "order-status"),
+        (("POST",), "/orders", "OrderFulfillmentWorkflow"),
+        (("POST",), "/orders/events", "PublishOrderCreated"),
+        (("GET",), "/orders/{orderId}", "HandleGetOrder"),
     ]
-    assert m.triggers.queue == () and set(m.workflows) == {"OrderFulfillment"}
+    assert set(m.workflows) == {"OrderFulfillmentWorkflow"}
+    wf = parse_workflows(m.workflows, set(m.functions))["OrderFulfillmentWorkflow"]
+    assert [(n, s.function, s.on_success, s.on_failure) for n, s in wf.steps.items()] == [
+        ("validateOrder", "HandleOrderCreated", "processPayment", "handleError"),
+        ("processPayment", "HandleOrderValidated", "sendNotification", "handlePaymentFailure"),
+        ("sendNotification", "SendOrderConfirmation", "end", "end"),
+        ("handleError", "LogAndAlert", "end", "end"),
+        ("handlePaymentFailure", "CancelOrder", "end", "end"),
+    ]
+    pay = wf.steps["processPayment"]
+    assert pay.timeout_s == 30 and pay.retry.max_attempts == 4  # 3 retries
+    assert pay.retry.retries("PaymentUnavailable") and not pay.retry.retries("PaymentDeclined")
+    assert not wf.steps["sendNotification"].critical
+    assert {(t.topic, t.function) for t in m.triggers.event} == {
+        ("order.created", "HandleOrderCreated"),
+        ("order.validated", "HandleOrderValidated"),
+        ("payment.completed", "SendOrderConfirmation"),
+        ("payment.failed", "CancelOrder"),
+    }
+    assert [(s.name, s.cron, s.function) for s in m.triggers.schedule] == [
+        ("daily-cleanup", "0 3 * * *", "HandleDailyCleanup")
+    ]
+    assert [(s.bucket, s.function) for s in m.triggers.storage] == [("imports", "ImportOrders")]
+    languages = {
+        (m.base_dir / n / f).exists() and f
+        for n in m.functions
+        for f in ("handler.py", "main.zig", "main.c")
+    } - {False}
+    assert languages == {"handler.py", "main.zig", "main.c"}
+    python = [n for n in m.functions if (m.base_dir / n / "handler.py").exists()]
+    assert len(python) >= 2
 
 
 def test_the_example_app_serves_through_the_platform(
@@ -78,7 +110,7 @@ def test_the_example_app_serves_through_the_platform(
     build("echo")
     m = load_manifest(ROOT / "functions" / "nimbus.toml")
     applied = apply_manifest(platform, m)
-    assert {"hello", "echo", "order-status"} <= {a.name for a in applied}
+    assert {"hello", "echo", "HandleGetOrder"} <= {a.name for a in applied}
     assert [r.path for r in platform.registry.routes()] == [r.path for r in m.routes]
     dep = platform.registry.get("hello")
     assert dep.spec.timeout_s == 2.0 and dep.spec.memory_bytes == 16 * MiB

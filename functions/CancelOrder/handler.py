@@ -18,8 +18,10 @@ def handle(event: nimbus.Event):
         given = getattr(event, "input", None) or {}
         order = given.get("order") or {}
         error = given.get("error") or {}
-        reason = error.get("message") or "payment failed"
-        payment_status = "declined" if error.get("cause") == "PaymentDeclined" else "failed"
+        cause = error.get("cause") or error.get("kind") or ""
+        # the message reads "<cause>: function <name> failed: <cause>: <its message>"
+        reason = str(error.get("message") or "payment failed").rsplit(f"{cause}: ", 1)[-1]
+        payment_status = "declined" if cause == "PaymentDeclined" else "failed"
     order_id = order.get("orderId") if isinstance(order, dict) else None
     if not order_id:
         return {"error": {"kind": "InvalidOrder", "message": "nothing to cancel: no orderId"}}

@@ -44,7 +44,7 @@ def handle(event: nimbus.Event):
         topic = "payment.failed"
         if not chained:
             nimbus.log.warn(f"payment of order {order_id} declined")
-            return failure("PaymentDeclined", f"order {order_id}: {payment['reason']}")
+            return failure("PaymentDeclined", payment["reason"])
     else:
         return failure("PaymentRejected", f"the payment service answered {status}: {answer}")
     nimbus.tables.put("payments", order_id, payment)
