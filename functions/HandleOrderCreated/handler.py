@@ -38,7 +38,10 @@ def handle(event: nimbus.Event):
         "createdAt": now,
     }
     nimbus.tables.put("orders", order_id, record)
-    nimbus.tables.put("processed_orders", order_id, {"orderId": order_id, "processedAt": now})
+    # if_absent is checked again at commit: of two deliveries racing, one commits and
+    # the other fails (Conflict), is retried, and finds the order processed
+    processed = {"orderId": order_id, "processedAt": now}
+    nimbus.tables.put("processed_orders", order_id, processed, if_absent=True)
     if chained:
         nimbus.events.publish("order.validated", record)
     nimbus.log.info(f"order {order_id} validated: total {record['total']}")

@@ -47,7 +47,7 @@ def handle(event: nimbus.Event):
             return failure("PaymentDeclined", payment["reason"])
     else:
         return failure("PaymentRejected", f"the payment service answered {status}: {answer}")
-    nimbus.tables.put("payments", order_id, payment)
+    nimbus.tables.put("payments", order_id, payment, if_absent=True)
     if chained:
         nimbus.events.publish(topic, {**order, "payment": payment})
     nimbus.log.info(f"payment of order {order_id}: {payment['status']}")
