@@ -11,6 +11,7 @@ import msgpack
 import pytest
 
 from host.common.clock import ManualClock
+from host.errors import NotFound
 from host.manifest.functions import function_spec_from_dict
 from host.manifest.triggers import triggers_from_dict
 from host.platform.platform import Platform
@@ -226,3 +227,25 @@ def test_schedule_fires_once_per_time_and_handles_missed_runs(
     assert len(fired) == fires
     drain(m)
     assert state(platform, "count.schedule") == 1 + fires
+
+
+def test_a_schedule_run_now_is_one_firing_and_leaves_the_cron_alone(
+    platform: Platform, build: Build
+) -> None:
+    deploy(platform, build, "report")
+    clock = ManualClock(T0)
+    triggers = {"schedule": [{"name": "nightly", "cron": "0 3 * * *", "function": "report"}]}
+    platform.registry.set_app_config("triggers", triggers)  # what the manager reads
+    m = manager(platform, triggers, clock)
+    assert m.scheduler.poll_once() == []  # type: ignore[union-attr]  # first sight: starts now
+    before = platform.services.schedules.last_fired(["nightly"])
+    fired = m.run_now("nightly")
+    assert fired["function"] == "report" and fired["at_ms"] == T0
+    drain(m)
+    assert state(platform, "count.schedule") == 1
+    last = state(platform, "last.schedule")
+    assert last["schedule"] == "nightly" and last["scheduled_ms"] == T0
+    assert last["id"] == f"nightly@{T0}/run"
+    assert platform.services.schedules.last_fired(["nightly"]) == before  # the cron's time
+    with pytest.raises(NotFound, match="no schedule named 'nope'"):
+        m.run_now("nope")

@@ -254,3 +254,27 @@ def test_bad_definitions_are_refused_clearly(body: str, message: str) -> None:
     with pytest.raises(ManifestError) as info:
         parse_workflows(raw, set(FUNCTIONS), where="nimbus.toml")
     assert message in str(info.value) and "workflows.W" in str(info.value)
+
+
+def test_a_retry_policy_may_name_the_functions_own_error_kind(wf_platform: Platform) -> None:
+    """``on`` lists our kinds or the kind a function's failure names: the guest fails
+    with StepFailed, which one workflow retries and the other does not."""
+    raw = {
+        name: {
+            "start": "pay",
+            "steps": {
+                "pay": {
+                    "function": "process-payment",
+                    "retry": {"max_attempts": 3, "initial": "1s", "on": on},
+                }
+            },
+        }
+        for name, on in (("Retried", ["StepFailed"]), ("NotRetried", ["PaymentUnavailable"]))
+    }
+    engine = Orchestrator(wf_platform, parse_workflows(raw, set(FUNCTIONS)), ManualClock(T0))
+    for name, attempts in (("Retried", 3), ("NotRetried", 1)):
+        run = settle(engine, engine.start(name, {"fail": ["payment"]})["id"], step_ms=100)
+        assert run["status"] == "failed"
+        assert [h["attempt"] for h in run["history"]] == list(range(1, attempts + 1))
+        assert {h["error"]["cause"] for h in run["history"]} == {"StepFailed"}
+        assert run["error"]["kind"] == "FunctionFailed" and run["error"]["cause"] == "StepFailed"
