@@ -40,7 +40,7 @@ def test_example_orders_need_a_key_and_hello_does_not(tmp_path: Path, start_serv
     assert key.startswith("nk_")
     started = httpx.post(server.url + "/orders", json=order, headers={"x-api-key": key})
     assert started.status_code == 202, started.text
-    assert started.headers["ratelimit-policy"] == '"orders";q=10;w=2'
+    assert started.headers["ratelimit-policy"] == '"orders";q=20;w=2'
 
     listed = nimbus(server, "keys", "ls")
     assert "readme" in listed and key not in listed
