@@ -391,3 +391,37 @@ def test_a_csv_import_creates_exactly_its_orders(app: App) -> None:
     assert any(
         "imported 3 order(s)" in m and "skipped 1" in m for i in imports for _, m in i["logs"]
     )
+
+
+def test_an_invalid_order_ends_in_log_and_alert_or_a_dead_letter(app: App) -> None:
+    tag = f"bad-{time.time_ns()}"
+    run_id = app.post("/orders", {"customerId": tag, "items": []}).json()["run_id"]
+    run = wait_for("the run to end", lambda: _ended(app, run_id))
+    assert run["status"] == "failed" and run["error"]["cause"] == "InvalidOrder"
+    assert [(h["step"], h["status"]) for h in run["history"]] == [
+        ("validateOrder", "failed"),  # not retried: the step has no retry policy
+        ("handleError", "succeeded"),
+    ]
+    alerted = [
+        line
+        for i in app.invocations("LogAndAlert")
+        if i["outcome"] == "ok"
+        for line in i["logs"]
+        if "order failed" in line[1] and "has no orderId" in line[1]
+    ]
+    assert alerted and alerted[0][0] == "error"
+    # the event chain: HandleOrderCreated fails it 3 times, then it is dead-lettered
+    dlq = "/queues/HandleOrderCreated.dlq/messages"
+    before = len(app.admin.get(dlq, params={"limit": 1000}).json()["messages"])
+    assert app.admin.post("/events/order.created", json={"orderId": tag}).status_code == 201
+    wait_for(
+        "the dead letter",
+        lambda: len(app.admin.get(dlq, params={"limit": 1000}).json()["messages"]) > before,
+    )
+    failed = [
+        i
+        for i in app.invocations("HandleOrderCreated")
+        if any(f"order {tag} has no items" in m for _, m in i["logs"])
+    ]
+    assert len(failed) == 3 and {i["outcome"] for i in failed} != {"ok"}
+    assert app.get("orders", tag) is None
