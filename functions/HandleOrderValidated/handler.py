@@ -56,13 +56,17 @@ def handle(event: nimbus.Event):
 
 def charge(event: nimbus.Event, order: dict) -> tuple[int, dict]:
     """POST the charge; (status, JSON answer), or (503, {}) when the service is down."""
+    url = event.env.get("PAYMENT_URL")
+    if not url:
+        nimbus.log.error("env PAYMENT_URL is not set (nimbus.toml, [functions.HandleOrderValidated])")
+        return 503, {}
     key = nimbus.secrets.get("PAYMENT_API_KEY")
     if key is None:
         nimbus.log.error("secret PAYMENT_API_KEY is not set: nimbus secrets set PAYMENT_API_KEY")
         return 401, {}
     try:
         r = nimbus.http.fetch(
-            f"{event.env['PAYMENT_URL']}/charges",
+            f"{url}/charges",
             method="POST",
             headers={"authorization": f"Bearer {key}", "idempotency-key": f"order-{order['orderId']}"},
             json={
