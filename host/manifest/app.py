@@ -24,7 +24,9 @@ Schema (every key optional unless marked *required*)::
     max_log_lines = 1000             #   "log truncated: N lines dropped" line (1000)
     max_staged = "80MiB"             # bytes one invocation may write (80MiB), then the
     max_staged_ops = 1000            #   guest gets too_large; write operations (1000)
-    env = { GREETING = "hi" }        # names [A-Za-z_][A-Za-z0-9_]*, string values
+    env = { GREETING = "hi" }        # names [A-Za-z_][A-Za-z0-9_]*, string values;
+                                     #   values and outbound hosts may use ${VAR} or
+                                     #   ${VAR:-default} (variables.py)
     allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:9000"]
                                      # http_fetch may reach only these (none by default;
                                      #   see host/manifest/outbound.py)
