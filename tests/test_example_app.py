@@ -251,6 +251,8 @@ def test_both_styles_produce_the_same_records(app: App) -> None:
     assert view["paymentStatus"] == "completed" and view["orderId"] == f"wf-{tag}"
     missing = httpx.get(f"{app.url}/orders/none-{tag}", headers={"x-api-key": app.api_key})
     assert missing.status_code == 404 and missing.json()["error"] == "order not found"
+    too_long = httpx.get(f"{app.url}/orders/{'x' * 481}", headers={"x-api-key": app.api_key})
+    assert too_long.status_code == 400 and "1 to 480 bytes" in too_long.json()["error"]
     assert httpx.post(f"{app.url}/orders", json=ORDER).status_code == 401  # the API key
 
 

@@ -6,8 +6,18 @@ const kv = nimbus.kv;
 const Pair = nimbus.Pair;
 const Value = nimbus.Value;
 
+/// the longest table key (guest_sdk/ABI.md, "Limits")
+const max_key = 480;
+
 pub fn handle(ev: *const nimbus.Event, res: *nimbus.Response) !void {
     const order_id = ev.param("orderId") orelse "";
+    if (order_id.len == 0 or order_id.len > max_key) {
+        res.status = 400;
+        res.output = .{ .map = try nimbus.allocator.dupe(Pair, &.{
+            kv("error", Value.s("an order id is 1 to 480 bytes")),
+        }) };
+        return;
+    }
     const found = try nimbus.tables.get("orders", order_id);
     const order = found orelse {
         res.status = 404;

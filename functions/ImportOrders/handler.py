@@ -15,11 +15,16 @@ import nimbus
 COLUMNS = ["orderId", "customerId", "sku", "quantity", "price"]
 #: orders per file: each is one event staged in this invocation's commit
 MAX_ORDERS = 500
+#: bytes per file: read whole into the function's memory
+MAX_BYTES = 1024 * 1024
 
 
 def handle(event: nimbus.StorageEvent):
     if event.op != "put":
         return {"output": {"imported": 0}}
+    if (event.size or 0) > MAX_BYTES:
+        message = f"{event.key} is {event.size} bytes; at most {MAX_BYTES} per file, split it"
+        return {"error": {"kind": "InvalidImport", "message": message}}
     blob = nimbus.blobs.get(event.bucket, event.key)
     if blob is None:
         nimbus.log.warn(f"{event.bucket}/{event.key} is gone; nothing to import")
