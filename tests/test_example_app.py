@@ -176,6 +176,7 @@ expect() {  # expect TEXT COMMAND: run COMMAND until its output holds TEXT, 90 s
 def test_the_readme_walkthrough_runs_as_written(app: App, tmp_path: Path) -> None:
     commands = walkthrough()
     assert len(commands) >= 15 and sum(1 for _, e in commands if e) >= 10
+    assert commands[0][0].startswith("export NIMBUS_URL=http://127.0.0.1:8080")
     script = [RUNNER]
     for command, expected in commands:
         command = (
@@ -183,6 +184,8 @@ def test_the_readme_walkthrough_runs_as_written(app: App, tmp_path: Path) -> Non
             .replace("127.0.0.1:8090", app.payments.removeprefix("http://"))
             .replace("/tmp/orders.csv", str(tmp_path / "orders.csv"))
         )
+        # never the user's own `make up`: every address is this module's
+        assert not re.search(r"127\.0\.0\.1:80[89]0|localhost", command), command
         if expected:
             script.append(f"expect {shlex.quote(expected)} {shlex.quote(command)}")
         else:
