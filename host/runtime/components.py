@@ -48,6 +48,7 @@ from host.runtime.component_call import call_bytes
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
+from host.runtime.ready import ReadyInstances
 
 HOST_INSTANCE = "nimbus:guest/host@1.0.0"
 #: what the Python SDK reports for an exception escaping ``handle`` (its traceback is
@@ -58,6 +59,11 @@ EXPORT = "handle"
 COMPILE = "compile"
 #: what compiling a function's sources may use (a large requirement takes a while)
 _COMPILE_LIMITS = Limits(memory_bytes=1 << 30, timeout_s=120.0)
+#: instances made ahead are made under this memory cap, and serve invocations whose cap
+#: is at least this: those would have been instantiated under their own cap just the
+#: same (a smaller cap instantiates inline, failing as it always did if the runtime's
+#: memory does not fit in it)
+READY_MEMORY_BYTES = 64 << 20
 #: a component's guest calls these with the current invocation first
 ComponentImport = Callable[..., Any]
 
@@ -98,6 +104,7 @@ class PythonHost:
         self._code_dir = self.cache.dir / "python"
         self._runtime_wasm = runtime_wasm
         self._runtime: Any = None
+        self._ready: ReadyInstances | None = None
         self._exports: dict[str, Any] = {}  # export name -> its index, looked up once
         self.runtime_key = ""
         self.runtime_cache_hit = False
@@ -111,6 +118,8 @@ class PythonHost:
                 host.add_func(name, self._bind(name, impl))
 
     def close(self) -> None:
+        if self._ready is not None:
+            self._ready.close()
         self._ticker.stop()
 
     def _bind(self, name: str, impl: ComponentImport) -> Callable[..., Any]:
@@ -151,7 +160,13 @@ class PythonHost:
             del inst, store
             self.runtime_key, self.runtime_cache_hit = key, cached.cache_hit
             self._runtime = cached.module
+            self._ready = ReadyInstances(self._make_ready)
             return self._runtime
+
+    def _make_ready(self) -> tuple[wasmtime.Store, Any]:
+        store = self._store(Limits(memory_bytes=READY_MEMORY_BYTES), _COMPILE_LIMITS.timeout_s)
+        inst = self.linker.instantiate(store, self._runtime)
+        return store, inst.get_func(store, self._exports[EXPORT])
 
     def load(self, name: str, wasm: bytes) -> tuple[bytes, str, bool]:
         """The code bundle of a Python function: ``(code, sha256, from the cache)``."""
@@ -210,18 +225,31 @@ class PythonHost:
                 f"{limits.max_request_bytes}"
             )
         runtime = self.start()
-        store = self._store(limits, limits.timeout_s if timeout_s is None else timeout_s)
+        timeout = limits.timeout_s if timeout_s is None else timeout_s
+        ready = None
+        if self._ready is not None and limits.memory_bytes >= READY_MEMORY_BYTES:
+            ready = self._ready.take()
+        if ready is not None:
+            store, func = ready
+            store.set_limits(memory_size=limits.memory_bytes)
+            store.set_epoch_deadline(self._ticker.ticks_for(timeout))
+        else:
+            store, func = self._store(limits, timeout), None
         self._current.inv = inv
         try:
-            inst = self.linker.instantiate(store, runtime)
-            raw = call_bytes(store, inst.get_func(store, self._exports[EXPORT]), code, event)
+            if func is None:
+                inst = self.linker.instantiate(store, runtime)
+                func = inst.get_func(store, self._exports[EXPORT])
+                del inst
+            raw = call_bytes(store, func, code, event)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
             if inv.error is not None:
                 raise inv.error from None
             raise classify(native.GuestTrap(t), name) from None
         finally:
             self._current.inv = None
-            del store
+            if self._ready is None or not self._ready.drop(store):
+                store.close()
         return _decode(name, raw, limits)
 
 
