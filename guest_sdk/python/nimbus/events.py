@@ -120,7 +120,12 @@ class InvokeEvent(Event):
 
 
 def decode(raw_bytes: bytes) -> Event:
-    raw = msgpack.unpackb(raw_bytes, raw=False, strict_map_key=False)
+    """The typed event of a msgpack envelope."""
+    return from_map(msgpack.unpackb(raw_bytes, raw=False, strict_map_key=False))
+
+
+def from_map(raw: dict[Any, Any]) -> Event:
+    """The typed event of an envelope already decoded."""
     common = dict(
         kind=raw.get("kind", ""),
         id=raw.get("id", ""),
