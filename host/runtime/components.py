@@ -229,18 +229,17 @@ class PythonHost:
             )
         runtime = self.start()
         timeout = limits.timeout_s if timeout_s is None else timeout_s
-        ready = None
-        if self._ready is not None and limits.memory_bytes >= READY_MEMORY_BYTES:
-            ready = self._ready.take()
-        if ready is not None:
-            store, func = ready
-            store.set_limits(memory_size=limits.memory_bytes)
-            store.set_epoch_deadline(self._ticker.ticks_for(timeout))
-        else:
-            store, func = self._store(limits, timeout), None
+        pool = self._ready
+        ready = None if pool is None else pool.take(limits.memory_bytes >= READY_MEMORY_BYTES)
+        store: wasmtime.Store | None = None
         self._current.inv = inv
         try:
-            if func is None:
+            if ready is not None:
+                store, func = ready
+                store.set_limits(memory_size=limits.memory_bytes)
+                store.set_epoch_deadline(self._ticker.ticks_for(timeout))
+            else:
+                store = self._store(limits, timeout)
                 inst = self.linker.instantiate(store, runtime)
                 func = inst.get_func(store, self._exports[EXPORT])
                 del inst
@@ -251,7 +250,9 @@ class PythonHost:
             raise classify(native.GuestTrap(t), name) from None
         finally:
             self._current.inv = None
-            if self._ready is None or not self._ready.drop(store):
+            if pool is not None:
+                store = pool.release(store)
+            if store is not None:
                 store.close()
         return _decode(name, raw, limits)
 
