@@ -5,7 +5,8 @@ the first deploy on a fresh host (compiles the runtime), the next deploys (build
 deploy of another function, then of a changed one), an unchanged build, loading from
 the disk cache in a fresh process, the first response of a fresh ``nimbus serve`` and
 after scale to zero, fresh instance + call (a hello and a handler importing json, re,
-datetime and dataclasses), and disk, compile time and RSS for 1 and for N functions::
+datetime and dataclasses; back to back, and spaced 5 ms apart), and disk, compile
+time and RSS for 1 and for N functions::
 
     python -m bench.python_guests [--count 10] [--calls 300]
 """
@@ -34,6 +35,8 @@ from host.toolchain.builder import build_function
 from host.toolchain.python_runtime import runtime_dir, runtime_wasm
 
 MiB = 1024 * 1024
+#: the gap between spaced calls
+SPACING_S = 0.005
 HELLO = ROOT / "tests" / "guests" / "hello_py" / "handler.py"
 IMPORT_HEAVY = """
 import dataclasses, datetime, json, re
@@ -104,7 +107,12 @@ def _build_and_deploy(platform: Platform, src: Path, name: str) -> float:
     return time.perf_counter() - t0
 
 
-def _fresh_calls(rt: Runtime, fn: LoadedFunction, calls: int) -> dict[str, float]:
+def _fresh_calls(
+    rt: Runtime, fn: LoadedFunction, calls: int, gap_s: float = 0.0
+) -> dict[str, float]:
+    """Fresh instance + call, back to back, or spaced ``gap_s`` apart (requests that
+    arrive one at a time: a Python instance is then made, and the last one dropped,
+    between calls instead of during them)."""
     from bench.runtime import hello_event
 
     event = hello_event()
@@ -112,6 +120,8 @@ def _fresh_calls(rt: Runtime, fn: LoadedFunction, calls: int) -> dict[str, float
         rt.invoke(fn, event, Invocation("req-bench", fn.name))
     us, cpu = [], []
     for _ in range(calls):
+        if gap_s:
+            time.sleep(gap_s)
         t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         rt.invoke(fn, event, Invocation("req-bench", fn.name))
         cpu.append((time.thread_time_ns() - c0) / 1000)
@@ -218,6 +228,8 @@ def run(count: int, calls: int) -> dict[str, Any]:
             zig_fn = rt.load("zig", zig_wasm.read_bytes())
             out["fresh_call_hello"] = _fresh_calls(rt, hello_fn, calls)
             out["fresh_call_import_heavy"] = _fresh_calls(rt, heavy_fn, calls)
+            out["fresh_call_hello_spaced_5ms"] = _fresh_calls(rt, hello_fn, calls, SPACING_S)
+            out["fresh_call_import_heavy_spaced_5ms"] = _fresh_calls(rt, heavy_fn, calls, SPACING_S)
             out["fresh_call_zig_same_harness"] = _fresh_calls(rt, zig_fn, calls * 10)
             cache = platform.data_dir / "cache"
             wasms = [build_function(s).wasm for s in srcs]
