@@ -32,8 +32,12 @@ log = logging.getLogger("nimbus.runtime")
 #: instances kept ready (each maps the runtime's memory image copy-on-write: a few
 #: pages of RSS until it runs)
 DEPTH = 2
-#: used stores waiting to be closed; beyond this the invoking thread closes its own
-MAX_PENDING = 8
+#: used stores waiting to be closed (each holds the pages its call wrote); beyond this
+#: the invoking thread closes its own
+MAX_PENDING = 2
+#: the thread starts working only once no invocation has started for this long:
+#: calls back to back then never run beside it (each does its own work inline)
+SETTLE_S = 0.001
 #: the thread's nice value (0 is the default, 19 the lowest priority)
 READY_NICE = 10
 
@@ -51,6 +55,7 @@ class ReadyInstances:
         self._running = 0  # invocations between take and release
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._started = threading.Event()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="nimbus-python-ready", daemon=True)
         self._thread.start()
@@ -60,6 +65,7 @@ class ReadyInstances:
         one is ready, else None (the caller instantiates)."""
         with self._lock:
             self._running += 1
+        self._started.set()
         if not eligible:
             return None
         try:
@@ -97,12 +103,20 @@ class ReadyInstances:
     def _run(self) -> None:
         # below the threads that serve requests: this work can wait for an idle core
         set_nice(threading.get_native_id(), READY_NICE)
+        settled = False
         while True:
             self._wake.clear()
             if self._stopped:
                 return
             if not self._idle():
                 self._wake.wait()
+                settled = False
+                continue
+            if not settled:
+                self._started.clear()
+                if self._started.wait(SETTLE_S):
+                    continue  # another invocation came at once: not idle yet
+                settled = True
                 continue
             if self._used:
                 self._used.popleft().close()
@@ -116,3 +130,4 @@ class ReadyInstances:
                     return
                 continue
             self._wake.wait()
+            settled = False
