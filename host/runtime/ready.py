@@ -25,8 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from host.runtime.priority import set_nice
-
 log = logging.getLogger("nimbus.runtime")
 
 #: instances kept ready (each maps the runtime's memory image copy-on-write: a few
@@ -38,8 +36,6 @@ MAX_PENDING = 2
 #: the thread starts working only once no invocation has started for this long:
 #: calls back to back then never run beside it (each does its own work inline)
 SETTLE_S = 0.001
-#: the thread's nice value (0 is the default, 19 the lowest priority)
-READY_NICE = 10
 
 
 class ReadyInstances:
@@ -101,8 +97,9 @@ class ReadyInstances:
             return self._running == 0
 
     def _run(self) -> None:
-        # below the threads that serve requests: this work can wait for an idle core
-        set_nice(threading.get_native_id(), READY_NICE)
+        # at the default priority: it works only while no invocation runs, and a lower
+        # one starved it on a loaded machine (nice 10 got ~3% of a core beside seven
+        # busy processes, so calls found nothing ready)
         settled = False
         while True:
             self._wake.clear()
