@@ -134,6 +134,54 @@ def _fresh_calls(
     }
 
 
+def _made_ahead_or_not(cache: Path, wasm: bytes, calls: int) -> dict[str, Any]:
+    """Fresh instance + call of the hello with instances made ahead and without, in
+    one process, in alternating blocks (so both see the same machine load): back to
+    back, and spaced 5 ms apart."""
+    from bench.runtime import hello_event
+    from host.hostcalls.catalog import component_imports
+    from host.runtime.components import PythonHost
+    from host.runtime.limits import Limits
+
+    event, limits = hello_event(), Limits()
+    hosts = {}
+    for ahead in (True, False):
+        ph = PythonHost(cache, component_imports(), 1.0, 512 * 1024, runtime_wasm, ahead)
+        hosts[ahead] = (ph, ph.load("hello", wasm)[0])
+
+    def classify(trap: Any, name: str) -> Exception:
+        raise RuntimeError(f"{name}: {trap}")
+
+    out: dict[str, Any] = {}
+    try:
+        for gap in (0.0, SPACING_S):
+            wall: dict[bool, list[float]] = {True: [], False: []}
+            cpu: dict[bool, list[float]] = {True: [], False: []}
+            for block in range(max(2, calls // 25)):
+                for ahead in (True, False) if block % 2 else (False, True):
+                    ph, code = hosts[ahead]
+                    for i in range(25):
+                        time.sleep(gap)
+                        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+                        ph.invoke(
+                            "hello", code, limits, event, Invocation("r", "hello"), None, classify
+                        )
+                        if i >= 3:  # the block's first calls find the other's leftovers
+                            cpu[ahead].append((time.thread_time_ns() - c0) / 1000)
+                            wall[ahead].append((time.perf_counter_ns() - t0) / 1000)
+            for ahead, label in ((True, "made_ahead"), (False, "inline")):
+                key = f"{label}_{'back_to_back' if not gap else 'spaced_5ms'}"
+                out[key] = {
+                    "median_us": statistics.median(wall[ahead]),
+                    "p99_us": percentile(wall[ahead], 0.99),
+                    "cpu_median_us": statistics.median(cpu[ahead]),
+                }
+    finally:
+        for ph, _ in hosts.values():
+            ph.close()
+    return out
+
+
 def _fresh_process(cache: Path, wasms: list[Path]) -> tuple[float, float, float]:
     """A new process loading from ``cache``: the first function's load time (ms), and
     its RSS growth (MiB) with the first function warm and with all of them warm."""
@@ -233,6 +281,9 @@ def run(count: int, calls: int) -> dict[str, Any]:
             out["fresh_call_zig_same_harness"] = _fresh_calls(rt, zig_fn, calls * 10)
             cache = platform.data_dir / "cache"
             wasms = [build_function(s).wasm for s in srcs]
+            out["fresh_call_hello_made_ahead_or_not"] = _made_ahead_or_not(
+                cache, wasms[0].read_bytes(), calls
+            )
         finally:
             platform.close()
         probes = [_fresh_process(cache, wasms) for _ in range(3)]

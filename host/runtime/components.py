@@ -88,7 +88,10 @@ class PythonHost:
         time_scale: float,
         max_wasm_stack: int,
         runtime_wasm: Callable[[], Path],
+        make_ahead: bool = True,
     ) -> None:
+        """``make_ahead``: keep instances ready (``runtime/ready.py``); off, every
+        invocation instantiates and tears down inline (the bench compares the two)."""
         cfg = wasmtime.Config()
         cfg.wasm_component_model = True
         cfg.epoch_interruption = True
@@ -108,6 +111,7 @@ class PythonHost:
         self._runtime_wasm = runtime_wasm
         self._runtime: Any = None
         self._ready: ReadyInstances | None = None
+        self._make_ahead = make_ahead
         self._exports: dict[str, Any] = {}  # export name -> its index, looked up once
         self.runtime_key = ""
         self.runtime_cache_hit = False
@@ -163,7 +167,8 @@ class PythonHost:
             del inst, store
             self.runtime_key, self.runtime_cache_hit = key, cached.cache_hit
             self._runtime = cached.module
-            self._ready = ReadyInstances(self._make_ready)
+            if self._make_ahead:
+                self._ready = ReadyInstances(self._make_ready)
             return self._runtime
 
     def _make_ready(self) -> tuple[wasmtime.Store, Any]:
