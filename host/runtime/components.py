@@ -8,13 +8,17 @@ instance then builds its copy-on-write memory image, so no request pays for that
 A function adds only its code bundle: its sources, compiled to this interpreter's
 bytecode by the runtime's ``compile`` export when the function is loaded (and kept in
 the cache beside the compiled runtime, so a new process reads it in microseconds).
-Each invocation instantiates the runtime afresh and calls ``handle(code, event)``:
-nothing of one call or one function survives into another.
+Each invocation gets a never-used instance of the runtime (made ahead between
+invocations by ``runtime/ready.py``, or inline when none is ready) and calls
+``handle(code, event)`` on it once: nothing of one call or one function survives into
+another.
 
 The guest's imports are ``log``, ``now``, ``random-bytes`` and ``call`` (every service
 operation by name, served by the same host code as the core imports). Components
 need the component model, so they get an engine of their own (without the pooling
-allocator, whose slot sizes suit small core modules, not an interpreter); WASI gives
+allocator: its slots gave no gain here, the cost being the page faults of the
+copy-on-write image, and keeping memory resident resets it by copying the whole 24 MiB
+image, as wasmtime-py cannot turn on ``PAGEMAP_SCAN``); WASI gives
 the guest a clock and randomness and nothing else: no filesystem, no environment, no
 network.
 """
