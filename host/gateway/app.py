@@ -1,4 +1,10 @@
-"""The Starlette application: the admin API under ``/_admin``, functions everywhere else."""
+"""The gateway's ASGI app: the admin API under ``/_admin/``, the console under
+``/_console``, functions everywhere else.
+
+The admin API and the console are a Starlette app; a function path goes straight to
+``FunctionRoutes`` (raw ASGI) without passing Starlette's middleware and router, which
+cost more than a small function's whole run.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,9 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.routing import Mount, Route
+from starlette.datastructures import State
+from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
 
 from host.gateway.admin import AdminApi
 from host.gateway.auth import AdminAuth, load_or_create_token
@@ -21,6 +29,9 @@ from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+#: the paths Starlette serves (everything else is a function path)
+_STARLETTE_PREFIXES = ("/_admin/", "/_console/")
+_STARLETTE_PATHS = frozenset({"/_console"})
 
 
 class Background(Protocol):
@@ -37,7 +48,7 @@ def create_app(
     schedules: ScheduleSource,
     admin_token: str | None = None,
     background: Sequence[Background] = (),
-) -> Starlette:
+) -> Gateway:
     """The gateway for ``platform``, over the workflows and schedules the process
     assembly (``host/server.py``) built; the admin token defaults to the data dir's."""
     token = admin_token or load_or_create_token(platform.data_dir)
@@ -71,9 +82,30 @@ def create_app(
         routes=[
             Mount("/_admin", routes=admin.routes()),
             *console_routes(admin, token),
-            Route("/{path:path}", functions.handle, methods=ALL_METHODS),
+            # a path the prefixes above send here that no admin route takes
+            Mount("", app=functions),
         ],
         lifespan=lifespan,
     )
     app.state.platform = platform
-    return app
+    return Gateway(app, functions)
+
+
+class Gateway:
+    """The ASGI entry point: function paths to ``FunctionRoutes``, the rest (the admin
+    API, the console, the lifespan) to the Starlette app."""
+
+    def __init__(self, app: Starlette, functions: FunctionRoutes) -> None:
+        self.app = app
+        self.functions = functions
+
+    @property
+    def state(self) -> State:
+        return self.app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if not path.startswith(_STARLETTE_PREFIXES) and path not in _STARLETTE_PATHS:
+                return await self.functions(scope, receive, send)
+        await self.app(scope, receive, send)
