@@ -5,7 +5,7 @@ in parallel, and each function gets its own capacity limiter: a slow function
 saturating its threads does not hold back requests to another function.
 
 A thread hop costs more than a small function's whole run, so a function whose
-recent invocations all finished within a few milliseconds runs inline, on the
+recent invocations all took under a few milliseconds of CPU runs inline, on the
 event loop, under a short budget enforced by the engine (``INLINE_BUDGET_S``, rounded
 up to the engine's 5 ms epoch tick, so the loop is held 10 ms at the worst). If it
 runs past the budget it is stopped (its staged effects dropped, nothing recorded)
@@ -42,8 +42,13 @@ THREADS_PER_FUNCTION = max(64, 16 * (os.cpu_count() or 1))
 QUEUE_GRACE_S = 0.005
 #: the longest an inline invocation may hold the event loop
 INLINE_BUDGET_S = 0.003
-#: a run this short (wall time, contention included) counts towards running inline
-FAST_MS = 5.0
+#: a run that took less CPU time than this counts towards running inline (CPU time of
+#: the thread that ran it: on a loaded machine the wall time of a run in a thread is
+#: mostly waiting for a core or the GIL, which says nothing of the function)
+FAST_MS = 2.0
+#: ... and whose wall time was under this: a run that waits on something other than
+#: the CPU (a lock, a disk) this long neither counts nor resets the streak
+INLINE_WALL_MS = 10.0
 #: consecutive fast runs before a function runs inline
 FAST_STREAK = 20
 
@@ -76,23 +81,28 @@ class Invoker:
             limiter = self._limiters.setdefault(function, anyio.CapacityLimiter(threads))
         arrived = time.monotonic()
 
-        def run() -> InvocationResult:
+        def run() -> tuple[InvocationResult, float]:
             waited = time.monotonic() - arrived
+            cpu = time.thread_time()
             if waited < QUEUE_GRACE_S:
-                return self.platform.execute(InvocationRequest(function, event, request_id))
-            limit = self.platform.registry.get(function).spec.timeout_s
-            if waited >= limit:
-                raise Overloaded(
-                    f"function {function} waited its whole {limit:g} s time limit for a "
-                    "free thread; retry later"
-                )
-            request = InvocationRequest(function, event, request_id, timeout_s=limit - waited)
-            return self.platform.execute(request)
+                request = InvocationRequest(function, event, request_id)
+            else:
+                limit = self.platform.registry.get(function).spec.timeout_s
+                if waited >= limit:
+                    raise Overloaded(
+                        f"function {function} waited its whole {limit:g} s time limit for a "
+                        "free thread; retry later"
+                    )
+                request = InvocationRequest(function, event, request_id, timeout_s=limit - waited)
+            result = self.platform.execute(request)
+            return result, (time.thread_time() - cpu) * 1000
 
-        result = await anyio.to_thread.run_sync(run, limiter=limiter)
+        result, cpu_ms = await anyio.to_thread.run_sync(run, limiter=limiter)
         # a function that may fetch never earns the inline path, however fast it runs
-        fast = result.duration_ms < FAST_MS and not self._may_block(function)
-        self._streak[function] = self._streak.get(function, 0) + 1 if fast else 0
+        if cpu_ms >= FAST_MS or self._may_block(function):
+            self._streak[function] = 0
+        elif result.duration_ms < INLINE_WALL_MS:
+            self._streak[function] = self._streak.get(function, 0) + 1
         return result
 
     def _may_block(self, function: str) -> bool:
