@@ -8,25 +8,29 @@ cost more than a small function's whole run.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import gc
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.datastructures import State
-from starlette.routing import Mount
+from starlette.routing import Mount, Router
 from starlette.types import Receive, Scope, Send
 
-from host.gateway.admin import AdminApi
 from host.gateway.auth import AdminAuth, load_or_create_token
 from host.gateway.console.mount import console_routes
 from host.gateway.functions import FunctionRoutes
 from host.gateway.invoker import Invoker
 from host.gateway.policies.chain import GatewayPolicies
-from host.gateway.schedules_api import ScheduleSource
-from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
+
+if TYPE_CHECKING:
+    from host.gateway.admin import AdminApi
+    from host.gateway.schedules_api import ScheduleSource
+    from host.orchestrator.runner import WorkflowRunner
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: the paths Starlette serves (everything else is a function path)
@@ -53,7 +57,13 @@ def create_app(
     assembly (``host/server.py``) built; the admin token defaults to the data dir's."""
     token = admin_token or load_or_create_token(platform.data_dir)
     invoker = Invoker(platform)
-    admin = AdminApi(platform, invoker, AdminAuth(token), workflows, schedules)
+
+    def build_admin() -> AdminApi:
+        from host.gateway.admin import AdminApi
+
+        return AdminApi(platform, invoker, AdminAuth(token), workflows, schedules)
+
+    admin = LazyAdmin(build_admin)
 
     async def invoke(function: str, event: dict[str, Any], request_id: str) -> dict[str, Any]:
         return (await invoker.invoke(function, event, request_id)).response
@@ -73,6 +83,11 @@ def create_app(
         await anyio.to_thread.run_sync(lambda: None)
         for b in background:
             b.start()
+        # what start-up made (modules, the app, the loaded functions) lives as long as
+        # the process: moved out of the collector's generations, so a full collection
+        # under load scans only what requests made
+        gc.collect()
+        gc.freeze()
         yield
         for b in background:
             b.stop()
@@ -80,8 +95,8 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Mount("/_admin", routes=admin.routes()),
-            *console_routes(admin, token),
+            Mount("/_admin", app=admin),
+            *console_routes(admin.get, token),
             # a path the prefixes above send here that no admin route takes
             Mount("", app=functions),
         ],
@@ -89,6 +104,28 @@ def create_app(
     )
     app.state.platform = platform
     return Gateway(app, functions)
+
+
+class LazyAdmin:
+    """The admin API, built (and its modules imported) on its first request: a server
+    starts serving functions without paying for the admin API's imports."""
+
+    def __init__(self, build: Callable[[], AdminApi]) -> None:
+        self._build = build
+        self._admin: AdminApi | None = None
+        self._router: Router | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> AdminApi:
+        with self._lock:
+            if self._admin is None:
+                self._admin = self._build()
+            return self._admin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._router is None:
+            self._router = Router(routes=self.get().routes())
+        await self._router(scope, receive, send)
 
 
 class Gateway:
