@@ -49,6 +49,11 @@ FAST_MS = 2.0
 #: ... and whose wall time was under this: a run that waits on something other than
 #: the CPU (a lock, a disk) this long neither counts nor resets the streak
 INLINE_WALL_MS = 10.0
+#: an inline run stopped at its budget is slow if it had this much CPU time (a small
+#: function preempted on a busy machine has had a tenth of it)
+STOPPED_SLOW_MS = 0.5
+#: fast runs in threads that bring back a function stopped inline while it waited
+OVER_BUDGET_PENALTY = 5
 #: consecutive fast runs before a function runs inline
 FAST_STREAK = 20
 
@@ -65,7 +70,9 @@ class Invoker:
     async def invoke(
         self, function: str, event: dict[str, Any], request_id: str
     ) -> InvocationResult:
-        if self._streak.get(function, 0) >= FAST_STREAK and not self._may_block(function):
+        streak = self._streak.get(function, 0)
+        if streak >= FAST_STREAK and not self._may_block(function):
+            cpu = time.thread_time()
             try:
                 return self.platform.execute(
                     InvocationRequest(
@@ -73,7 +80,11 @@ class Invoker:
                     )
                 )
             except OverBudget:
-                self._streak[function] = 0
+                # stopped having used the CPU: slow, back to the threads until it proves
+                # fast again; stopped having waited (the loop's thread was preempted on
+                # a busy machine): a few fast runs in threads and it is back
+                slow = (time.thread_time() - cpu) * 1000 >= STOPPED_SLOW_MS
+                self._streak[function] = 0 if slow else streak - OVER_BUDGET_PENALTY
         limiter = self._limiters.get(function)
         if limiter is None:
             concurrency = self.platform.registry.get(function).spec.concurrency
