@@ -10,7 +10,8 @@ event loop, under a short budget enforced by the engine (``INLINE_BUDGET_S``, ro
 up to the engine's 5 ms epoch tick, so the loop is held 10 ms at the worst). If it
 runs past the budget it is stopped (its staged effects dropped, nothing recorded)
 and run again in a thread with its full time limit, and it loses its inline status
-until it proves fast again. A function allowed outbound HTTP never runs inline: it may
+until it proves fast again (a few runs, when the stopped run had barely used the CPU:
+its thread was preempted on a busy machine, the function is not slow). A function allowed outbound HTTP never runs inline: it may
 wait on the network for up to its whole time limit.
 
 A request that waits for one of its function's threads spends its own time limit
