@@ -11,8 +11,9 @@ up to the engine's 5 ms epoch tick, so the loop is held 10 ms at the worst). If 
 runs past the budget it is stopped (its staged effects dropped, nothing recorded)
 and run again in a thread with its full time limit, and it loses its inline status
 until it proves fast again (a few runs, when the stopped run had barely used the CPU:
-its thread was preempted on a busy machine, the function is not slow). A function allowed outbound HTTP never runs inline: it may
-wait on the network for up to its whole time limit.
+its thread was preempted on a busy machine, the function is not slow). A function
+allowed outbound HTTP never runs inline: it may wait on the network for up to its
+whole time limit.
 
 A request that waits for one of its function's threads spends its own time limit
 waiting: it runs with what is left, and one that waited its whole limit is refused as
@@ -47,8 +48,9 @@ INLINE_BUDGET_S = 0.003
 #: the thread that ran it: on a loaded machine the wall time of a run in a thread is
 #: mostly waiting for a core or the GIL, which says nothing of the function)
 FAST_MS = 2.0
-#: ... and whose wall time was under this: a run that waits on something other than
-#: the CPU (a lock, a disk) this long neither counts nor resets the streak
+#: ... and, if it committed writes, whose wall time was under this: a run that waited
+#: this long for its commit (the write lock, the disk) neither counts nor resets the
+#: streak (the wall time of a run that wrote nothing is waiting for a core or the GIL)
 INLINE_WALL_MS = 10.0
 #: an inline run stopped at its budget is slow if it had this much CPU time (a small
 #: function preempted on a busy machine has had a tenth of it)
@@ -113,7 +115,7 @@ class Invoker:
         # a function that may fetch never earns the inline path, however fast it runs
         if cpu_ms >= FAST_MS or self._may_block(function):
             self._streak[function] = 0
-        elif result.duration_ms < INLINE_WALL_MS:
+        elif not result.wrote or result.duration_ms < INLINE_WALL_MS:
             self._streak[function] = self._streak.get(function, 0) + 1
         return result
 
