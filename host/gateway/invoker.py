@@ -10,8 +10,8 @@ event loop, under a short budget enforced by the engine (``INLINE_BUDGET_S``, ro
 up to the engine's 5 ms epoch tick, so the loop is held 10 ms at the worst). If it
 runs past the budget it is stopped (its staged effects dropped, nothing recorded)
 and run again in a thread with its full time limit, and it loses its inline status
-until it proves fast again (a few runs, when the stopped run had barely used the CPU:
-its thread was preempted on a busy machine, the function is not slow). A function
+for a few runs (its CPU time in a thread tells a slow function, which then loses it
+until it proves fast again, from one preempted on a busy machine). A function
 allowed outbound HTTP never runs inline: it may wait on the network for up to its
 whole time limit.
 
@@ -52,9 +52,6 @@ FAST_MS = 2.0
 #: this long for its commit (the write lock, the disk) neither counts nor resets the
 #: streak (the wall time of a run that wrote nothing is waiting for a core or the GIL)
 INLINE_WALL_MS = 10.0
-#: an inline run stopped at its budget is slow if it had this much CPU time (a small
-#: function preempted on a busy machine has had a tenth of it)
-STOPPED_SLOW_MS = 0.5
 #: fast runs in threads that bring back a function stopped inline while it waited
 OVER_BUDGET_PENALTY = 5
 #: consecutive fast runs before a function runs inline
@@ -75,7 +72,6 @@ class Invoker:
     ) -> InvocationResult:
         streak = self._streak.get(function, 0)
         if streak >= FAST_STREAK and not self._may_block(function):
-            cpu = time.thread_time()
             try:
                 return self.platform.execute(
                     InvocationRequest(
@@ -83,11 +79,10 @@ class Invoker:
                     )
                 )
             except OverBudget:
-                # stopped having used the CPU: slow, back to the threads until it proves
-                # fast again; stopped having waited (the loop's thread was preempted on
-                # a busy machine): a few fast runs in threads and it is back
-                slow = (time.thread_time() - cpu) * 1000 >= STOPPED_SLOW_MS
-                self._streak[function] = 0 if slow else streak - OVER_BUDGET_PENALTY
+                # back to the threads for a few runs: a slow function's next run there
+                # (over FAST_MS of CPU) takes its whole streak; one that was only
+                # preempted on a busy machine is back inline after a few fast runs
+                self._streak[function] = streak - OVER_BUDGET_PENALTY
         limiter = self._limiters.get(function)
         if limiter is None:
             concurrency = self.platform.registry.get(function).spec.concurrency
