@@ -2,7 +2,10 @@
 
 (a) a bare Starlette+Uvicorn endpoint returning the same bytes as hello, started by
 the harness; (b) hello through the Nimbus gateway; (c) hello with a table read;
-(d) hello through two gateway workers. The load generator is ``wrk`` when it can be
+(d) hello through two gateway workers; (e) the Node peer, Node's http server with a
+new WebAssembly instance of an equivalent hello module per request, when ``node`` is
+installed (the ratio ``b_over_node`` is the one issue #17 sets a target for). The load
+generator is ``wrk`` when it can be
 installed, else the asyncio client in ``bench/loadgen.py``; the output says which.
 """
 
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import run_load
-from bench.servers import ROOT, Process, bare_starlette, nimbus
+from bench.servers import ROOT, Process, bare_starlette, nimbus, node_fresh, peer_wasm
 from host.toolchain.builder import build_function
 
 
@@ -145,7 +148,19 @@ def run(quick: bool) -> dict[str, Any]:
             results["d_hello_2_workers"] = measure(two, "/hello/bench", seconds, connections, wrk)
         finally:
             two.stop()
+        node = node_fresh(peer_wasm(Path(tmp)))
+        if node is not None:
+            try:
+                results["e_node_fresh_instance"] = measure(
+                    node, "/hello/bench", seconds, connections, wrk
+                )
+            finally:
+                node.stop()
     ceiling = results["a_bare_starlette"]["rps"]
-    for key in ("b_hello", "c_hello_table_read", "d_hello_2_workers"):
-        results[key]["over_bare"] = results[key]["rps"] / ceiling if ceiling else 0.0
+    for key in ("b_hello", "c_hello_table_read", "d_hello_2_workers", "e_node_fresh_instance"):
+        if key in results:
+            results[key]["over_bare"] = results[key]["rps"] / ceiling if ceiling else 0.0
+    if "e_node_fresh_instance" in results:
+        node_rps = results["e_node_fresh_instance"]["rps"]
+        results["b_over_node"] = results["b_hello"]["rps"] / node_rps if node_rps else 0.0
     return results

@@ -1,4 +1,5 @@
-"""Processes the benchmarks measure: a Nimbus server, and the bare Starlette reference.
+"""Processes the benchmarks measure: a Nimbus server, the bare Starlette reference, and
+the Node fresh-instance peer (when ``node`` is installed).
 
 Both are real processes on loopback ports, started and stopped by the harness.
 """
@@ -6,6 +7,7 @@ Both are real processes on loopback ports, started and stopped by the harness.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -100,4 +102,44 @@ def bare_starlette(body: bytes) -> Process:
         [sys.executable, "-m", "bench.bare"],
         "/hello/bench",
         env=env,
+    )
+
+
+PEERS = Path(__file__).resolve().parent / "peers"
+
+
+def peer_wasm(out_dir: Path) -> Path:
+    """The peer hello module (``peers/hello.zig``), built with the Zig Nimbus ships."""
+    wasm = out_dir / "peer_hello.wasm"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ziglang",
+            "build-exe",
+            str(PEERS / "hello.zig"),
+            "-target",
+            "wasm32-freestanding",
+            "-fno-entry",
+            "-rdynamic",
+            "-O",
+            "ReleaseSmall",
+            f"-femit-bin={wasm}",
+        ],
+        cwd=out_dir,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return wasm
+
+
+def node_fresh(wasm: Path) -> Process | None:
+    """Node's http server with a new ``WebAssembly.Instance`` of ``wasm`` per request,
+    one process; None when ``node`` is not installed."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    return Process(
+        [node, str(PEERS / "node_server.js")], "/hello/bench", env={"WASM": str(wasm), "FRESH": "1"}
     )

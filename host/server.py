@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 
 import uvicorn
-from starlette.applications import Starlette
 
-from host.gateway.app import create_app
+from host.gateway.app import Gateway, create_app
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
 from host.triggers.manager import TriggerManager
@@ -23,7 +22,7 @@ from host.triggers.manager import TriggerManager
 DATA_DIR_ENV = "NIMBUS_DATA_DIR"
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> Gateway:
     """Uvicorn's app factory: every worker process opens the data dir on its own and
     runs the triggers beside the gateway."""
     platform = Platform(Path(os.environ[DATA_DIR_ENV]))
@@ -31,7 +30,7 @@ def app_from_env() -> Starlette:
     return assemble(platform)
 
 
-def assemble(platform: Platform, admin_token: str | None = None) -> Starlette:
+def assemble(platform: Platform, admin_token: str | None = None) -> Gateway:
     """The serving app of ``platform``: workflows, triggers and gateway, wired."""
     workflows = WorkflowRunner(platform)
     triggers = TriggerManager(platform, start_workflow=workflows.start_run)

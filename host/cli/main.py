@@ -28,11 +28,11 @@ from host.cli.doctor import add_command as add_doctor
 from host.cli.invoke import add_arguments as invoke_arguments
 from host.cli.new import add_command as add_new
 from host.cli.secrets import add_secret_commands
+from host.cli.serving import announcement, data_argument, serving_arguments
 from host.cli.usage import add_usage_command
 from host.errors import NimbusError, PayloadTooLarge
 from host.manifest.functions import MAX_MODULE_BYTES
 
-DEFAULT_DATA = Path(".nimbus")
 err = Console(stderr=True)
 out = Console()
 
@@ -89,12 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _announce(args: argparse.Namespace) -> None:
-    from host.gateway.auth import TOKEN_FILE
-
-    err.print(
-        f"serving on http://{args.host}:{args.port} ({args.workers} worker(s)); "
-        f"admin token in {Path(args.data) / TOKEN_FILE} unless NIMBUS_ADMIN_TOKEN is set"
-    )
+    err.print(announcement(args))
 
 
 def cmd_build(args: argparse.Namespace) -> None:
@@ -206,14 +201,8 @@ def _parser() -> argparse.ArgumentParser:
         c.set_defaults(handler=fn)
         return c
 
-    def data(c: argparse.ArgumentParser) -> None:
-        c.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data dir (.nimbus)")
-
-    def serving(c: argparse.ArgumentParser) -> None:
-        data(c)
-        c.add_argument("--host", default="127.0.0.1")
-        c.add_argument("--port", type=int, default=8080)
-        c.add_argument("--workers", type=int, default=1, help="processes sharing the data")
+    data = data_argument
+    serving = serving_arguments
 
     def remote(c: argparse.ArgumentParser) -> None:
         data(c)

@@ -1,7 +1,11 @@
 """The function routes: an HTTP request in, the ``http`` event out, the response back.
 
-The request body is read as a stream and refused with 413 as soon as it passes the
-function's cap (or at once, from Content-Length), before it is buffered whole.
+``FunctionRoutes`` is a raw ASGI app (see ``asgi.py``): a route without gateway
+policies, the common case, goes from the scope to the invoker and back to ``send``
+without a Starlette object. A route with policies (or a workflow route) builds a
+Starlette ``Request`` for its chain, which needs one anyway; both ways make the same
+event from the same code. The request body is read as a stream and refused with 413
+as soon as it passes the function's cap (or at once, from Content-Length).
 """
 
 from __future__ import annotations
@@ -13,9 +17,18 @@ from typing import Any
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from host.common.ids import new_id
-from host.errors import InvalidRequest, PayloadTooLarge
+from host.errors import InvalidRequest
+from host.gateway.asgi import (
+    REQUEST_ID,
+    http_event,
+    read_body,
+    request_headers,
+    request_path,
+    send_response,
+)
 from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
 from host.gateway.json_body import parse_json
@@ -23,12 +36,11 @@ from host.gateway.policies.chain import GatewayPolicies, Guard
 from host.gateway.routing import Match, RouteTable
 from host.platform.registry import Registry
 
-REQUEST_ID = "x-request-id"
 WORKFLOW_INPUT_BYTES = 1024 * 1024
 
 
 class FunctionRoutes:
-    """The ASGI endpoint behind every path outside ``/_admin``."""
+    """The ASGI app behind every path outside ``/_admin`` and ``/_console``."""
 
     def __init__(
         self,
@@ -45,6 +57,7 @@ class FunctionRoutes:
         self._table = RouteTable([])
 
     def table(self) -> RouteTable:
+        """The route table (and policy chains), compiled once per deployment generation."""
         generation = self._registry.generation()
         if generation != self._generation:
             routes = self._registry.routes()
@@ -54,30 +67,50 @@ class FunctionRoutes:
             self._generation = generation
         return self._table
 
-    async def handle(self, request: Request) -> Response:
-        request_id = request.headers.get(REQUEST_ID) or new_id("req")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = request_headers(scope)
+        request_id = headers.get(REQUEST_ID) or new_id("req")
         try:
-            if (
-                request.method == "OPTIONS"
-                and self._policies is not None
-                and "access-control-request-method" in request.headers
-            ):
-                preflight = self._policies.preflight(self.table(), request, request_id)
-                if preflight is not None:
-                    return preflight
-            found = self.table().match(request.method, request.url.path)
-            if found is None:
-                return _plain(404, "no route matches this path", request_id)
-            if isinstance(found, list):
-                resp = _plain(405, f"method not allowed; allowed: {', '.join(found)}", request_id)
-                resp.headers["allow"] = ", ".join(found)
-                return resp
-            chain = self._policies.chain(found.route) if self._policies is not None else None
-            if chain is not None:
-                return await chain.serve(request, found, request_id, self._dispatch)
-            return await self._dispatch(request, found, request_id, None)
+            await self._serve(scope, receive, send, headers, request_id)
         except Exception as err:
-            return error_response(err, request_id)
+            await error_response(err, request_id)(scope, receive, send)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], rid: str
+    ) -> None:
+        method: str = scope["method"]
+        path = request_path(scope)
+        table = self.table()
+        policies = self._policies
+        if (
+            method == "OPTIONS"
+            and policies is not None
+            and "access-control-request-method" in headers
+        ):
+            preflight = policies.preflight(table, Request(scope, receive), rid)
+            if preflight is not None:
+                return await preflight(scope, receive, send)
+        found = table.match(method, path)
+        if found is None:
+            return await _plain(404, "no route matches this path", rid)(scope, receive, send)
+        if isinstance(found, list):
+            resp = _plain(405, f"method not allowed; allowed: {', '.join(found)}", rid)
+            resp.headers["allow"] = ", ".join(found)
+            return await resp(scope, receive, send)
+        chain = policies.chain(found.route) if policies is not None else None
+        if chain is None and not found.route.workflow:  # the fast path: no Starlette object
+            function = found.route.function
+            cap = self._registry.get(function).spec.max_request_bytes
+            body = await read_body(receive, headers, cap)
+            event = http_event(scope, headers, path, found.params, body)
+            out = (await self._invoker.invoke(function, event, rid)).response
+            return await send_response(send, out["status"], out["headers"], out["body"], rid)
+        request = Request(scope, receive)
+        if chain is not None:
+            response = await chain.serve(request, found, rid, self._dispatch)
+        else:
+            response = await self._dispatch(request, found, rid, None)
+        await response(scope, receive, send)
 
     async def _dispatch(
         self, request: Request, found: Match, request_id: str, guard: Guard | None
@@ -87,12 +120,12 @@ class FunctionRoutes:
         if found.route.workflow:
             return await self._start(found, request, request_id, guard)
         cap = self._registry.get(found.route.function).spec.max_request_bytes
-        event = await _http_event(request, found, cap)
-        if guard is None:
-            result = await self._invoker.invoke(found.route.function, event, request_id)
-            return _http_response(result.response, request_id)
-        result = await self._invoker.invoke(found.route.function, guard.event(event), request_id)
-        return _http_response(guard.response(result.response), request_id)
+        event = await _request_event(request, found, cap)
+        if guard is not None:
+            event = guard.event(event)
+        result = await self._invoker.invoke(found.route.function, event, request_id)
+        out = result.response if guard is None else guard.response(result.response)
+        return _http_response(out, request_id)
 
     async def _start(
         self, found: Match, request: Request, request_id: str, guard: Guard | None
@@ -102,9 +135,9 @@ class FunctionRoutes:
         if self._start_workflow is None:
             raise InvalidRequest("this server does not run workflows")
         if guard is None:
-            body = await _read_body(request, WORKFLOW_INPUT_BYTES)
+            body = await read_body(request.receive, _headers(request), WORKFLOW_INPUT_BYTES)
         else:
-            event = guard.event(await _http_event(request, found, WORKFLOW_INPUT_BYTES))
+            event = guard.event(await _request_event(request, found, WORKFLOW_INPUT_BYTES))
             body = event["body"]
         value = parse_json(body, "a workflow route's JSON body") if body else {}
         if isinstance(value, dict) and found.params:
@@ -121,38 +154,15 @@ class FunctionRoutes:
         )
 
 
-async def _http_event(request: Request, match: Match, cap: int) -> dict[str, Any]:
-    body = await _read_body(request, cap)
-    headers: dict[str, str] = {}
-    for k, v in request.headers.items():
-        headers[k] = f"{headers[k]},{v}" if k in headers else v
-    query: dict[str, str] = {}
-    for k, v in request.query_params.multi_items():
-        query[k] = f"{query[k]},{v}" if k in query else v
-    return {
-        "kind": "http",
-        "method": request.method,
-        "path": request.url.path,
-        "params": match.params,
-        "query": query,
-        "raw_query": request.url.query,
-        "headers": headers,
-        "body": body,
-    }
+def _headers(request: Request) -> dict[str, str]:
+    return request_headers(request.scope)
 
 
-async def _read_body(request: Request, cap: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise PayloadTooLarge(f"request body is {declared} bytes; this route accepts at most {cap}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise PayloadTooLarge(f"request body is over {cap} bytes, this route's limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _request_event(request: Request, match: Match, cap: int) -> dict[str, Any]:
+    """The event of a request that went through a policy chain (same as the fast path's)."""
+    headers = _headers(request)
+    body = await read_body(request.receive, headers, cap)
+    return http_event(request.scope, headers, request_path(request.scope), match.params, body)
 
 
 def _http_response(response: dict[str, Any], request_id: str) -> Response:

@@ -5,13 +5,15 @@ in parallel, and each function gets its own capacity limiter: a slow function
 saturating its threads does not hold back requests to another function.
 
 A thread hop costs more than a small function's whole run, so a function whose
-recent invocations all finished within a few milliseconds runs inline, on the
+recent invocations all took under a few milliseconds of CPU runs inline, on the
 event loop, under a short budget enforced by the engine (``INLINE_BUDGET_S``, rounded
 up to the engine's 5 ms epoch tick, so the loop is held 10 ms at the worst). If it
 runs past the budget it is stopped (its staged effects dropped, nothing recorded)
 and run again in a thread with its full time limit, and it loses its inline status
-until it proves fast again. A function allowed outbound HTTP never runs inline: it may
-wait on the network for up to its whole time limit.
+for a few runs (its CPU time in a thread tells a slow function, which then loses it
+until it proves fast again, from one preempted on a busy machine). A function
+allowed outbound HTTP never runs inline: it may wait on the network for up to its
+whole time limit.
 
 A request that waits for one of its function's threads spends its own time limit
 waiting: it runs with what is left, and one that waited its whole limit is refused as
@@ -42,8 +44,16 @@ THREADS_PER_FUNCTION = max(64, 16 * (os.cpu_count() or 1))
 QUEUE_GRACE_S = 0.005
 #: the longest an inline invocation may hold the event loop
 INLINE_BUDGET_S = 0.003
-#: a run this short (wall time, contention included) counts towards running inline
-FAST_MS = 5.0
+#: a run that took less CPU time than this counts towards running inline (CPU time of
+#: the thread that ran it: on a loaded machine the wall time of a run in a thread is
+#: mostly waiting for a core or the GIL, which says nothing of the function)
+FAST_MS = 2.0
+#: ... and, if it committed writes, whose wall time was under this: a run that waited
+#: this long for its commit (the write lock, the disk) neither counts nor resets the
+#: streak (the wall time of a run that wrote nothing is waiting for a core or the GIL)
+INLINE_WALL_MS = 10.0
+#: fast runs in threads that bring back a function stopped inline while it waited
+OVER_BUDGET_PENALTY = 5
 #: consecutive fast runs before a function runs inline
 FAST_STREAK = 20
 
@@ -60,7 +70,8 @@ class Invoker:
     async def invoke(
         self, function: str, event: dict[str, Any], request_id: str
     ) -> InvocationResult:
-        if self._streak.get(function, 0) >= FAST_STREAK and not self._may_block(function):
+        streak = self._streak.get(function, 0)
+        if streak >= FAST_STREAK and not self._may_block(function):
             try:
                 return self.platform.execute(
                     InvocationRequest(
@@ -68,7 +79,10 @@ class Invoker:
                     )
                 )
             except OverBudget:
-                self._streak[function] = 0
+                # back to the threads for a few runs: a slow function's next run there
+                # (over FAST_MS of CPU) takes its whole streak; one that was only
+                # preempted on a busy machine is back inline after a few fast runs
+                self._streak[function] = streak - OVER_BUDGET_PENALTY
         limiter = self._limiters.get(function)
         if limiter is None:
             concurrency = self.platform.registry.get(function).spec.concurrency
@@ -76,23 +90,28 @@ class Invoker:
             limiter = self._limiters.setdefault(function, anyio.CapacityLimiter(threads))
         arrived = time.monotonic()
 
-        def run() -> InvocationResult:
+        def run() -> tuple[InvocationResult, float]:
             waited = time.monotonic() - arrived
+            cpu = time.thread_time()
             if waited < QUEUE_GRACE_S:
-                return self.platform.execute(InvocationRequest(function, event, request_id))
-            limit = self.platform.registry.get(function).spec.timeout_s
-            if waited >= limit:
-                raise Overloaded(
-                    f"function {function} waited its whole {limit:g} s time limit for a "
-                    "free thread; retry later"
-                )
-            request = InvocationRequest(function, event, request_id, timeout_s=limit - waited)
-            return self.platform.execute(request)
+                request = InvocationRequest(function, event, request_id)
+            else:
+                limit = self.platform.registry.get(function).spec.timeout_s
+                if waited >= limit:
+                    raise Overloaded(
+                        f"function {function} waited its whole {limit:g} s time limit for a "
+                        "free thread; retry later"
+                    )
+                request = InvocationRequest(function, event, request_id, timeout_s=limit - waited)
+            result = self.platform.execute(request)
+            return result, (time.thread_time() - cpu) * 1000
 
-        result = await anyio.to_thread.run_sync(run, limiter=limiter)
+        result, cpu_ms = await anyio.to_thread.run_sync(run, limiter=limiter)
         # a function that may fetch never earns the inline path, however fast it runs
-        fast = result.duration_ms < FAST_MS and not self._may_block(function)
-        self._streak[function] = self._streak.get(function, 0) + 1 if fast else 0
+        if cpu_ms >= FAST_MS or self._may_block(function):
+            self._streak[function] = 0
+        elif not result.wrote or result.duration_ms < INLINE_WALL_MS:
+            self._streak[function] = self._streak.get(function, 0) + 1
         return result
 
     def _may_block(self, function: str) -> bool:

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from host.common.retry import RetryPolicy
 from host.manifest.config_table import ConfigTable, Problems
 from host.manifest.grants import RESOURCE, is_topic_pattern
@@ -205,6 +203,8 @@ def _schedule(s: ConfigTable) -> ScheduleTrigger:
         visibility_timeout_s=_visibility(s),
     )
     s.finish()
+    from croniter import croniter  # here: a host with no schedule never imports it
+
     if trig.cron and not croniter.is_valid(trig.cron):
         s.error(
             "cron",

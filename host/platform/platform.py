@@ -84,6 +84,8 @@ class InvocationResult:
     applied: bool = True
     #: its writes, described, when the request asked (``describe_effects``: a local run)
     effects: list[dict[str, Any]] | None = None
+    #: whether it committed writes (its run then included a durable commit's wait)
+    wrote: bool = False
 
 
 @dataclass
@@ -256,6 +258,7 @@ class Platform:
             call.duration_ms,
             applied,
             call.effects_described,
+            bool(call.effects),
         )
 
     def _call(

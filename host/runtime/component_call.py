@@ -16,7 +16,6 @@ from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
-from wasmtime.component._enter import enter_wasm
 
 _Val = ffi.wasmtime_component_val_t
 _SIZE = ctypes.sizeof(_Val)
@@ -55,6 +54,9 @@ def _lift(val: Any) -> bytes:
 def call_bytes(store: wasmtime.Store, func: Any, *params: bytes) -> bytes:
     """``func(*params)`` for an export ``func(list<u8>…) -> list<u8>``, then its
     post-return; a trap raises as wasmtime-py's own call would."""
+    # imported here: a host that serves no Python function never loads the component API
+    from wasmtime.component._enter import enter_wasm
+
     args = (_Val * len(params))()
     lowered = 0
     result = _Val()

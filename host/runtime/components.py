@@ -34,7 +34,6 @@ from typing import Any
 
 import msgpack
 import wasmtime
-import wasmtime.component as wc
 
 from host.common import python_bundle
 from host.common.files import atomic_write
@@ -101,6 +100,9 @@ class PythonHost:
         cfg.epoch_interruption = True
         cfg.cranelift_opt_level = "speed"
         cfg.max_wasm_stack = max_wasm_stack
+        # imported here: a host that serves no Python function never pays for it
+        import wasmtime.component as wc
+
         self.engine = wasmtime.Engine(cfg)
         settings = EngineSettings(max_wasm_stack=max_wasm_stack)
         self.fingerprint = "component-" + fingerprint(settings)

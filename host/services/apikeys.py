@@ -7,21 +7,15 @@ data dir's LMDB environment, so every worker process sees a new or revoked key.
 
 The gateway caches verified keys and must notice a revocation on the next request,
 from any process, without an LMDB transaction per request. So every change also
-writes its generation (unique: counted inside the write transaction) to an 8-byte
-memory-mapped file beside the environment, after the commit; ``generation()`` reads
-those 8 bytes, no system call. A reader that saw value ``g`` before reading LMDB
-cannot miss a later change: that change's write of its own, never-repeated value
-comes after the reader's look, so the mapped value differs from ``g`` from then on.
+publishes its generation (unique: counted inside the write transaction) through a
+``GenerationSignal`` (``signal.py``), after the commit; ``generation()`` reads it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import mmap
-import os
 import secrets
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +24,7 @@ from typing import Any
 import msgpack
 
 from host.errors import InvalidArgument, NotFound
+from host.services.signal import GenerationSignal
 from host.services.storage import Storage
 
 _DB = b"apikeys"
@@ -37,7 +32,6 @@ _KEY = b"k/"
 _GENERATION = b"generation"
 PREFIX = "nk"
 _SIGNAL_FILE = "apikeys.generation"
-_SIGNAL = struct.Struct("<q")
 MAX_NAME = 128
 
 
@@ -92,14 +86,7 @@ class ApiKeys:
         self._storage = storage
         self._db = storage.db(_DB)
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
-        path = storage.path / _SIGNAL_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < _SIGNAL.size:
-                os.ftruncate(fd, _SIGNAL.size)
-            self._signal = mmap.mmap(fd, _SIGNAL.size)
-        finally:
-            os.close(fd)
+        self._signal = GenerationSignal(storage.path / _SIGNAL_FILE)
 
     def close(self) -> None:
         self._signal.close()
@@ -189,11 +176,10 @@ class ApiKeys:
     def generation(self) -> int:
         """Changes whenever a key is created or revoked (by any process); read from
         shared memory, cheap enough for every request."""
-        value: int = _SIGNAL.unpack_from(self._signal, 0)[0]
-        return value
+        return self._signal.read()
 
     def _publish(self, generation: int) -> None:
-        _SIGNAL.pack_into(self._signal, 0, generation)
+        self._signal.publish(generation)
 
 
 def _hash(secret: str) -> str:

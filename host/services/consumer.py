@@ -28,6 +28,11 @@ class Consumer:
         """Up to ``limit`` visible messages, hidden for ``visibility_ms``, attempt + 1,
         leased by ``holder`` (a host incarnation, ``hosts.py``)."""
         q = self._queues
+        # an idle queue is polled often: a read says so without the write lock (shared
+        # by every process on the data dir) or a commit
+        with self._storage.read() as txn:
+            if not q.has_due(txn, queue, now_ms):
+                return []
         return self._storage.write(
             lambda txn: q.lease(txn, queue, limit, visibility_ms, now_ms, holder)
         )

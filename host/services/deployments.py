@@ -6,14 +6,22 @@ bumps a generation counter that readers compare cheaply to notice a deployment m
 by another process. A function's record is a plain dict (name, version, sha256,
 deployed_ms, config); putting one whose module and config are unchanged keeps the
 version, anything else makes a new one.
+
+``generation()`` is read on every request, so it opens no transaction while nothing
+changed: each change publishes its generation through a ``GenerationSignal``
+(``signal.py``) after its commit, and the stored counter is read again only when the
+published value moved, or ``RECHECK_S`` after the last read (a writer that died
+between its commit and its publish, a data dir restored under a running server).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgpack
 
+from host.services.signal import GenerationSignal
 from host.services.storage import Storage
 
 _DB = b"registry"
@@ -21,6 +29,9 @@ _FN = b"fn/"
 _ROUTES = b"routes"
 _GENERATION = b"generation"
 _APP = b"app/"
+_SIGNAL_FILE = "deployments.generation"
+#: the longest a change can go unseen when its writer never published it
+RECHECK_S = 1.0
 
 
 class Deployments:
@@ -29,11 +40,24 @@ class Deployments:
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
         self._db = storage.db(_DB)
+        self._signal = GenerationSignal(storage.path / _SIGNAL_FILE)
+        #: (published value seen, stored generation read after it, monotonic deadline)
+        self._seen: tuple[int, int, float] = (-1, -1, 0.0)
+
+    def close(self) -> None:
+        self._signal.close()
 
     def generation(self) -> int:
-        """A number that changes whenever anything here changes."""
-        with self._storage.read() as txn:
-            return _generation(txn, self._db)
+        """A number that changes whenever anything here changes (by any process)."""
+        published = self._signal.read()
+        seen, generation, until = self._seen
+        now = time.monotonic()
+        if published == seen and now < until:
+            return generation
+        with self._storage.read() as txn:  # after the signal was read: see signal.py
+            generation = _generation(txn, self._db)
+        self._seen = (published, generation, now + RECHECK_S)
+        return generation
 
     def function(self, name: str) -> tuple[int, dict[str, Any] | None]:
         """The generation and ``name``'s record (None: not deployed), from one snapshot."""
@@ -76,10 +100,13 @@ class Deployments:
                 "config": config,
             }
             txn.put(key, msgpack.packb(record), db=db)
-            _bump(txn, db)
+            bumped.append(_bump(txn, db))
             return record
 
-        return self._storage.write(write)
+        bumped: list[int] = []
+        record = self._storage.write(write)
+        self._publish(bumped)
+        return record
 
     def delete_function(self, name: str) -> bool:
         """Remove ``name``; False when it was not deployed."""
@@ -88,10 +115,13 @@ class Deployments:
         def write(txn: Any) -> bool:
             if not txn.delete(key, db=db):
                 return False
-            _bump(txn, db)
+            bumped.append(_bump(txn, db))
             return True
 
-        return self._storage.write(write)
+        bumped: list[int] = []
+        deleted = self._storage.write(write)
+        self._publish(bumped)
+        return deleted
 
     def set_routes(self, routes: list[dict[str, Any]]) -> None:
         self._set(_ROUTES, routes)
@@ -114,9 +144,16 @@ class Deployments:
         def write(txn: Any) -> None:
             if txn.get(key, db=db) != packed:
                 txn.put(key, packed, db=db)
-                _bump(txn, db)
+                bumped.append(_bump(txn, db))
 
+        bumped: list[int] = []
         self._storage.write(write)
+        self._publish(bumped)
+
+    def _publish(self, bumped: list[int]) -> None:
+        """Publish the generation a committed write counted (the last, if retried)."""
+        if bumped:
+            self._signal.publish(bumped[-1])
 
     def _get(self, key: bytes) -> Any:
         with self._storage.read() as txn:
@@ -129,5 +166,7 @@ def _generation(txn: Any, db: Any) -> int:
     return int(raw) if raw is not None else 0
 
 
-def _bump(txn: Any, db: Any) -> None:
-    txn.put(_GENERATION, str(_generation(txn, db) + 1).encode(), db=db)
+def _bump(txn: Any, db: Any) -> int:
+    generation = _generation(txn, db) + 1
+    txn.put(_GENERATION, str(generation).encode(), db=db)
+    return generation

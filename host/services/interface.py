@@ -328,7 +328,10 @@ class RunStore(Protocol):
 class DeploymentStore(Protocol):
     """Deployment records, routes and app config, with a generation counter."""
 
-    def generation(self) -> int: ...
+    def generation(self) -> int:
+        """Changes whenever anything here changes, by any host; read on every request,
+        so an implementation answers it without a round trip while nothing changed."""
+        ...
 
     def function(self, name: str) -> tuple[int, dict[str, Any] | None]: ...
 

@@ -111,6 +111,14 @@ class Queues:
         raw = txn.get(scoped(queue, id.encode()), db=self.msgs)
         return None if raw is None else Message.unpack(queue, id, raw)
 
+    def has_due(self, txn: Any, queue: str, now_ms: int) -> bool:
+        """Whether ``lease`` at ``now_ms`` would find a visible message (a read: an idle
+        consumer's poll then takes no write transaction)."""
+        cur = txn.cursor(db=self.index)
+        if not cur.set_range(scoped(queue)):
+            return False
+        return bool(cur.key() < scoped(queue, _TIME.pack(now_ms + 1)))
+
     def lease(
         self, txn: Any, queue: str, limit: int, visibility_ms: int, now_ms: int, holder: str = ""
     ) -> list[Message]:

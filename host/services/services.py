@@ -99,4 +99,5 @@ class Services:
         self.usage.close()
         self.counters.close()
         self.api_keys.close()
+        self.deployments.close()
         self.storage.close()

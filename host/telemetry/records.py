@@ -97,6 +97,8 @@ class Telemetry:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 10),
         )
+        #: the labelled metric children, looked up once per label set, not per record
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def record(self, rec: InvocationRecord) -> None:
         size = rec.size()
@@ -108,10 +110,21 @@ class Telemetry:
                 self.recent_bytes > self._max_bytes and len(self._recent) > 1
             ):
                 self.recent_bytes -= self._recent.popleft()[1]
-        self._count.labels(rec.function, rec.trigger, rec.outcome).inc()
-        self._duration.labels(rec.function).observe(rec.duration_ms / 1000)
+        labels = (rec.function, rec.trigger, rec.outcome)
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children[labels] = (
+                self._count.labels(*labels),
+                self._duration.labels(rec.function),
+            )
+        children[0].inc()
+        children[1].observe(rec.duration_ms / 1000)
         if rec.cold:
             self._cold.labels(rec.function).inc()
+        if log.isEnabledFor(logging.INFO):
+            self._log(rec)
+
+    def _log(self, rec: InvocationRecord) -> None:
         log.info(
             "%s %s@%d %s %s %.2fms%s",
             rec.request_id,

@@ -19,7 +19,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import msgpack
-from croniter import croniter
 
 from host.common.clock import Clock
 from host.errors import ServiceUnavailable
@@ -40,11 +39,15 @@ def _dt(ms: int, tz: str) -> datetime:
 
 def next_after(sc: ScheduleTrigger, ms: int) -> int:
     """The first scheduled time strictly after ``ms``."""
+    from croniter import croniter  # here: a host with no schedule never imports it
+
     it = croniter(sc.cron, _dt(ms, sc.timezone))
     return int(it.get_next(float) * 1000)
 
 
 def latest_at_or_before(sc: ScheduleTrigger, ms: int) -> int:
+    from croniter import croniter
+
     it = croniter(sc.cron, _dt(ms + 1, sc.timezone))
     return int(it.get_prev(float) * 1000)
 

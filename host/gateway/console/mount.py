@@ -8,6 +8,7 @@ crashed worker restarts as fast as before.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -24,7 +25,7 @@ PREFIX = "/_console"
 class LazyConsole:
     """An ASGI app that builds the console app the first time it is called."""
 
-    def __init__(self, admin: AdminApi, token: str) -> None:
+    def __init__(self, admin: Callable[[], AdminApi], token: str) -> None:
         self._admin = admin
         self._token = token
         self._app: ASGIApp | None = None
@@ -36,11 +37,11 @@ class LazyConsole:
                 if self._app is None:
                     from host.gateway.console.app import console_app
 
-                    self._app = console_app(self._admin, self._token)
+                    self._app = console_app(self._admin(), self._token)
         await self._app(scope, receive, send)
 
 
-def console_routes(admin: AdminApi, token: str) -> list[BaseRoute]:
+def console_routes(admin: Callable[[], AdminApi], token: str) -> list[BaseRoute]:
     """What the gateway mounts: the console under ``/_console/``, and ``/_console``
     itself sent there (a bare prefix would otherwise fall through to the functions)."""
 

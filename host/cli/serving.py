@@ -1,0 +1,51 @@
+"""``nimbus serve``'s arguments and its start, kept apart from the rest of the CLI.
+
+``nimbus serve`` is how a server (re)starts, so its start time is the platform's cold
+start: ``entry.py`` runs it from here without importing the other commands (their
+terminal tables, HTTP client, build toolchain), which take longer to import than the
+server's own parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_DATA = Path(".nimbus")
+
+
+def data_argument(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data dir (.nimbus)")
+
+
+def serving_arguments(c: argparse.ArgumentParser) -> None:
+    """The data dir, address and worker count of a serving command (``up``, ``serve``)."""
+    data_argument(c)
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=int, default=8080)
+    c.add_argument("--workers", type=int, default=1, help="processes sharing the data")
+
+
+def announcement(args: argparse.Namespace) -> str:
+    from host.gateway.auth import TOKEN_FILE
+
+    return (
+        f"serving on http://{args.host}:{args.port} ({args.workers} worker(s)); "
+        f"admin token in {Path(args.data) / TOKEN_FILE} unless NIMBUS_ADMIN_TOKEN is set"
+    )
+
+
+def serve_command(argv: Sequence[str]) -> int:
+    """``nimbus serve ARGS`` (without the word ``serve``), as ``main.py`` would run it."""
+    parser = argparse.ArgumentParser(
+        prog="nimbus serve", description="serve the functions already deployed in the data dir"
+    )
+    serving_arguments(parser)
+    args = parser.parse_args(argv)
+    from host.server import serve
+
+    print(announcement(args), file=sys.stderr, flush=True)
+    serve(args.data, args.host, args.port, args.workers)
+    return 0
