@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,10 @@ def build() -> Callable[[str], Path]:
     return _build
 
 
-#: the services backends every service test runs against (PostgreSQL joins in #19)
-BACKENDS = ["lmdb"]
+#: the services backends every service test runs against
+BACKENDS = ["lmdb", "postgresql"]
+#: the PostgreSQL server the "postgresql" backend's tests use (a schema per test)
+PG_URL = os.environ.get("NIMBUS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -84,9 +87,24 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def open_services(backend: str, path: Path, **options: Any) -> Services:
-    """The services of ``backend`` on a fresh store under ``path``."""
+    """The services of ``backend`` on a fresh store under ``path``: on PostgreSQL, in
+    a schema of its own, dropped when the services are closed."""
     if backend == "lmdb":
         return Services(path, **options)
+    if backend == "postgresql":
+        from host.services.pg.services import PgServices
+
+        options.pop("map_size", None)
+        schema = f"t_{uuid.uuid4().hex[:16]}"
+        pg = PgServices(PG_URL, path, schema=schema, **options)
+        close = pg.close
+
+        def close_and_drop() -> None:
+            close()
+            pg.drop_schema()
+
+        pg.close = close_and_drop  # type: ignore[method-assign]
+        return pg  # type: ignore[return-value]
     raise ValueError(f"unknown services backend {backend!r} (known: {BACKENDS})")
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from host.services.queues import Message, Queues, QueueStats, new_message
-from host.services.storage import Storage
+from host.services.interface import QueueStore, Store
+from host.services.queues import Message, QueueStats, new_message
 
 
 class Consumer:
-    """Queue consumption on the LMDB backend."""
+    """Queue consumption over any backend's ``Store`` and ``QueueStore``."""
 
-    def __init__(self, storage: Storage, queues: Queues) -> None:
+    def __init__(self, storage: Store, queues: QueueStore) -> None:
         self._storage = storage
         self._queues = queues
 

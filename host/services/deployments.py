@@ -138,6 +138,12 @@ class Deployments:
         found = self._get(_APP + name.encode())
         return {} if found is None else dict(found)
 
+    def put_module(self, sha256: str, wasm: bytes) -> None:
+        """Nothing to do: the data dir's ``modules/`` folder is every process's."""
+
+    def module(self, sha256: str) -> bytes | None:
+        return None
+
     def _set(self, key: bytes, value: Any) -> None:
         packed, db = msgpack.packb(value), self._db
 

@@ -23,10 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from host.services.apikeys import ApiKeys
     from host.services.blobs import BlobInfo
+    from host.services.counters import Counters
+    from host.services.effects import Effects
     from host.services.queues import Message, QueueStats
     from host.services.runs import Timer
     from host.services.schedule_leases import Firing
+    from host.services.storage import Storage
     from host.services.usage import UsageEntry, UsageRow
 
 T = TypeVar("T")
@@ -241,6 +245,10 @@ class RunWork(Protocol):
 
     def count_timers(self) -> int: ...
 
+    def leases(self) -> list[Timer]:
+        """The timers that are leases of running attempts."""
+        ...
+
     def key_run(self, workflow: str, key: str) -> str | None: ...
 
     def set_key(self, workflow: str, key: str, run_id: str) -> None: ...
@@ -318,6 +326,10 @@ class RunStore(Protocol):
 
     def transact(self, fn: Callable[[RunWork], T]) -> T: ...
 
+    def table(self, txn: Txn) -> RunWork:
+        """The runs inside the backend's transaction ``txn`` (services/ only)."""
+        ...
+
     def get(self, run_id: str) -> dict[str, Any] | None: ...
 
     def all(self) -> list[dict[str, Any]]: ...
@@ -351,6 +363,15 @@ class DeploymentStore(Protocol):
 
     def app_config(self, name: str) -> dict[str, Any]: ...
 
+    def put_module(self, sha256: str, wasm: bytes) -> None:
+        """Keep a module's bytes where every host can fetch them (a shared store;
+        a no-op where the data dir's module folder is shared already)."""
+        ...
+
+    def module(self, sha256: str) -> bytes | None:
+        """A module's bytes kept by ``put_module`` (None: not kept there)."""
+        ...
+
 
 class TableIndexes(Protocol):
     """Index definitions: what a manifest apply sets (one transaction)."""
@@ -382,5 +403,74 @@ class UsageStore(Protocol):
     def query(
         self, function: str | None = None, since_ms: int = 0, by: str = "hour"
     ) -> list[UsageRow]: ...
+
+    def close(self) -> None: ...
+
+
+class HostRegistry(Protocol):
+    """Which host incarnations are alive (their leases are theirs to keep)."""
+
+    def register(self) -> str: ...
+
+    def unregister(self, incarnation: str) -> None: ...
+
+    def live(self, txn: Txn) -> set[str]: ...
+
+
+class ServiceSet(Protocol):
+    """Everything a platform gets from one backend (``Services`` on LMDB,
+    ``pg.services.PgServices`` on PostgreSQL); ``factory.open_services`` picks one."""
+
+    @property
+    def storage(self) -> Store: ...
+
+    @property
+    def local(self) -> Storage:
+        """The per-host LMDB environment (secrets, console sessions, API keys)."""
+        ...
+
+    @property
+    def tables(self) -> TableStore: ...
+
+    @property
+    def blobs(self) -> BlobStore: ...
+
+    @property
+    def queues(self) -> QueueStore: ...
+
+    @property
+    def consumer(self) -> QueueConsumer: ...
+
+    @property
+    def dispatch(self) -> OutboxDispatch: ...
+
+    @property
+    def schedules(self) -> ScheduleStore: ...
+
+    @property
+    def runs(self) -> RunStore: ...
+
+    @property
+    def deployments(self) -> DeploymentStore: ...
+
+    @property
+    def hosts(self) -> HostRegistry: ...
+
+    @property
+    def usage(self) -> UsageStore: ...
+
+    @property
+    def api_keys(self) -> ApiKeys: ...
+
+    @property
+    def counters(self) -> Counters: ...
+
+    def notify_committed(self) -> None: ...
+
+    def wait_for_commit(self, timeout: float) -> None: ...
+
+    def begin(self, source: str = "") -> Effects: ...
+
+    def backup(self, dest: Path) -> None: ...
 
     def close(self) -> None: ...

@@ -19,14 +19,12 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from host.services.hosts import Hosts
-from host.services.runs import RunTable
-from host.services.services import Services
+from host.services.interface import HostRegistry, ServiceSet
 
 log = logging.getLogger("nimbus.triggers")
 
 
-def reclaim_deliveries(s: Services, hosts: Hosts, now_ms: int) -> int:
+def reclaim_deliveries(s: ServiceSet, hosts: HostRegistry, now_ms: int) -> int:
     """Release every lease held by a dead incarnation; the number of messages."""
     with s.storage.read() as txn:
         holders = s.queues.holders(txn)
@@ -45,17 +43,16 @@ def reclaim_deliveries(s: Services, hosts: Hosts, now_ms: int) -> int:
     return released
 
 
-def reclaim_steps(s: Services, hosts: Hosts, now_ms: int) -> int:
+def reclaim_steps(s: ServiceSet, hosts: HostRegistry, now_ms: int) -> int:
     """Make the workflow step leases of dead incarnations due now; how many."""
-    dbs = s.runs.dbs
     with s.storage.read() as txn:
-        leases = [t for t in RunTable(dbs, txn).leases() if t.holder and t.due_ms > now_ms]
+        leases = [t for t in s.runs.table(txn).leases() if t.holder and t.due_ms > now_ms]
         if not leases or all(t.holder in hosts.live(txn) for t in leases):
             return 0
 
     def write(txn: Any) -> int:
         live = hosts.live(txn)
-        runs = RunTable(dbs, txn)
+        runs = s.runs.table(txn)
         moved = 0
         for t in runs.leases():
             if not t.holder or t.holder in live or t.due_ms <= now_ms:

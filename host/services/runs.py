@@ -127,6 +127,10 @@ class Runs:
             keys=storage.db(b"wf_keys"),
         )
 
+    def table(self, txn: Any) -> RunTable:
+        """The runs inside transaction ``txn`` (for ``reclaim.py``)."""
+        return RunTable(self.dbs, txn)
+
     def transact(self, fn: Callable[[RunTable], T]) -> T:
         """Run ``fn`` on the runs in one write transaction and commit it (``fn`` may
         run more than once: a map growth retries it)."""

@@ -22,6 +22,7 @@ from host.services.counters import Counters
 from host.services.deployments import Deployments
 from host.services.dispatch import OutboxCursor
 from host.services.effects import Effects
+from host.services.hosts import Hosts
 from host.services.idempotency import Idempotency
 from host.services.indexes import IndexCatalog
 from host.services.kv import Tables
@@ -56,6 +57,9 @@ class Services:
         self.schedules = ScheduleLeases(self.storage, self.queues)
         self.runs = Runs(self.storage)
         self.deployments = Deployments(self.storage)
+        self.hosts = Hosts(self.storage)
+        #: what each host keeps for itself; on LMDB the one environment is all there is
+        self.local = self.storage
         #: the gateway's API keys, and its rate-limit and quota counters (in their own
         #: environment, in a folder of this one, without fsync); every worker shares both
         self.api_keys = ApiKeys(self.storage)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -114,25 +115,14 @@ class Usage:
             c[6] += b_out
 
     def flush(self) -> int:
-        """Merge the pending aggregate into LMDB in one transaction; the rows written."""
+        """Merge the pending aggregate into the store in one transaction; the rows written."""
         with self._flush_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
             if not pending:
                 return 0
-            db = self._db
-
-            def write(txn: Any) -> None:
-                for key, counters in pending.items():
-                    k = _key(*key)
-                    raw = txn.get(k, db=db)
-                    row = list(msgpack.unpackb(raw)) if raw is not None else [0] * len(_COUNTERS)
-                    txn.put(
-                        k, msgpack.packb([a + b for a, b in zip(row, counters, strict=True)]), db=db
-                    )
-
             try:
-                self._storage.write(write)
+                self._merge(pending)
             except BaseException:
                 with self._lock:  # keep them for the next flush
                     for key, counters in pending.items():
@@ -147,6 +137,30 @@ class Usage:
         flushed first) into the new directory ``dest``."""
         self.flush()
         self._storage.backup(dest)
+
+    def _merge(self, pending: dict[tuple[int, str, int, str, str], list[float]]) -> None:
+        """Add ``pending`` to the stored rows, in one transaction."""
+        db = self._db
+
+        def write(txn: Any) -> None:
+            for key, counters in pending.items():
+                k = _key(*key)
+                raw = txn.get(k, db=db)
+                row = list(msgpack.unpackb(raw)) if raw is not None else [0] * len(_COUNTERS)
+                txn.put(
+                    k, msgpack.packb([a + b for a, b in zip(row, counters, strict=True)]), db=db
+                )
+
+        self._storage.write(write)
+
+    def _stored(self, start: int) -> Iterator[tuple[int, str, int, str, str, list[Any]]]:
+        """Every stored row from hour ``start`` on: its key fields and counters."""
+        with self._storage.read() as txn:
+            cur = txn.cursor(db=self._db)
+            if not cur.set_range(b"%016d/" % max(start, 0)):
+                return
+            for k, v in cur:
+                yield (*_unkey(bytes(k)), list(msgpack.unpackb(v)))
 
     def close(self) -> None:
         """Flush what is pending, then close the store."""
@@ -164,22 +178,16 @@ class Usage:
         period = HOUR_MS if by == "hour" else DAY_MS
         start = since_ms - since_ms % HOUR_MS
         rows: dict[tuple[int, str], dict[str, Any]] = {}
-        with self._storage.read() as txn:
-            cur = txn.cursor(db=self._db)
-            if not cur.set_range(b"%016d/" % max(start, 0)):
-                return []
-            for k, v in cur:
-                hour, fn, _version, trigger, outcome = _unkey(bytes(k))
-                if function is not None and fn != function:
-                    continue
-                counters = msgpack.unpackb(v)
-                p = hour - hour % period
-                row = rows.setdefault((p, fn), _empty())
-                for name, value in zip(_COUNTERS, counters, strict=True):
-                    row[name] += value
-                if outcome != "ok":
-                    row["errors"] += counters[0]
-                row["triggers"][trigger] = row["triggers"].get(trigger, 0) + counters[0]
+        for hour, fn, _version, trigger, outcome, counters in self._stored(start):
+            if function is not None and fn != function:
+                continue
+            p = hour - hour % period
+            row = rows.setdefault((p, fn), _empty())
+            for name, value in zip(_COUNTERS, counters, strict=True):
+                row[name] += value
+            if outcome != "ok":
+                row["errors"] += counters[0]
+            row["triggers"][trigger] = row["triggers"].get(trigger, 0) + counters[0]
         return [UsageRow(period_ms=p, function=fn, **row) for (p, fn), row in sorted(rows.items())]
 
 

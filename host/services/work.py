@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from host.services.interface import UnitOfWork
+from host.services.interface import QueueStore, UnitOfWork
 from host.services.queues import Queues, new_message
 from host.services.runs import RunDbs, RunTable
 
@@ -22,7 +22,7 @@ class QueueOps:
 
     __slots__ = ("_queues", "_txn")
 
-    def __init__(self, queues: Queues, txn: Any) -> None:
+    def __init__(self, queues: QueueStore, txn: Any) -> None:
         self._queues = queues
         self._txn = txn
 

@@ -1,0 +1,112 @@
+"""The managed services on one PostgreSQL database: what ``Services`` is on LMDB.
+
+Every host pointed at the same database (and schema) shares tables, blobs, queues,
+the outbox, idempotency records, schedules, workflow runs, deployments (module bytes
+included) and usage. The schema is migrated here at start (``schema.py``). What
+stays per host lives in a small LMDB environment under the host's data dir
+(``local``): the gateway's API keys and rate-limit counters, console sessions and
+sealed secrets; see the README's "Running several hosts".
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from host.services.apikeys import ApiKeys
+from host.services.blobs import MAX_OBJECT_BYTES
+from host.services.consumer import Consumer
+from host.services.counters import Counters
+from host.services.effects import Effects
+from host.services.pg.blobs import PgBlobs
+from host.services.pg.cursors import PgOutboxCursor, PgScheduleLeases
+from host.services.pg.deployments import PgDeployments
+from host.services.pg.hosts import PgHosts
+from host.services.pg.listener import COMMIT_CHANNEL, Listener
+from host.services.pg.outbox import PgIdempotency, PgOutbox
+from host.services.pg.queues import PgQueues
+from host.services.pg.runs import PgRuns
+from host.services.pg.schema import check_schema, migrate
+from host.services.pg.store import PgStore, Tx
+from host.services.pg.tables import PgTables
+from host.services.pg.usage import PgUsage
+from host.services.pg.work import PgWork
+from host.services.storage import Storage
+
+
+class PgServices:
+    """The managed services of one PostgreSQL database, for one host process."""
+
+    def __init__(
+        self,
+        url: str,
+        path: Path,
+        schema: str = "",
+        max_object_bytes: int = MAX_OBJECT_BYTES,
+        pool_size: int = 16,
+        map_size: int = 1 << 20,
+    ) -> None:
+        self.storage = PgStore(url, schema, pool_size)
+        try:
+            with self.storage.connect() as conn:
+                migrate(conn, schema)
+        except BaseException:
+            self.storage.close()
+            raise
+        self.tables = PgTables()
+        self.blobs = PgBlobs(max_object_bytes)
+        self.queues = PgQueues()
+        self.outbox = PgOutbox()
+        self.idempotency = PgIdempotency()
+        self.consumer = Consumer(self.storage, self.queues)
+        self.dispatch = PgOutboxCursor(self.storage, self.outbox, self.queues)
+        self.schedules = PgScheduleLeases(self.storage, self.queues)
+        self.runs = PgRuns(self.storage)
+        self.deployments = PgDeployments(self.storage)
+        self.hosts = PgHosts(self.storage)
+        self.usage = PgUsage(self.storage)
+        #: what stays per host (see the module docstring)
+        self.local = Storage(path, map_size)
+        self.api_keys = ApiKeys(self.local)
+        self.counters = Counters(path / "counters")
+        self.committed = threading.Condition()
+        self._listener = Listener(self.storage, self._wake, self.deployments.refresh)
+
+    def _wake(self) -> None:
+        with self.committed:
+            self.committed.notify_all()
+
+    def notify_committed(self) -> None:
+        """Wake this host's consumers now, and every other host's by ``NOTIFY``."""
+        self._wake()
+        self.storage.notify(COMMIT_CHANNEL)
+
+    def work(self, txn: Tx) -> PgWork:
+        return PgWork(self.queues, txn)
+
+    def wait_for_commit(self, timeout: float) -> None:
+        """Block until a commit on any host (announced by ``NOTIFY``), or ``timeout``."""
+        with self.committed:
+            self.committed.wait(timeout)
+
+    def begin(self, source: str = "") -> Effects:
+        return Effects(self, source)
+
+    def backup(self, dest: Path) -> None:
+        self.storage.backup(dest)
+
+    def close(self) -> None:
+        self._listener.close()
+        self.usage.close()
+        self.counters.close()
+        self.api_keys.close()
+        self.local.close()
+        self.storage.close()
+
+    def drop_schema(self) -> None:
+        """Drop this store's schema and everything in it (tests' clean-up)."""
+        schema = self.storage.schema
+        if not schema:
+            raise ValueError("refusing to drop the default schema")
+        with self.storage.connect() as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{check_schema(schema)}" CASCADE'.encode())

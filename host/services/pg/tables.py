@@ -1,0 +1,101 @@
+"""Tables on PostgreSQL: the ``TableStore`` of ``kv.py``, one row per key.
+
+Keys are ``bytea`` (ordered bytewise, as in LMDB); versions only grow, deletes
+included (``kv_deleted`` keeps each table's highest deleted version). Inside a write
+transaction every read of a key first takes an advisory lock on (table, key), so the
+version a commit checks cannot change before it commits, even for an absent key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+from host.services.pg.store import Tx
+
+#: rows fetched per round trip of a scan
+SCAN_PAGE = 128
+
+
+def key_lock(kind: str, name: str, key: bytes) -> int:
+    """The advisory lock key (a signed 64-bit int) of one record."""
+    digest = hashlib.blake2b(b"%s\0%s\0%s" % (kind.encode(), name.encode(), key), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+class PgTables:
+    """Key-value tables in ``kv``."""
+
+    def _lock(self, txn: Tx, table: str, key: bytes) -> None:
+        if txn.writing:
+            txn.lock(key_lock("kv", table, key))
+
+    def get(self, txn: Tx, table: str, key: bytes) -> tuple[bytes, int] | None:
+        self._lock(txn, table, key)
+        row = txn.execute(
+            "SELECT value, version FROM kv WHERE tbl = %s AND key = %s", (table, key)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    def version(self, txn: Tx, table: str, key: bytes) -> int | None:
+        self._lock(txn, table, key)
+        row = txn.execute(
+            "SELECT version FROM kv WHERE tbl = %s AND key = %s", (table, key)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def next_version(self, txn: Tx, table: str, key: bytes) -> int:
+        self._lock(txn, table, key)
+        row = txn.execute(
+            "SELECT coalesce((SELECT version FROM kv WHERE tbl = %s AND key = %s),"
+            " (SELECT version FROM kv_deleted WHERE tbl = %s), 0) + 1",
+            (table, key, table),
+        ).fetchone()
+        return int(row[0])
+
+    def items(
+        self, txn: Tx, table: str, start: bytes, end: bytes | None
+    ) -> Iterator[tuple[bytes, bytes, int]]:
+        """``(key, value, version)`` in ``[start, end)``, a page per round trip."""
+        op = ">="
+        while True:
+            if end is None:
+                rows = txn.execute(
+                    f"SELECT key, value, version FROM kv WHERE tbl = %s AND key {op} %s"
+                    " ORDER BY key LIMIT %s",
+                    (table, start, SCAN_PAGE),
+                ).fetchall()
+            else:
+                rows = txn.execute(
+                    f"SELECT key, value, version FROM kv WHERE tbl = %s AND key {op} %s"
+                    " AND key < %s ORDER BY key LIMIT %s",
+                    (table, start, end, SCAN_PAGE),
+                ).fetchall()
+            for key, value, version in rows:
+                yield bytes(key), bytes(value), int(version)
+            if len(rows) < SCAN_PAGE:
+                return
+            start, op = bytes(rows[-1][0]), ">"
+
+    def put(self, txn: Tx, table: str, key: bytes, value: bytes, version: int) -> None:
+        self._lock(txn, table, key)
+        txn.execute(
+            "INSERT INTO kv (tbl, key, value, version) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value,"
+            " version = excluded.version",
+            (table, key, value, version),
+        )
+
+    def delete(self, txn: Tx, table: str, key: bytes) -> bool:
+        self._lock(txn, table, key)
+        row = txn.execute(
+            "DELETE FROM kv WHERE tbl = %s AND key = %s RETURNING version", (table, key)
+        ).fetchone()
+        if row is None:
+            return False
+        txn.execute(
+            "INSERT INTO kv_deleted (tbl, version) VALUES (%s, %s) ON CONFLICT (tbl)"
+            " DO UPDATE SET version = greatest(kv_deleted.version, excluded.version)",
+            (table, int(row[0])),
+        )
+        return True
