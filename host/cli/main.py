@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,6 +69,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     from host.server import serve
 
     manifest = load_manifest(Path(args.app))
+    _choose_store(args.store or os.environ.get("NIMBUS_STORE") or manifest.store)
     platform = Platform(args.data)
     try:
         with err.status("building functions…"):
@@ -84,8 +86,16 @@ def cmd_up(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from host.server import serve
 
+    _choose_store(args.store or os.environ.get("NIMBUS_STORE", ""))
     _announce(args)
     serve(args.data, args.host, args.port, args.workers)
+
+
+def _choose_store(store: str) -> None:
+    """Make ``store`` this process's and its workers' (they read ``NIMBUS_STORE``)."""
+    from host.services.factory import STORE_ENV, check_store
+
+    os.environ[STORE_ENV] = check_store(store)
 
 
 def _announce(args: argparse.Namespace) -> None:

@@ -26,6 +26,11 @@ def serving_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--host", default="127.0.0.1")
     c.add_argument("--port", type=int, default=8080)
     c.add_argument("--workers", type=int, default=1, help="processes sharing the data")
+    c.add_argument(
+        "--store",
+        help="where the services live: lmdb (the data dir, default) or a PostgreSQL URL "
+        "shared by several hosts (NIMBUS_STORE; [app] store)",
+    )
 
 
 def announcement(args: argparse.Namespace) -> str:

@@ -15,14 +15,14 @@ from starlette.routing import Route
 from host.common.jsonable import jsonable
 from host.errors import NotFound
 from host.gateway.query import cursor_of, limit_of
+from host.services.interface import ServiceSet
 from host.services.keys import check_key, check_name
-from host.services.services import Services
 
 
 class BucketsApi:
     """Routes under ``/_admin/buckets``."""
 
-    def __init__(self, services: Services, source: str) -> None:
+    def __init__(self, services: ServiceSet, source: str) -> None:
         self.services = services
         self.source = source
 

@@ -13,13 +13,13 @@ from starlette.routing import Route
 from host.errors import InvalidRequest
 from host.gateway.json_body import parse_json
 from host.manifest.grants import TOPIC
-from host.services.services import Services
+from host.services.interface import ServiceSet
 
 
 class EventsApi:
     """Routes under ``/_admin/events``."""
 
-    def __init__(self, services: Services, source: str) -> None:
+    def __init__(self, services: ServiceSet, source: str) -> None:
         self.services = services
         self.source = source
 

@@ -19,8 +19,8 @@ from host.common.jsonable import jsonable
 from host.errors import NotFound
 from host.gateway.json_body import parse_json
 from host.gateway.query import limit_of
+from host.services.interface import ServiceSet
 from host.services.keys import check_name
-from host.services.services import Services
 
 #: the dead-letter queue of a queue (as the deployed triggers say)
 DeadLetterOf = Callable[[str], str]
@@ -29,7 +29,7 @@ DeadLetterOf = Callable[[str], str]
 class QueuesApi:
     """Routes under ``/_admin/queues``."""
 
-    def __init__(self, services: Services, source: str, dead_letter_of: DeadLetterOf) -> None:
+    def __init__(self, services: ServiceSet, source: str, dead_letter_of: DeadLetterOf) -> None:
         self.services = services
         self.source = source
         self.dead_letter_of = dead_letter_of

@@ -20,16 +20,16 @@ from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, NotFound, TooLarge
 from host.gateway.json_body import parse_json
 from host.gateway.query import cursor_of, limit_of
+from host.services.interface import ServiceSet
 from host.services.keys import check_key, check_name, successor
 from host.services.kv import MAX_PAGE_BYTES, MAX_VALUE_BYTES
 from host.services.query import IndexQuery
-from host.services.services import Services
 
 
 class TablesApi:
     """Routes under ``/_admin/tables``."""
 
-    def __init__(self, services: Services, source: str) -> None:
+    def __init__(self, services: ServiceSet, source: str) -> None:
         self.services = services
         self.source = source
 

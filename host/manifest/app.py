@@ -137,6 +137,8 @@ class Manifest:
     billing: Prices = field(default_factory=Prices)
     #: tables that declare indexes (``[tables.NAME]``)
     tables: dict[str, TableSpec] = field(default_factory=dict)
+    #: ``[app] store``: "" (LMDB in the data dir) or a PostgreSQL URL shared by hosts
+    store: str = ""
 
     @property
     def base_dir(self) -> Path:
@@ -165,7 +167,7 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
     """Validate an already parsed manifest; ``path`` names it and anchors relative paths."""
     problems = Problems(str(path))
     top = ConfigTable(data, "", problems)
-    name = _app_name(top.table("app"), path)
+    name, store = _app(top.table("app"), path)
 
     fns = top.table("functions")
     functions = {n: read_function(n, fns.table(n), path.parent) for n in list(fns.data)}
@@ -207,6 +209,7 @@ def parse_manifest(data: dict[str, Any], path: Path) -> Manifest:
         gateway,
         billing=billing,
         tables=tables,
+        store=store,
     )
 
 
@@ -231,14 +234,22 @@ def _check_policies(
             )
 
 
-def _app_name(app: ConfigTable, path: Path) -> str:
+def _app(app: ConfigTable, path: Path) -> tuple[str, str]:
+    """The app's name and its ``store`` setting."""
     name = app.string("name", required=app.has("name"))
+    store = app.string("store", required=False) or ""
     app.finish()
+    if store not in ("", "lmdb") and not store.startswith(("postgresql://", "postgres://")):
+        app.error(
+            "store",
+            f'{store!r} is not a store: use "lmdb" (the default) or a PostgreSQL URL '
+            "(postgresql://user@host:5432/db; keep a password out of the file: NIMBUS_STORE)",
+        )
     if name is None:
-        return path.parent.name
+        return path.parent.name, store
     if name and not RESOURCE.match(name):
         app.error("name", f"{name!r} is not a valid app name (letters, digits, '_', '.', '-')")
-    return name
+    return name, store
 
 
 def _no_function(name: str, functions: dict[str, FunctionSpec]) -> str:

@@ -50,9 +50,8 @@ from host.runtime.loaded import LoadedFunction
 from host.runtime.pool import WarmPool
 from host.runtime.runtime import Runtime
 from host.services.blobs import MAX_OBJECT_BYTES
-from host.services.hosts import Hosts
+from host.services.factory import STORE_ENV, open_services
 from host.services.secrets import KEY_FILE, Secrets
-from host.services.services import Services
 from host.services.usage import FLUSH_INTERVAL_S
 from host.telemetry.records import Telemetry
 from host.toolchain.python_runtime import runtime_wasm
@@ -99,6 +98,11 @@ class PlatformOptions:
     time_scale: float = 1.0
     #: record a usage entry per invocation (``NIMBUS_METERING=off`` only for benchmarks)
     metering: bool = field(default_factory=lambda: os.environ.get("NIMBUS_METERING") != "off")
+    #: the services' store: "" (LMDB in the data dir) or a PostgreSQL URL shared by
+    #: hosts (``NIMBUS_STORE``; ``nimbus up --store`` and ``[app] store`` set it)
+    store: str = field(default_factory=lambda: os.environ.get(STORE_ENV, ""))
+    #: the PostgreSQL schema the services live in ("": the URL's search path)
+    store_schema: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,10 +113,12 @@ class Platform:
         self.options = options or PlatformOptions()
         self.data_dir = data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.services = Services(
+        self.services = open_services(
+            self.options.store,
             self.data_dir / "db",
             map_size=self.options.initial_map_size,
             max_object_bytes=self.options.max_object_bytes,
+            schema=self.options.store_schema,
         )
         self.runtime = Runtime(
             self.data_dir / "cache",
@@ -122,10 +128,10 @@ class Platform:
             python_runtime=runtime_wasm,
         )
         self.registry = Registry(self.services.deployments, self.data_dir / "modules")
-        self.hosts = Hosts(self.services.storage)
+        self.hosts = self.services.hosts
         #: this process's name on its leases; a restarted host takes back a dead one's
         self.incarnation = self.hosts.register()
-        self.secrets = Secrets(self.services.storage, self.data_dir / KEY_FILE)
+        self.secrets = Secrets(self.services.local, self.data_dir / KEY_FILE)
         #: outbound HTTP of every invocation (one connection pool per process)
         self.fetcher = Fetcher()
         self.pool = WarmPool()

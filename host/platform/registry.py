@@ -69,12 +69,8 @@ class Registry:
         """Store ``wasm`` and make it ``spec.name``'s serving version (a new version
         unless module and config are unchanged)."""
         sha = hashlib.sha256(wasm).hexdigest()
-        path = self._modules / f"{sha}.wasm"
-        if not path.exists():
-            try:
-                atomic_write(path, wasm)
-            except OSError as e:
-                raise storage_fault(self._modules, e, "deployment") from e
+        self._keep(sha, wasm)
+        self._store.put_module(sha, wasm)  # where other hosts fetch it (a shared store)
         now = int(time.time() * 1000)
         return _deployment(self._store.put_function(spec.name, sha, spec.to_dict(), now))
 
@@ -102,11 +98,34 @@ class Registry:
             raise FunctionNotFound(f"no function named {name!r} is deployed")
 
     def wasm(self, dep: Deployment) -> bytes:
-        return (self._modules / f"{dep.sha256}.wasm").read_bytes()
+        path = self._modules / f"{dep.sha256}.wasm"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return self._fetch(dep.sha256)
 
     def wasm_size(self, dep: Deployment) -> int:
-        """The module's size in bytes, without reading it."""
-        return (self._modules / f"{dep.sha256}.wasm").stat().st_size
+        """The module's size in bytes, without reading it (once it is here)."""
+        path = self._modules / f"{dep.sha256}.wasm"
+        if not path.exists():
+            self._fetch(dep.sha256)
+        return path.stat().st_size
+
+    def _keep(self, sha: str, wasm: bytes) -> None:
+        path = self._modules / f"{sha}.wasm"
+        if not path.exists():
+            try:
+                atomic_write(path, wasm)
+            except OSError as e:
+                raise storage_fault(self._modules, e, "deployment") from e
+
+    def _fetch(self, sha: str) -> bytes:
+        """A module deployed through another host: from the shared store, kept here."""
+        wasm = self._store.module(sha)
+        if wasm is None or hashlib.sha256(wasm).hexdigest() != sha:
+            raise FunctionNotFound(f"module {sha} is neither in {self._modules} nor in the store")
+        self._keep(sha, wasm)
+        return wasm
 
     # --- routes ----------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from host.services.interface import ServiceSet
 from host.services.services import Services
 
 SCHEMES = ("postgresql://", "postgres://")
+#: the environment variable naming the store (what the CLI and workers read)
+STORE_ENV = "NIMBUS_STORE"
 
 
 def check_store(store: str) -> str:

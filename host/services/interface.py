@@ -298,7 +298,9 @@ class QueueConsumer(Protocol):
 
     def all_stats(self, now_ms: int) -> dict[str, QueueStats]: ...
 
-    def replay(self, from_queue: str, to_queue: str, now_ms: int) -> int: ...
+    def replay(
+        self, from_queue: str, to_queue: str, now_ms: int, message_id: str | None = None
+    ) -> int: ...
 
 
 class OutboxDispatch(Protocol):

@@ -19,7 +19,7 @@ from host.common.clock import Clock
 from host.errors import ServiceUnavailable
 from host.manifest.triggers import Triggers
 from host.services.faults import FaultPacer
-from host.services.services import Services
+from host.services.interface import ServiceSet
 from host.triggers.subscriptions import event_matches, record_queue, storage_matches
 
 log = logging.getLogger("nimbus.triggers")
@@ -30,7 +30,7 @@ BATCH = 256
 class Dispatcher:
     """Moves outbox records into the subscriptions' queues."""
 
-    def __init__(self, services: Services, triggers: Triggers, clock: Clock) -> None:
+    def __init__(self, services: ServiceSet, triggers: Triggers, clock: Clock) -> None:
         self.services = services
         self.triggers = triggers
         self.clock = clock

@@ -24,8 +24,8 @@ from host.common.clock import Clock
 from host.errors import ServiceUnavailable
 from host.manifest.triggers import ScheduleTrigger
 from host.services.faults import FaultPacer
+from host.services.interface import ServiceSet
 from host.services.schedule_leases import Firing
-from host.services.services import Services
 from host.triggers.subscriptions import schedule_queue
 
 log = logging.getLogger("nimbus.triggers")
@@ -73,7 +73,7 @@ def fire_now(services: Services, sc: ScheduleTrigger, now_ms: int) -> str:
 class Scheduler:
     """Fires the app's schedules."""
 
-    def __init__(self, services: Services, schedules: tuple[ScheduleTrigger, ...], clock: Clock):
+    def __init__(self, services: ServiceSet, schedules: tuple[ScheduleTrigger, ...], clock: Clock):
         self.services = services
         self.schedules = schedules
         self.clock = clock

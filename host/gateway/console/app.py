@@ -36,7 +36,7 @@ from host.services.console_sessions import ConsoleSessions
 
 def console_app(admin: AdminApi, token: str) -> Starlette:
     """The console of ``admin``'s platform; ``token`` is the admin token."""
-    sessions = SessionStore(ConsoleSessions(admin.platform.services.storage), token)
+    sessions = SessionStore(ConsoleSessions(admin.platform.services.local), token)
     web = Web(sessions, PREFIX)
     services = admin.platform.services
     ctx = Context(
