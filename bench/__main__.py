@@ -23,6 +23,7 @@ from rich.table import Table
 
 from bench import (
     coldstart,
+    hosts,
     http,
     isolation,
     memory,
@@ -47,6 +48,7 @@ SCENARIOS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "outbound": outbound.run,
     "triggers": triggers.run,
     "workflows": workflows.run,
+    "hosts": hosts.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 console = Console()

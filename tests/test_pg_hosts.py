@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -22,7 +24,7 @@ from host.manifest.app import load_manifest
 from host.orchestrator.engine import Orchestrator
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform, PlatformOptions
-from tests.conftest import PG_URL, Server, free_port
+from tests.conftest import PG_URL, ROOT, free_port
 
 Build = Callable[[str], Path]
 TOKEN = "t"
@@ -42,15 +44,63 @@ def store() -> Iterator[str]:
         conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
 
 
-def host(data: Path, store: str, port: int | None = None) -> Server:
-    env = {**os.environ, "NIMBUS_ADMIN_TOKEN": TOKEN}
-    return Server(["serve", "--data", str(data), "--store", store], port or free_port(), env)
+class Host:
+    """A ``nimbus serve`` process on ``store``, its output in a file (a pipe nobody
+    reads would fill up and stall the server's logging)."""
+
+    def __init__(self, data: Path, store: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        data.mkdir(parents=True, exist_ok=True)
+        self.log = data / "host.log"
+        env = {**os.environ, "NIMBUS_ADMIN_TOKEN": TOKEN, "PYTHONFAULTHANDLER": "1"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "host.cli", "serve", "--data", str(data)),
+                    *("--store", store, "--port", str(self.port)),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{self.url}/_admin/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"host on {self.port} did not start")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        """SIGTERM, and a clean exit within 30 s (else its threads' stacks, and fail)."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread
+            self.proc.wait()
+            raise AssertionError(self.log.read_text()[-12000:]) from None
 
 
-def stop(server: Server) -> None:
-    if server.proc.poll() is None:
-        server.proc.terminate()
-        server.proc.wait(timeout=30)
+def host(data: Path, store: str, port: int | None = None) -> Host:
+    return Host(data, store, port)
+
+
+def stop(server: Host) -> None:
+    server.stop()
 
 
 def test_a_deploy_through_one_host_is_served_by_the_others_within_a_second(
@@ -97,7 +147,7 @@ env = {{ SLEEP_MS = "2" }}
 
 [functions.tick]
 wasm = "{recorder}"
-grants = {{ tables = {{ ticks = "read-write" }} }}
+grants = {{ tables = {{ state = "read-write" }} }}
 
 {steps}
 
@@ -135,6 +185,9 @@ def make_app(tmp: Path, build: Build) -> Path:
     )
     chain = "\n".join(
         f'[workflows.Chain.steps.{s}]\nfunction = "step-{s}"\n'
+        # the steps of concurrent runs, on three hosts, compare-and-set one counter
+        'retry = { max_attempts = 50, initial = "10ms", max_interval = "200ms", '
+        'on = ["ConditionFailed", "FunctionFailed"] }\n'
         + (f'on_success = "{STEPS[i + 1]}"\n' if i + 1 < len(STEPS) else "")
         for i, s in enumerate(STEPS)
     )
@@ -190,14 +243,12 @@ def test_three_hosts_share_the_work_and_lose_nothing_when_one_is_killed(
         loader.start()
         progress = []
         time.sleep(2.0)
-        hosts[0].proc.send_signal(signal.SIGKILL)  # first kill: restarted
-        hosts[0].proc.wait()
+        hosts[0].kill()  # first kill: restarted
         progress.append(table(admin, "state").get("count.queue", 0))
         time.sleep(0.5)
         hosts[0] = host(tmp_path / "h0", store, ports[0])
         time.sleep(2.0)
-        hosts[1].proc.send_signal(signal.SIGKILL)  # second kill: stays dead
-        hosts[1].proc.wait()
+        hosts[1].kill()  # second kill: stays dead
         progress.append(table(admin, "state").get("count.queue", 0))
         loader.join(timeout=120)
         print(f"\nqueue progress at each SIGKILL: {progress}")
@@ -217,7 +268,7 @@ def test_three_hosts_share_the_work_and_lose_nothing_when_one_is_killed(
         assert statuses.count("succeeded") == runs, statuses
         wf = table(admin, "wf")
         assert {s: wf[f"count.{s}"] for s in STEPS} == {s: runs for s in STEPS}
-        ticks = table(admin, "ticks")
+        ticks = state
         fired = [k for k in ticks if k.startswith("seen.schedule.")]
         # one firing (one event id: the schedule and its time) per second claimed
         assert ticks.get("count.schedule") == len(fired) > 0
