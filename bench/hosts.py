@@ -90,7 +90,9 @@ def _http(tmp: Path, store: str, hosts: int, seconds: int, wrk: str | None) -> d
     data = tmp / f"h-{bool(store)}-{hosts}"
     platform = Platform(data, PlatformOptions(store=store))
     try:
-        apply_manifest(platform, load_manifest(http_app(tmp / f"ha-{bool(store)}-{hosts}")))
+        where = tmp / f"ha-{bool(store)}-{hosts}"
+        where.mkdir()
+        apply_manifest(platform, load_manifest(http_app(where)))
     finally:
         platform.close()
     procs = _hosts(store, data, hosts)

@@ -239,3 +239,45 @@ def test_read_only_invocation_commits_without_writing(services: Services) -> Non
     e.kv_get("t", b"k")
     e.kv_scan("t", b"", None, 10)
     assert e.empty and e.commit()
+
+
+def test_a_batch_seen_in_part_records_none_of_its_other_ids(services: Services) -> None:
+    e = services.begin("f")
+    assert e.commit(idempotency_id=["m-2"])
+    e = services.begin("f")
+    e.kv_put("t", b"k", msgpack.packb(1))
+    assert e.commit(idempotency_id=["m-1", "m-2"]) is False  # m-2 was applied before
+    e = services.begin("f")
+    e.kv_put("t", b"k", msgpack.packb(2))
+    assert e.commit(idempotency_id=["m-1"])  # so m-1's effects are still to apply
+    assert committed(services, "t", b"k") == 2
+
+
+def test_racing_commits_of_one_event_apply_it_once(services: Services) -> None:
+    """Threads commit the same event id, each a compare-and-set increment, at once:
+    the event counts once, and every other increment (other ids) is kept."""
+    put(services, "t", b"n", 0)
+    barrier = threading.Barrier(6)
+    applied: list[bool] = []
+
+    def one(i: int) -> None:
+        barrier.wait()
+        for _ in range(50):
+            e = services.begin("f")
+            current = e.kv_get("t", b"n")
+            assert current is not None
+            try:
+                value = msgpack.packb(msgpack.unpackb(current[0]) + 1)
+                e.kv_put("t", b"n", value, if_version=current[1])
+                applied.append(e.commit(idempotency_id="evt-same" if i < 3 else f"evt-{i}"))
+                return
+            except ConditionFailed:
+                continue
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(applied) == [False, False, True, True, True, True]
+    assert committed(services, "t", b"n") == 4

@@ -3,9 +3,8 @@
 A record's sequence number comes from the ``outbox_last`` counter row, updated in the
 committing transaction: its row lock is held to the commit, so numbers become
 visible in order and a dispatcher never passes a number that commits later (a
-sequence would hand them out of commit order). An idempotency id is inserted
-``ON CONFLICT DO NOTHING``; finding it there, inserted by a commit that raced this
-one, retries the transaction, whose check then sees it (``store.py``).
+sequence would hand them out of commit order). An idempotency id is claimed by
+the check itself, an insert ``ON CONFLICT DO NOTHING`` (see ``PgIdempotency``).
 """
 
 from __future__ import annotations
@@ -43,11 +42,32 @@ class PgOutbox:
 
 
 class PgIdempotency:
-    """Committed event ids in ``idempotency``."""
+    """Committed event ids in ``idempotency``.
+
+    In a write transaction ``seen`` claims the id at once (an insert that commits with
+    the transaction: one round trip for the check and the record). An id committed
+    before, or by a commit racing this one (the insert waits for that commit), is
+    seen. Seeing one id of a batch gives back the ids this transaction claimed before
+    it: then nothing of the batch is applied.
+    """
 
     def seen(self, txn: Tx, idempotency_id: str) -> bool:
-        row = txn.execute("SELECT 1 FROM idempotency WHERE id = %s", (idempotency_id,))
-        return row.fetchone() is not None
+        if not txn.writing:
+            row = txn.execute("SELECT 1 FROM idempotency WHERE id = %s", (idempotency_id,))
+            return row.fetchone() is not None
+        if idempotency_id in txn.remembered:
+            return False
+        inserted = txn.execute(
+            "INSERT INTO idempotency (id, committed_ms) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (idempotency_id, int(time.time() * 1000)),
+        ).rowcount
+        if inserted:
+            txn.remembered.add(idempotency_id)
+            return False
+        if txn.remembered:
+            txn.execute("DELETE FROM idempotency WHERE id = ANY(%s)", (list(txn.remembered),))
+            txn.remembered.clear()
+        return True
 
     def remember(self, txn: Tx, idempotency_id: str) -> None:
         if idempotency_id in txn.remembered:

@@ -77,6 +77,17 @@ MIGRATIONS: list[str] = [
     CREATE TABLE hosts (
         incarnation text PRIMARY KEY, info bytea NOT NULL, heartbeat_ms bigint NOT NULL);
     """,
+    # 2: a table key locked and read in one round trip (a VOLATILE function's every
+    # statement takes a new snapshot: the reads see what the lock's last holder committed)
+    """
+    CREATE FUNCTION nimbus_kv_lock(t text, k bytea, h bigint,
+                                   OUT version bigint, OUT deleted bigint) AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(h);
+        SELECT kv.version INTO version FROM kv WHERE kv.tbl = t AND kv.key = k;
+        SELECT kv_deleted.version INTO deleted FROM kv_deleted WHERE kv_deleted.tbl = t;
+    END $$ LANGUAGE plpgsql VOLATILE;
+    """,
 ]
 
 

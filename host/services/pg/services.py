@@ -15,10 +15,10 @@ from pathlib import Path
 
 from host.services.apikeys import ApiKeys
 from host.services.blobs import MAX_OBJECT_BYTES
-from host.services.consumer import Consumer
 from host.services.counters import Counters
 from host.services.effects import Effects
 from host.services.pg.blobs import PgBlobs
+from host.services.pg.consumer import PgConsumer
 from host.services.pg.cursors import PgOutboxCursor, PgScheduleLeases
 from host.services.pg.deployments import PgDeployments
 from host.services.pg.hosts import PgHosts
@@ -58,7 +58,7 @@ class PgServices:
         self.queues = PgQueues()
         self.outbox = PgOutbox()
         self.idempotency = PgIdempotency()
-        self.consumer = Consumer(self.storage, self.queues)
+        self.consumer = PgConsumer(self.storage, self.queues)
         self.dispatch = PgOutboxCursor(self.storage, self.outbox, self.queues)
         self.schedules = PgScheduleLeases(self.storage, self.queues)
         self.runs = PgRuns(self.storage)

@@ -7,9 +7,9 @@ too), a run, a schedule or a cursor row ``FOR UPDATE``, due messages and timers
 ``FOR UPDATE SKIP LOCKED`` (so consumers on many hosts take disjoint work). A locked
 read in READ COMMITTED sees the latest committed row, and nobody else can change it
 until this transaction ends: a compare-and-set checked under the lock cannot lose an
-update. An idempotency id is inserted ``ON CONFLICT DO NOTHING``: a concurrent commit
-of the same id makes that insert wait, then find the row, and the whole transaction
-is retried, this time seeing the id as committed. SERIALIZABLE would be as correct,
+update. An idempotency id is claimed by an insert ``ON CONFLICT DO NOTHING`` before
+anything is applied: a concurrent commit of the same id makes that insert wait, then
+find the row, and this transaction applies nothing. SERIALIZABLE would be as correct,
 but its predicate locks are per index page, and ids sorted by time all land on the
 last page: concurrent commits would abort each other constantly.
 
@@ -59,7 +59,7 @@ def redact(url: str) -> str:
 class Tx:
     """A transaction's statements. ``writing``: inside ``write`` (reads lock)."""
 
-    __slots__ = ("_conn", "locked", "remembered", "writing")
+    __slots__ = ("_conn", "locked", "remembered", "versions", "writing")
 
     def __init__(self, conn: psycopg.Connection[Any], writing: bool) -> None:
         self._conn = conn
@@ -67,6 +67,9 @@ class Tx:
         #: advisory locks taken, idempotency ids inserted, by this transaction
         self.locked: set[int] = set()
         self.remembered: set[str] = set()
+        #: (table, key) → (version, the table's deleted mark) of the keys this
+        #: transaction locked: nobody else can change them before it ends
+        self.versions: dict[tuple[str, bytes], tuple[int | None, int]] = {}
 
     def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
         return self._conn.execute(sql, params)
@@ -100,7 +103,6 @@ class PooledReads:
 
     __slots__ = ("_store",)
     writing = False
-    locked: set[int] = set()  # noqa: RUF012  (never written: reads take no locks)
 
     def __init__(self, store: PgStore) -> None:
         self._store = store

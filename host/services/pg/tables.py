@@ -26,26 +26,40 @@ def key_lock(kind: str, name: str, key: bytes) -> int:
 class PgTables:
     """Key-value tables in ``kv``."""
 
-    def _lock(self, txn: Tx, table: str, key: bytes) -> None:
-        if txn.writing:
-            txn.lock(key_lock("kv", table, key))
+    def _locked(self, txn: Tx, table: str, key: bytes) -> tuple[int | None, int]:
+        """Lock ``key`` for the rest of ``txn`` (a write transaction) and read its
+        version and the table's deleted mark, in one round trip (then from memory)."""
+        found = txn.versions.get((table, key))
+        if found is None:
+            row = txn.execute(
+                "SELECT * FROM nimbus_kv_lock(%s, %s, %s)", (table, key, key_lock("kv", table, key))
+            ).fetchone()
+            found = txn.versions[(table, key)] = (
+                None if row[0] is None else int(row[0]),
+                0 if row[1] is None else int(row[1]),
+            )
+        return found
 
     def get(self, txn: Tx, table: str, key: bytes) -> tuple[bytes, int] | None:
-        self._lock(txn, table, key)
+        if txn.writing:
+            self._locked(txn, table, key)
         row = txn.execute(
             "SELECT value, version FROM kv WHERE tbl = %s AND key = %s", (table, key)
         ).fetchone()
         return None if row is None else (bytes(row[0]), int(row[1]))
 
     def version(self, txn: Tx, table: str, key: bytes) -> int | None:
-        self._lock(txn, table, key)
+        if txn.writing:
+            return self._locked(txn, table, key)[0]
         row = txn.execute(
             "SELECT version FROM kv WHERE tbl = %s AND key = %s", (table, key)
         ).fetchone()
         return None if row is None else int(row[0])
 
     def next_version(self, txn: Tx, table: str, key: bytes) -> int:
-        self._lock(txn, table, key)
+        if txn.writing:
+            current, deleted = self._locked(txn, table, key)
+            return (current if current is not None else deleted) + 1
         row = txn.execute(
             "SELECT coalesce((SELECT version FROM kv WHERE tbl = %s AND key = %s),"
             " (SELECT version FROM kv_deleted WHERE tbl = %s), 0) + 1",
@@ -78,7 +92,8 @@ class PgTables:
             start, op = bytes(rows[-1][0]), ">"
 
     def put(self, txn: Tx, table: str, key: bytes, value: bytes, version: int) -> None:
-        self._lock(txn, table, key)
+        deleted = self._locked(txn, table, key)[1]
+        txn.versions[(table, key)] = (version, deleted)
         txn.execute(
             "INSERT INTO kv (tbl, key, value, version) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value,"
@@ -87,15 +102,18 @@ class PgTables:
         )
 
     def delete(self, txn: Tx, table: str, key: bytes) -> bool:
-        self._lock(txn, table, key)
-        row = txn.execute(
-            "DELETE FROM kv WHERE tbl = %s AND key = %s RETURNING version", (table, key)
-        ).fetchone()
-        if row is None:
+        current, deleted = self._locked(txn, table, key)
+        if current is None:
             return False
+        txn.execute("DELETE FROM kv WHERE tbl = %s AND key = %s", (table, key))
+        mark = max(deleted, current)
+        for (t, k), (v, _) in list(txn.versions.items()):
+            if t == table:  # the table's mark, as every key of it in this transaction sees it
+                txn.versions[(t, k)] = (v, mark)
+        txn.versions[(table, key)] = (None, mark)
         txn.execute(
             "INSERT INTO kv_deleted (tbl, version) VALUES (%s, %s) ON CONFLICT (tbl)"
             " DO UPDATE SET version = greatest(kv_deleted.version, excluded.version)",
-            (table, int(row[0])),
+            (table, current),
         )
         return True
