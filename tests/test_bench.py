@@ -43,7 +43,14 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
         "outbound",
         "triggers",
         "workflows",
+        "hosts",
     }
+    hosts = s["hosts"]
+    for store in ("lmdb", "postgresql"):
+        for n in (1, 2):
+            assert hosts[f"queue_{store}_{n}_host_msg_s"] > 0
+            h = hosts[f"http_{store}_{n}_host"]
+            assert h["rps"] > 0 and h["p99_ms"] >= h["p50_ms"] > 0
 
     for name in ("hello", "big", "python"):
         c = s["coldstart"][name]
