@@ -77,6 +77,20 @@ def test_bad_manifest_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_a_bad_store_is_one_clear_line(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    r = nimbus("serve", "--data", data, "--store", "mysql://db/x")
+    assert r.returncode == 1 and "is not known" in r.stderr and "Traceback" not in r.stderr
+    r = nimbus("serve", "--data", data, "--store", "postgresql://postgres@127.0.0.1:5432/none_x")
+    assert r.returncode == 1 and '"none_x" does not exist' in r.stderr
+    assert "Traceback" not in r.stderr
+    r = nimbus("backup", str(tmp_path / "copy"), "--data", data, "--store", "postgresql://h/db")
+    assert r.returncode == 1 and "pg_dump" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "nimbus.toml").write_text('[app]\nstore = "redis://x"\n')
+    r = nimbus("up", str(tmp_path), "--data", data)
+    assert r.returncode == 1 and "app.store" in r.stderr
+
+
 def test_remote_commands_against_a_server(
     start_server: Start, tmp_path: Path, build: Callable[[str], Path]
 ) -> None:

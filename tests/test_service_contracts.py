@@ -9,6 +9,7 @@ through the protocols of ``host/services/interface.py`` only.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,6 +202,50 @@ def test_a_schedule_time_is_claimed_once(services: Services) -> None:
     assert leases.last_fired(["nightly", "other"]) == {"nightly": 2_000, "other": None}
     [m] = services.consumer.peek("schedule.nightly", 10)
     assert msgpack.unpackb(m.body) == {"at": 2_000}
+
+
+def test_racing_claims_of_one_schedule_time_fire_it_once(services: Services) -> None:
+    """Hosts (threads here) that all find one time due claim it at once: one wins."""
+    leases: ScheduleStore = services.schedules
+    assert leases.claim("tick", None, 1_000, None, 1_000)
+    barrier = threading.Barrier(8)
+    won: list[bool] = []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        firing = Firing("schedule.tick", msgpack.packb({"by": i}))
+        won.append(leases.claim("tick", 1_000, 2_000, firing, 2_000))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(won) == [False] * 7 + [True]
+    assert len(services.consumer.peek("schedule.tick", 10)) == 1
+
+
+def test_consumers_racing_for_a_queue_lease_each_message_once(services: Services) -> None:
+    """Consumers leasing one queue at once never get the same message."""
+    e = services.begin("f")
+    for i in range(60):
+        e.queue_send("jobs", msgpack.packb(i))
+    assert e.commit()
+    barrier = threading.Barrier(6)
+    got: list[str] = []
+    now = now_ms()
+
+    def consume(i: int) -> None:
+        barrier.wait()
+        while batch := services.consumer.lease("jobs", 4, 60_000, now, f"h{i}"):
+            got.extend(m.id for m in batch)
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(got) == len(set(got)) == 60
 
 
 # --- workflow runs ---------------------------------------------------------------------

@@ -93,9 +93,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def _choose_store(store: str) -> None:
     """Make ``store`` this process's and its workers' (they read ``NIMBUS_STORE``)."""
-    from host.services.factory import STORE_ENV, check_store
+    from host.services.factory import STORE_ENV, check_store, is_shared
 
     os.environ[STORE_ENV] = check_store(store)
+    if is_shared(store):  # a clear error here, not a traceback in each worker
+        from host.services.pg.store import PgStore
+
+        PgStore(store, max_size=1).close()
 
 
 def _announce(args: argparse.Namespace) -> None:

@@ -148,6 +148,13 @@ class PgStore:
         if schema:
             kwargs["options"] = f"-c search_path={check_schema(schema)}"
         self.conninfo_kwargs = kwargs
+        try:  # once alone first: the server's own words when it cannot be used
+            psycopg.connect(url, connect_timeout=5, **kwargs).close()
+        except psycopg.Error as e:
+            raise StorageUnavailable(
+                f"cannot connect to PostgreSQL at {redact(url)}: {str(e).strip()}; is it "
+                "running, and does the URL name a database this user may use?"
+            ) from None
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_size, kwargs=kwargs, open=False, timeout=10.0
         )

@@ -1,0 +1,70 @@
+"""PostgreSQL only (a documented difference: LMDB has no schema): hosts starting at
+once on a fresh database migrate it once, and a schema newer than the host is refused."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from host.errors import StorageUnavailable
+from host.services.pg.schema import MIGRATIONS
+from host.services.pg.services import PgServices
+from tests.conftest import PG_URL
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    name = f"m_{uuid.uuid4().hex[:16]}"
+    yield name
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE".encode())
+
+
+def test_hosts_starting_together_migrate_once(schema: str, tmp_path: Path) -> None:
+    barrier = threading.Barrier(4)
+    opened: list[PgServices] = []
+    errors: list[BaseException] = []
+
+    def start(i: int) -> None:
+        barrier.wait()
+        try:
+            opened.append(PgServices(PG_URL, tmp_path / f"h{i}", schema=schema))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    try:
+        assert errors == [] and len(opened) == 4
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            rows = conn.execute(f"SELECT version FROM {schema}.nimbus_schema ORDER BY 1".encode())
+            assert [r[0] for r in rows] == list(range(1, len(MIGRATIONS) + 1))
+        e = opened[0].begin("f")  # and the schema works: a write on one, read on another
+        e.kv_put("t", b"k", b"\x01")
+        assert e.commit()
+        with opened[3].storage.read() as txn:
+            assert opened[3].tables.get(txn, "t", b"k") == (b"\x01", 1)
+    finally:
+        for s in opened:
+            s.close()
+
+
+def test_a_schema_newer_than_the_host_is_refused(schema: str, tmp_path: Path) -> None:
+    PgServices(PG_URL, tmp_path / "a", schema=schema).close()
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {schema}.nimbus_schema VALUES (999)".encode())
+    with pytest.raises(StorageUnavailable, match="newer than this host"):
+        PgServices(PG_URL, tmp_path / "b", schema=schema)
+
+
+def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageUnavailable, match="cannot connect to PostgreSQL"):
+        PgServices("postgresql://nobody@127.0.0.1:1/none", tmp_path / "c")
