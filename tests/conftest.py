@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from host.hostcalls.catalog import all_host_functions
@@ -88,20 +89,27 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 def open_services(backend: str, path: Path, **options: Any) -> Services:
     """The services of ``backend`` on a fresh store under ``path``: on PostgreSQL, in
-    a schema of its own, dropped when the services are closed."""
+    a schema of its own (one per path), dropped when its creator closes it."""
     if backend == "lmdb":
         return Services(path, **options)
     if backend == "postgresql":
         from host.services.pg.services import PgServices
 
         options.pop("map_size", None)
-        schema = f"t_{uuid.uuid4().hex[:16]}"
+        # the schema is named by the path, so another process opening the same path
+        # shares the store; whoever created the schema drops it
+        schema = f"t_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:20]}"
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
         pg = PgServices(PG_URL, path, schema=schema, **options)
         close = pg.close
 
         def close_and_drop() -> None:
             close()
-            pg.drop_schema()
+            if found is None:
+                pg.drop_schema()
 
         pg.close = close_and_drop  # type: ignore[method-assign]
         return pg  # type: ignore[return-value]

@@ -463,7 +463,10 @@ def test_two_processes_writing_at_once_leave_every_index_equal_to_its_table(
         for _ in range(20):
             at = rnd.randint(-50, 50)
             keys = query(services, "orders", "at", start=at, limit=7)
-            assert len(keys) == len(set(keys))
+            if backend == "lmdb":  # pages are separate reads: on PostgreSQL (each read
+                # sees the latest commits) a row moved between two pages by a writer
+                # may show on both; the index stays equal to its table (checked below)
+                assert len(keys) == len(set(keys))
     finally:
         stop.touch()
     for w in writers:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
@@ -32,7 +32,7 @@ from host.services.keys import SEP, check_name, scoped
 from host.services.storage import Storage
 
 if TYPE_CHECKING:
-    from host.services.interface import TableStore
+    from host.services.interface import Store, TableStore
 
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
 _BIAS = 1 << 63
@@ -312,6 +312,10 @@ class Indexes:
                 return
             yield full[n:], key
 
+    def add(self, txn: Any, table: str, field: str, enc: bytes, key: bytes) -> None:
+        """One entry of a back-fill."""
+        txn.put(self.base(table, field) + enc, key, db=self.db)
+
     def drop(self, txn: Any, table: str, field: str) -> int:
         """Delete every entry of one index; how many there were."""
         base = self.base(table, field)
@@ -343,10 +347,23 @@ def check_specs(table: str, specs: Mapping[str, str]) -> None:
             raise InvalidArgument(f"table {table}: {problem}")
 
 
+class IndexOps(Protocol):
+    """What defining indexes needs of a backend's index entries (``Indexes`` on LMDB,
+    ``pg.indexes.PgIndexes``), each on the caller's write transaction."""
+
+    def all_specs(self, txn: Any) -> dict[str, dict[str, str]]: ...
+
+    def set_specs(self, txn: Any, table: str, specs: Mapping[str, str]) -> None: ...
+
+    def add(self, txn: Any, table: str, field: str, enc: bytes, key: bytes) -> None: ...
+
+    def drop(self, txn: Any, table: str, field: str) -> int: ...
+
+
 class IndexCatalog:
     """Defining indexes: the typed operation a manifest apply uses (one transaction)."""
 
-    def __init__(self, storage: Storage, tables: TableStore, indexes: Indexes) -> None:
+    def __init__(self, storage: Store, tables: TableStore, indexes: IndexOps) -> None:
         self._storage = storage
         self._tables = tables
         self._indexes = indexes
@@ -402,6 +419,6 @@ class IndexCatalog:
                 problems.append(str(e))
                 continue
             for field, enc in found.items():
-                txn.put(self._indexes.base(table, field) + enc, key, db=self._indexes.db)
+                self._indexes.add(txn, table, field, enc, key)
                 n += 1
         return n

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from host.services.activity import Activity
     from host.services.apikeys import ApiKeys
     from host.services.blobs import BlobInfo
     from host.services.counters import Counters
@@ -460,6 +461,14 @@ class ServiceSet(Protocol):
 
     @property
     def usage(self) -> UsageStore: ...
+
+    @property
+    def indexes(self) -> TableIndexes: ...
+
+    @property
+    def activity(self) -> Activity:
+        """Per-minute figures of this host's invocations (a local LMDB environment)."""
+        ...
 
     @property
     def api_keys(self) -> ApiKeys: ...

@@ -88,6 +88,25 @@ MIGRATIONS: list[str] = [
         SELECT kv_deleted.version INTO deleted FROM kv_deleted WHERE kv_deleted.tbl = t;
     END $$ LANGUAGE plpgsql VOLATILE;
     """,
+    # 3: secondary indexes of tables; the key lock also takes the definitions' shared
+    # lock and reads the table's definitions (pg/indexes.py)
+    """
+    CREATE TABLE kv_index_defs (tbl text PRIMARY KEY, specs bytea NOT NULL);
+    CREATE TABLE kv_index (
+        tbl text NOT NULL, field text NOT NULL, value bytea NOT NULL, key bytea NOT NULL,
+        PRIMARY KEY (tbl, field, value, key));
+    DROP FUNCTION nimbus_kv_lock(text, bytea, bigint);
+    CREATE FUNCTION nimbus_kv_lock(t text, k bytea, h bigint, defs bigint,
+                                   OUT version bigint, OUT deleted bigint, OUT specs bytea)
+    AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared(defs);
+        PERFORM pg_advisory_xact_lock(h);
+        SELECT kv.version INTO version FROM kv WHERE kv.tbl = t AND kv.key = k;
+        SELECT kv_deleted.version INTO deleted FROM kv_deleted WHERE kv_deleted.tbl = t;
+        SELECT kv_index_defs.specs INTO specs FROM kv_index_defs WHERE kv_index_defs.tbl = t;
+    END $$ LANGUAGE plpgsql VOLATILE;
+    """,
 ]
 
 

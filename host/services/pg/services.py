@@ -13,10 +13,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from host.services.activity import Activity
 from host.services.apikeys import ApiKeys
 from host.services.blobs import MAX_OBJECT_BYTES
 from host.services.counters import Counters
 from host.services.effects import Effects
+from host.services.indexes import IndexCatalog
 from host.services.pg.blobs import PgBlobs
 from host.services.pg.consumer import PgConsumer
 from host.services.pg.cursors import PgOutboxCursor, PgScheduleLeases
@@ -54,6 +56,8 @@ class PgServices:
             self.storage.close()
             raise
         self.tables = PgTables()
+        #: index definitions (a manifest apply sets them, back-filling new ones)
+        self.indexes = IndexCatalog(self.storage, self.tables, self.tables.index)
         self.blobs = PgBlobs(max_object_bytes)
         self.queues = PgQueues()
         self.outbox = PgOutbox()
@@ -69,6 +73,8 @@ class PgServices:
         self.local = Storage(path, map_size)
         self.api_keys = ApiKeys(self.local)
         self.counters = Counters(path / "counters")
+        #: per-minute activity of this host's invocations (the console's overview)
+        self.activity = Activity(path / "activity")
         self.committed = threading.Condition()
         self._listener = Listener(self.storage, self._wake, self.deployments.refresh)
 
@@ -98,6 +104,7 @@ class PgServices:
     def close(self) -> None:
         self._listener.close()
         self.usage.close()
+        self.activity.close()
         self.counters.close()
         self.api_keys.close()
         self.local.close()

@@ -59,7 +59,7 @@ def redact(url: str) -> str:
 class Tx:
     """A transaction's statements. ``writing``: inside ``write`` (reads lock)."""
 
-    __slots__ = ("_conn", "locked", "remembered", "versions", "writing")
+    __slots__ = ("_conn", "locked", "remembered", "specs", "versions", "writing")
 
     def __init__(self, conn: psycopg.Connection[Any], writing: bool) -> None:
         self._conn = conn
@@ -70,6 +70,8 @@ class Tx:
         #: (table, key) → (version, the table's deleted mark) of the keys this
         #: transaction locked: nobody else can change them before it ends
         self.versions: dict[tuple[str, bytes], tuple[int | None, int]] = {}
+        #: table → its index definitions, as read with its first key lock
+        self.specs: dict[str, dict[str, str]] = {}
 
     def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
         return self._conn.execute(sql, params)
@@ -178,6 +180,8 @@ class PgStore:
             with self.pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as e:
+            if isinstance(e, _RETRYABLE):  # a deadlock is an OperationalError too
+                raise
             raise StorageUnavailable(
                 f"PostgreSQL at {redact(self.url)} is unreachable ({e}); retry later"
             ) from e

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
+from host.services.pg.indexes import INDEX_DEFS_LOCK, PgIndexes, parse_specs
 from host.services.pg.store import Tx
 
 #: rows fetched per round trip of a scan
@@ -24,7 +25,10 @@ def key_lock(kind: str, name: str, key: bytes) -> int:
 
 
 class PgTables:
-    """Key-value tables in ``kv``."""
+    """Key-value tables in ``kv``, and their secondary indexes (``indexes.py``)."""
+
+    def __init__(self) -> None:
+        self.index = PgIndexes()
 
     def _locked(self, txn: Tx, table: str, key: bytes) -> tuple[int | None, int]:
         """Lock ``key`` for the rest of ``txn`` (a write transaction) and read its
@@ -32,12 +36,14 @@ class PgTables:
         found = txn.versions.get((table, key))
         if found is None:
             row = txn.execute(
-                "SELECT * FROM nimbus_kv_lock(%s, %s, %s)", (table, key, key_lock("kv", table, key))
+                "SELECT * FROM nimbus_kv_lock(%s, %s, %s, %s)",
+                (table, key, key_lock("kv", table, key), INDEX_DEFS_LOCK),
             ).fetchone()
             found = txn.versions[(table, key)] = (
                 None if row[0] is None else int(row[0]),
                 0 if row[1] is None else int(row[1]),
             )
+            txn.specs[table] = parse_specs(None if row[2] is None else bytes(row[2]))
         return found
 
     def get(self, txn: Tx, table: str, key: bytes) -> tuple[bytes, int] | None:
@@ -92,7 +98,13 @@ class PgTables:
             start, op = bytes(rows[-1][0]), ">"
 
     def put(self, txn: Tx, table: str, key: bytes, value: bytes, version: int) -> None:
-        deleted = self._locked(txn, table, key)[1]
+        """Store ``value``, moving the key's index entries (``InvalidArgument`` when
+        the value does not fit the table's indexes)."""
+        current, deleted = self._locked(txn, table, key)
+        specs = txn.specs[table]
+        if specs:
+            old = self.get(txn, table, key) if current is not None else None
+            self.index.replace(txn, table, key, specs, None if old is None else old[0], value)
         txn.versions[(table, key)] = (version, deleted)
         txn.execute(
             "INSERT INTO kv (tbl, key, value, version) VALUES (%s, %s, %s, %s)"
@@ -105,7 +117,12 @@ class PgTables:
         current, deleted = self._locked(txn, table, key)
         if current is None:
             return False
-        txn.execute("DELETE FROM kv WHERE tbl = %s AND key = %s", (table, key))
+        row = txn.execute(
+            "DELETE FROM kv WHERE tbl = %s AND key = %s RETURNING value", (table, key)
+        ).fetchone()
+        specs = txn.specs[table]
+        if specs and row is not None:
+            self.index.replace(txn, table, key, specs, bytes(row[0]), None)
         mark = max(deleted, current)
         for (t, k), (v, _) in list(txn.versions.items()):
             if t == table:  # the table's mark, as every key of it in this transaction sees it
@@ -117,3 +134,19 @@ class PgTables:
             (table, current),
         )
         return True
+
+    def indexes(self, txn: Tx, table: str) -> dict[str, str]:
+        """``table``'s indexes (field → type) as ``txn`` sees them."""
+        return self.index.specs(txn, table)
+
+    def index_positions(
+        self,
+        txn: Tx,
+        table: str,
+        index: str,
+        start: bytes | None,
+        end: bytes | None,
+        after: tuple[bytes, bytes] | None,
+        reverse: bool,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        return self.index.positions(txn, table, index, start, end, after, reverse)
