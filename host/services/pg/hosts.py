@@ -65,9 +65,17 @@ class PgHosts:
         return incarnation
 
     def _beat(self, incarnation: str) -> None:
+        beats = 0
         while not self._stop.wait(BEAT_S):
+            beats += 1
             try:
                 with self._store.connection() as conn:
+                    if beats % 100 == 0:  # forget long-dead hosts (their leases are
+                        # taken back whether or not their record is still here)
+                        conn.execute(
+                            "DELETE FROM hosts WHERE heartbeat_ms < %s",
+                            (_now_ms() - 20 * HOST_TTL_MS,),
+                        )
                     conn.execute(
                         "INSERT INTO hosts (incarnation, info, heartbeat_ms) VALUES (%s, %s, %s)"
                         " ON CONFLICT (incarnation)"

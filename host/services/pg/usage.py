@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from host.services.pg.store import PgStore, Tx
-from host.services.usage import Usage
+from host.services.usage import _COUNTERS, Usage
 
 _KEY = ("hour_ms", "function", "version", "trigger", "outcome")
-_COUNTERS = ("requests", "cold", "wall_ms", "billed_ms", "byte_ms", "bytes_in", "bytes_out")
 
 
 class PgUsage(Usage):
@@ -52,6 +52,9 @@ class PgUsage(Usage):
         for r in rows:
             counters = [int(v) if i != 2 else float(v) for i, v in enumerate(r[5:])]
             yield int(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), counters
+
+    def backup(self, dest: Path) -> None:
+        self._pg.backup(dest)  # pg_dump's: the rows are in the database
 
     def close(self) -> None:
         self.flush()  # the pool is the services' to close
