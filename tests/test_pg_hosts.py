@@ -121,19 +121,30 @@ def test_a_deploy_through_one_host_is_served_by_the_others_within_a_second(
         )
         assert r.status_code == 201, r.text
         deployed = time.monotonic()
-        for h in hosts[1:]:
-            while True:
+        served: dict[str, float] = {}
+
+        def poll(h: Host) -> None:  # B and C at once: each compiles the module itself
+            while time.monotonic() - deployed < 5:
+                sent = time.monotonic() - deployed
                 got = httpx.post(
                     f"{h.url}/_admin/functions/rec/invoke", json={}, headers=ADMIN, timeout=30
                 )
-                if got.status_code == 200:
-                    break
-                assert got.status_code == 404, got.text
-                assert time.monotonic() - deployed < 1.0, "not served within a second"
+                if got.status_code != 404:  # it ran (409: its counter raced the other's)
+                    assert got.status_code in (200, 409), got.text
+                    served[h.url] = sent
+                    return
+                assert "FunctionNotFound" in got.text, got.text
                 time.sleep(0.02)
-        seen = time.monotonic() - deployed
-        print(f"\ndeploy through A served by B and C after {seen * 1000:.0f} ms")
-        assert seen < 1.0 + 0.5  # the last invoke itself compiled the module on C
+
+        pollers = [threading.Thread(target=poll, args=(h,)) for h in hosts[1:]]
+        for t in pollers:
+            t.start()
+        for t in pollers:
+            t.join(timeout=60)
+        shown = ", ".join(f"{v * 1000:.0f} ms" for v in served.values())
+        print(f"\ndeploy through A: the first request served by B and C was sent at {shown}")
+        # the first request that the new deployment answered left within the second
+        assert len(served) == 2 and max(served.values()) < 1.0, served
     finally:
         for h in hosts:
             stop(h)
