@@ -1,5 +1,6 @@
-"""PostgreSQL only (a documented difference: LMDB has no schema): hosts starting at
-once on a fresh database migrate it once, and a schema newer than the host is refused."""
+"""PostgreSQL only (where the backends differ by nature): hosts starting at once on a
+fresh database migrate it once, a schema newer than the host is refused, and a
+deadlock between two commits is retried by the store, never seen by a caller."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from host.errors import StorageUnavailable
 from host.services.pg.schema import MIGRATIONS
 from host.services.pg.services import PgServices
+from host.services.pg.store import Tx
 from tests.conftest import PG_URL
 
 
@@ -68,3 +70,38 @@ def test_a_schema_newer_than_the_host_is_refused(schema: str, tmp_path: Path) ->
 def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StorageUnavailable, match="cannot connect to PostgreSQL"):
         PgServices("postgresql://nobody@127.0.0.1:1/none", tmp_path / "c")
+
+
+def test_a_deadlock_between_two_commits_is_retried_not_reported(
+    schema: str, tmp_path: Path
+) -> None:
+    s = PgServices(PG_URL, tmp_path / "d", schema=schema)
+    try:
+        barrier = threading.Barrier(2, timeout=10)
+        tries = {"ab": 0, "ba": 0}
+        done: list[str] = []
+
+        def writer(order: str) -> None:
+            def fn(txn: Tx) -> None:
+                tries[order] += 1
+                first, second = order[0].encode(), order[1].encode()
+                s.tables.put(txn, "t", first, b"\x01", s.tables.next_version(txn, "t", first))
+                if tries[order] == 1:
+                    barrier.wait()  # both hold their first key: each now wants the other's
+                s.tables.put(txn, "t", second, b"\x01", s.tables.next_version(txn, "t", second))
+
+            s.storage.write(fn)
+            done.append(order)
+
+        threads = [threading.Thread(target=writer, args=(o,)) for o in ("ab", "ba")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(done) == ["ab", "ba"]  # both committed, neither saw the deadlock
+        assert tries["ab"] + tries["ba"] == 3  # the one PostgreSQL chose ran again
+        assert s.storage.retries >= 1
+        with s.storage.read() as txn:
+            assert s.tables.version(txn, "t", b"a") == s.tables.version(txn, "t", b"b") == 2
+    finally:
+        s.close()
