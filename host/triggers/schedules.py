@@ -52,7 +52,7 @@ def latest_at_or_before(sc: ScheduleTrigger, ms: int) -> int:
     return int(it.get_prev(float) * 1000)
 
 
-def fire_now(services: Services, sc: ScheduleTrigger, now_ms: int) -> str:
+def fire_now(services: ServiceSet, sc: ScheduleTrigger, now_ms: int) -> str:
     """Deliver one firing of ``sc`` now, as its cron would (same queue, retries and
     envelope, ``scheduled_ms`` = now), without touching the schedule's last fired time:
     ``nimbus schedules run NAME``. The message id."""
