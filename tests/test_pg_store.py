@@ -1,14 +1,18 @@
 """PostgreSQL only (where the backends differ by nature): hosts starting at once on a
-fresh database migrate it once, a schema newer than the host is refused, and a
-deadlock between two commits is retried by the store, never seen by a caller."""
+fresh database migrate it once, a schema newer than the host is refused, a deadlock
+between two commits is retried by the store, never seen by a caller, and a host whose
+heartbeat stopped (hosts on other machines have no pid to check) gives its leases
+back."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgpack
 import psycopg
 import pytest
 
@@ -16,6 +20,7 @@ from host.errors import StorageUnavailable
 from host.services.pg.schema import MIGRATIONS
 from host.services.pg.services import PgServices
 from host.services.pg.store import Tx
+from host.services.reclaim import reclaim_deliveries
 from tests.conftest import PG_URL
 
 
@@ -104,4 +109,29 @@ def test_a_deadlock_between_two_commits_is_retried_not_reported(
         with s.storage.read() as txn:
             assert s.tables.version(txn, "t", b"a") == s.tables.version(txn, "t", b"b") == 2
     finally:
+        s.close()
+
+
+def test_a_host_whose_heartbeat_stopped_gives_its_leases_back(schema: str, tmp_path: Path) -> None:
+    s = PgServices(PG_URL, tmp_path / "e", schema=schema)
+    try:
+        me = s.hosts.register()
+        e = s.begin("f")
+        e.queue_send("jobs", msgpack.packb(1))
+        e.queue_send("jobs", msgpack.packb(2))
+        assert e.commit()
+        now = int(time.time() * 1000)
+        s.storage.write(  # a host that beat once, long ago (it was SIGKILLed)
+            lambda txn: txn.execute(
+                "INSERT INTO hosts VALUES ('host-gone', %s, %s)", (b"\x80", now - 60_000)
+            )
+        )
+        [gone] = s.consumer.lease("jobs", 1, 600_000, now, "host-gone")
+        [mine] = s.consumer.lease("jobs", 1, 600_000, now, me)
+        assert reclaim_deliveries(s, s.hosts, now) == 1  # the live host keeps its own
+        [back] = s.consumer.lease("jobs", 10, 600_000, now, me)
+        assert back.id == gone.id and back.attempt == 2
+        assert s.consumer.get("jobs", mine.id).holder == me  # type: ignore[union-attr]
+    finally:
+        s.hosts.unregister(me)
         s.close()
