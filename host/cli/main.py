@@ -29,7 +29,7 @@ from host.cli.doctor import add_command as add_doctor
 from host.cli.invoke import add_arguments as invoke_arguments
 from host.cli.new import add_command as add_new
 from host.cli.secrets import add_secret_commands
-from host.cli.serving import announcement, data_argument, serving_arguments
+from host.cli.serving import announcement, choose_store, data_argument, serving_arguments
 from host.cli.usage import add_usage_command
 from host.errors import NimbusError, PayloadTooLarge
 from host.manifest.functions import MAX_MODULE_BYTES
@@ -69,7 +69,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     from host.server import serve
 
     manifest = load_manifest(Path(args.app))
-    _choose_store(args.store or os.environ.get("NIMBUS_STORE") or manifest.store)
+    choose_store(args.store or os.environ.get("NIMBUS_STORE") or manifest.store)
     platform = Platform(args.data)
     try:
         with err.status("building functions…"):
@@ -86,20 +86,9 @@ def cmd_up(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from host.server import serve
 
-    _choose_store(args.store or os.environ.get("NIMBUS_STORE", ""))
+    choose_store(args.store or os.environ.get("NIMBUS_STORE", ""))
     _announce(args)
     serve(args.data, args.host, args.port, args.workers)
-
-
-def _choose_store(store: str) -> None:
-    """Make ``store`` this process's and its workers' (they read ``NIMBUS_STORE``)."""
-    from host.services.factory import STORE_ENV, check_store, is_shared
-
-    os.environ[STORE_ENV] = check_store(store)
-    if is_shared(store):  # a clear error here, not a traceback in each worker
-        from host.services.pg.store import PgStore
-
-        PgStore(store, max_size=1).close()
 
 
 def _announce(args: argparse.Namespace) -> None:

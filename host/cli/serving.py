@@ -9,6 +9,7 @@ server's own parts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,18 @@ def announcement(args: argparse.Namespace) -> str:
     )
 
 
+def choose_store(store: str) -> None:
+    """Make ``store`` this process's and its workers' (they read ``NIMBUS_STORE``);
+    a PostgreSQL one is tried first, so that a bad one is one clear error here."""
+    from host.services.factory import STORE_ENV, check_store, is_shared
+
+    os.environ[STORE_ENV] = check_store(store)
+    if is_shared(store):
+        from host.services.pg.store import PgStore
+
+        PgStore(store, max_size=1).close()
+
+
 def serve_command(argv: Sequence[str]) -> int:
     """``nimbus serve ARGS`` (without the word ``serve``), as ``main.py`` would run it."""
     parser = argparse.ArgumentParser(
@@ -49,7 +62,14 @@ def serve_command(argv: Sequence[str]) -> int:
     )
     serving_arguments(parser)
     args = parser.parse_args(argv)
+    from host.errors import NimbusError
     from host.server import serve
+
+    try:
+        choose_store(args.store or os.environ.get("NIMBUS_STORE", ""))
+    except NimbusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
     print(announcement(args), file=sys.stderr, flush=True)
     serve(args.data, args.host, args.port, args.workers)

@@ -141,6 +141,10 @@ class QueueStore(Protocol):
 
     def get(self, txn: Txn, queue: str, id: str) -> Message | None: ...
 
+    def has_due(self, txn: Txn, queue: str, now_ms: int) -> bool:
+        """Whether ``lease`` at ``now_ms`` would find a visible message (a read)."""
+        ...
+
     def lease(
         self, txn: Txn, queue: str, limit: int, visibility_ms: int, now_ms: int, holder: str = ""
     ) -> list[Message]: ...

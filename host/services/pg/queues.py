@@ -37,6 +37,12 @@ class PgQueues:
         ).fetchone()
         return None if row is None else _message(row)
 
+    def has_due(self, txn: Tx, queue: str, now_ms: int) -> bool:
+        row = txn.execute(
+            "SELECT 1 FROM q_msgs WHERE queue = %s AND visible_ms <= %s LIMIT 1", (queue, now_ms)
+        ).fetchone()
+        return row is not None
+
     def lease(
         self, txn: Tx, queue: str, limit: int, visibility_ms: int, now_ms: int, holder: str = ""
     ) -> list[Message]:
