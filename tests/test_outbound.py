@@ -80,6 +80,8 @@ def test_allowed_call_round_trips_method_headers_and_body(
     assert len(seen.headers["idempotency-key"]) == 64
     record = platform.telemetry.recent("pay")[-1]
     assert record.outbound_requests == 1 and record.outbound_wait_ms > 0
+    (usage,) = platform.services.usage.query(function="pay")
+    assert usage.outbound_calls == 1 and usage.host_calls >= 1
 
 
 def test_nothing_is_allowed_by_default(

@@ -142,6 +142,57 @@ def test_entries_aggregate_per_hour_and_flush_merges(tmp_path: Path) -> None:
         storage.close()
 
 
+def test_entries_carry_cpu_host_calls_and_peak_memory(platform: Platform, build: Build) -> None:
+    deploy(platform, build, "busy", "64MiB", SLEEP_MS="20")
+    for i in range(3):
+        platform.invoke("busy", {"kind": "http", "method": "GET", "path": f"/{i}"})
+    records = platform.telemetry.recent("busy")
+    (row,) = platform.services.usage.query(function="busy")
+    assert row.requests == 3
+    # a busy-wait of 20 ms on the guest's thread: CPU was spent, never more than wall
+    assert 0 < row.cpu_ms <= row.wall_ms + 1
+    # the busy-wait polls the clock import, and every run reads and writes its table
+    assert row.host_calls > 3 * 3
+    assert row.outbound_calls == 0
+    assert 0 < row.peak_memory <= 64 * MiB and row.peak_memory % 65536 == 0
+    assert max(r.memory_bytes for r in records) == row.peak_memory
+
+
+def test_peak_memory_is_a_maximum_and_old_rows_read_as_zero(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "db")
+    try:
+        usage = Usage(storage)
+        hour = T0 - T0 % 3_600_000
+
+        def entry(peak: int, calls: int) -> UsageEntry:
+            return UsageEntry(
+                "f", 1, "http", "ok", False, hour + 1, 1.0, 64 * MiB, 0, 0, 0.5, calls, 1, peak
+            )
+
+        usage.record(entry(3 * 65536, 4))
+        usage.record(entry(2 * 65536, 5))
+        usage.flush()
+        usage.record(entry(5 * 65536, 1))
+        usage.flush()
+        usage.record(entry(65536, 1))
+        (row,) = usage.query(since_ms=hour)
+        assert row.peak_memory == 5 * 65536 and row.host_calls == 11
+        assert row.outbound_calls == 4 and row.cpu_ms == pytest.approx(2.0)
+        # a row written before these counters existed (seven of them)
+        old = msgpack.packb([2, 0, 3.0, 4, 4 * 64 * MiB, 10, 20])
+        storage.write(
+            lambda txn: txn.put(
+                b"%016d/" % hour + msgpack.packb(["g", 1, "http", "ok"]),
+                old,
+                db=storage.db(b"usage"),
+            )
+        )
+        (g,) = usage.query(function="g", since_ms=hour)
+        assert (g.requests, g.cpu_ms, g.host_calls, g.peak_memory) == (2, 0.0, 0, 0)
+    finally:
+        storage.close()
+
+
 def test_billing_table_defaults_to_lambda_prices_and_is_validated(tmp_path: Path) -> None:
     m = parse_manifest({"functions": {}}, tmp_path / "nimbus.toml")
     assert m.billing == Prices() and m.billing.per_gb_second == LAMBDA_X86_PER_GB_SECOND

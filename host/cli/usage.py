@@ -34,21 +34,23 @@ def usage_table(report: dict[str, Any]) -> Table:
     """The report as a table: one row per function per period, then the total."""
     currency = report["prices"]["currency"]
     table = Table(
-        report["by"], "function", "requests", "errors", "billed ms", "GB-s", "out",
-        f"cost ({currency})",
+        report["by"], "function", "requests", "errors", "billed ms", "CPU ms", "GB-s",
+        "peak mem", "out", f"cost ({currency})",
         title=f"usage by {report['by']}",
         caption=_prices_caption(report["prices"]),
     )  # fmt: skip
     for r in report["rows"]:
         table.add_row(
             r["period"], r["function"], str(r["requests"]), str(r["errors"]),
-            str(r["billed_ms"]), f"{r['gb_s']:.6f}", _size(r["bytes_out"]), f"{r['cost']:.8f}",
+            str(r["billed_ms"]), f"{r['cpu_ms']:.1f}", f"{r['gb_s']:.6f}",
+            _size(r["peak_memory"]), _size(r["bytes_out"]), f"{r['cost']:.8f}",
         )  # fmt: skip
     t = report["total"]
     table.add_section()
     table.add_row(
         "total", "", str(t["requests"]), str(t["errors"]), str(t["billed_ms"]),
-        f"{t['gb_s']:.6f}", _size(t["bytes_out"]), f"{t['cost']:.8f}", style="bold",
+        f"{t['cpu_ms']:.1f}", f"{t['gb_s']:.6f}", _size(t["peak_memory"]),
+        _size(t["bytes_out"]), f"{t['cost']:.8f}", style="bold",
     )  # fmt: skip
     return table
 

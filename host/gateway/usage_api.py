@@ -70,6 +70,10 @@ def usage_report(rows: list[UsageRow], prices: Prices, by: str, since_ms: int) -
             "billed_ms": sum(r.billed_ms for r in rows),
             "gb_s": gb_s,
             "bytes_out": bytes_out,
+            "cpu_ms": round(sum(r.cpu_ms for r in rows), 3),
+            "host_calls": sum(r.host_calls for r in rows),
+            "outbound_calls": sum(r.outbound_calls for r in rows),
+            "peak_memory": max((r.peak_memory for r in rows), default=0),
             "cost": prices.cost(requests, gb_s, bytes_out),
         },
     }
@@ -88,6 +92,10 @@ def _item(r: UsageRow, prices: Prices) -> dict[str, Any]:
         "gb_s": r.gb_s,
         "bytes_in": r.bytes_in,
         "bytes_out": r.bytes_out,
+        "cpu_ms": round(r.cpu_ms, 3),
+        "host_calls": r.host_calls,
+        "outbound_calls": r.outbound_calls,
+        "peak_memory": r.peak_memory,
         "triggers": r.triggers,
         "cost": prices.cost(r.requests, r.gb_s, r.bytes_out),
     }

@@ -25,6 +25,7 @@ class Call:
         "bytes_in",
         "bytes_out",
         "cold",
+        "cpu_ms",
         "dep",
         "duration_ms",
         "effects",
@@ -61,6 +62,7 @@ class Call:
         self.cold = False
         self.bytes_in = 0
         self.bytes_out = 0
+        self.cpu_ms = 0.0
         self.recorded = True
         self.outcome: str = "ok"
         self.error: str | None = None
@@ -129,7 +131,16 @@ class Call:
             memory_bytes=self.dep.spec.memory_bytes,
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
+            cpu_ms=self.cpu_ms,
+            host_calls=self.inv.host_calls,
+            outbound_calls=_outbound_requests(self.inv),
+            peak_memory=self.inv.memory_bytes,
         )
+
+
+def _outbound_requests(inv: Invocation) -> int:
+    out = inv.outbound
+    return out.requests if isinstance(out, OutboundAccess) else 0
 
 
 def outbound_figures(inv: Invocation) -> dict[str, Any]:

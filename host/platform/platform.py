@@ -295,7 +295,13 @@ class Platform:
             )
             self._grant_egress(call.inv, spec, envelope, call.run_s or spec.timeout_s)
             try:
-                response = call.response = self.runtime.invoke(fn, packed, call.inv, call.run_s)
+                cpu0 = time.thread_time()
+                try:
+                    response = call.response = self.runtime.invoke(
+                        fn, packed, call.inv, call.run_s
+                    )
+                finally:  # the guest runs on this thread: its CPU is this thread's
+                    call.cpu_ms = (time.thread_time() - cpu0) * 1000
                 _raise_for_error(response, dep.name)
                 if hook is not None:
                     hook.check(response)

@@ -55,6 +55,8 @@ class Invocation:
     #: the guest's linear memory when its handler returned or trapped, bytes: its
     #: peak, since a wasm memory never shrinks (0: not measured)
     memory_bytes: int = 0
+    #: host imports the guest called (metering)
+    host_calls: int = 0
     _ctx: Any = None
     _memory: Any = None
     _alloc: Any = None
@@ -65,6 +67,7 @@ class Invocation:
     def enter(self, ctx: Any) -> None:
         """Called on entry to every host function with the caller's store context."""
         self._ctx = ctx
+        self.host_calls += 1
 
     def log(self, level: int, message: str) -> None:
         """Keep one line, within the invocation's log budget (lines and bytes); past it

@@ -12,7 +12,9 @@ The rows live in an LMDB environment of their own (``db/usage``, synced on every
 flush), so a flush neither waits for nor delays an invocation's commit. Stored rows
 are keyed by hour, function, version, trigger and outcome; each holds
 counters (requests, cold starts, wall and billed ms, byte-milliseconds of configured
-memory, bytes in and out). Several processes on one data dir merge into the same
+memory, bytes in and out, guest CPU ms, host calls, outbound calls) and the peak
+linear memory any one invocation reached (a maximum, not a sum). A row written
+before a counter existed reads as zero for it. Several processes on one data dir merge into the same
 rows (read-modify-write inside the transaction). GB-seconds are kept exact as an
 integer ``byte_ms`` (configured memory in bytes × billed ms).
 """
@@ -38,7 +40,12 @@ FLUSH_INTERVAL_S = 0.5
 #: one GB-second, in byte-milliseconds (GiB, as Lambda bills memory in MB / 1024)
 BYTE_MS_PER_GB_S = (1 << 30) * 1000
 
-_COUNTERS = ("requests", "cold", "wall_ms", "billed_ms", "byte_ms", "bytes_in", "bytes_out")
+_COUNTERS = (
+    "requests", "cold", "wall_ms", "billed_ms", "byte_ms", "bytes_in", "bytes_out",
+    "cpu_ms", "host_calls", "outbound_calls", "peak_memory",
+)  # fmt: skip
+#: the counters merged by taking the larger value instead of adding
+_PEAK = _COUNTERS.index("peak_memory")
 
 
 class UsageEntry(NamedTuple):
@@ -54,6 +61,14 @@ class UsageEntry(NamedTuple):
     memory_bytes: int
     bytes_in: int = 0
     bytes_out: int = 0
+    #: CPU time of the invoking thread while the guest ran (host calls included)
+    cpu_ms: float = 0.0
+    #: imports the guest called
+    host_calls: int = 0
+    #: outbound HTTP requests it made
+    outbound_calls: int = 0
+    #: its linear memory when it ended (memory only grows: its peak); 0 unmeasured
+    peak_memory: int = 0
 
     @property
     def billed_ms(self) -> int:
@@ -79,6 +94,11 @@ class UsageRow:
     byte_ms: int
     bytes_in: int
     bytes_out: int
+    cpu_ms: float
+    host_calls: int
+    outbound_calls: int
+    #: the most linear memory one invocation of the period used, bytes
+    peak_memory: int
     #: requests by trigger kind (http, queue, schedule, …)
     triggers: dict[str, int]
 
@@ -99,7 +119,8 @@ class Usage:
 
     def record(self, e: UsageEntry) -> None:
         """Add one invocation's usage to the pending aggregate (flushed soon)."""
-        function, version, trigger, outcome, cold, started, wall, memory, b_in, b_out = e
+        (function, version, trigger, outcome, cold, started, wall, memory, b_in, b_out,
+         cpu, calls, outbound, peak) = e  # fmt: skip
         key = (started - started % HOUR_MS, function, version, trigger, outcome)
         billed = math.ceil(wall) or 1
         with self._lock:
@@ -113,6 +134,11 @@ class Usage:
             c[4] += memory * billed
             c[5] += b_in
             c[6] += b_out
+            c[7] += cpu
+            c[8] += calls
+            c[9] += outbound
+            if peak > c[10]:
+                c[10] = peak
 
     def flush(self) -> int:
         """Merge the pending aggregate into the store in one transaction; the rows written."""
@@ -126,9 +152,7 @@ class Usage:
             except BaseException:
                 with self._lock:  # keep them for the next flush
                     for key, counters in pending.items():
-                        mine = self._pending.setdefault(key, _zero())
-                        for i, v in enumerate(counters):
-                            mine[i] += v
+                        self._pending[key] = _merged(self._pending.get(key, _zero()), counters)
                 raise
             return len(pending)
 
@@ -146,10 +170,8 @@ class Usage:
             for key, counters in pending.items():
                 k = _key(*key)
                 raw = txn.get(k, db=db)
-                row = list(msgpack.unpackb(raw)) if raw is not None else [0] * len(_COUNTERS)
-                txn.put(
-                    k, msgpack.packb([a + b for a, b in zip(row, counters, strict=True)]), db=db
-                )
+                row = _padded(msgpack.unpackb(raw)) if raw is not None else _zero()
+                txn.put(k, msgpack.packb(_merged(row, counters)), db=db)
 
         self._storage.write(write)
 
@@ -160,7 +182,7 @@ class Usage:
             if not cur.set_range(b"%016d/" % max(start, 0)):
                 return
             for k, v in cur:
-                yield (*_unkey(bytes(k)), list(msgpack.unpackb(v)))
+                yield (*_unkey(bytes(k)), _padded(msgpack.unpackb(v)))
 
     def close(self) -> None:
         """Flush what is pending, then close the store."""
@@ -184,7 +206,7 @@ class Usage:
             p = hour - hour % period
             row = rows.setdefault((p, fn), _empty())
             for name, value in zip(_COUNTERS, counters, strict=True):
-                row[name] += value
+                row[name] = max(row[name], value) if name == "peak_memory" else row[name] + value
             if outcome != "ok":
                 row["errors"] += counters[0]
             row["triggers"][trigger] = row["triggers"].get(trigger, 0) + counters[0]
@@ -192,12 +214,24 @@ class Usage:
 
 
 def _zero() -> list[float]:
-    return [0, 0, 0.0, 0, 0, 0, 0]
+    return [0, 0, 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0]
+
+
+def _padded(stored: list[float]) -> list[float]:
+    """A stored row with the counters added since it was written, as zeros."""
+    return list(stored) + _zero()[len(stored) :]
+
+
+def _merged(a: list[float], b: list[float]) -> list[float]:
+    out = [x + y for x, y in zip(a, b, strict=True)]
+    out[_PEAK] = max(a[_PEAK], b[_PEAK])
+    return out
 
 
 def _empty() -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(_COUNTERS, 0)
     row["wall_ms"] = 0.0
+    row["cpu_ms"] = 0.0
     row["errors"] = 0
     row["triggers"] = {}
     return row

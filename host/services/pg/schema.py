@@ -107,6 +107,14 @@ MIGRATIONS: list[str] = [
         SELECT kv_index_defs.specs INTO specs FROM kv_index_defs WHERE kv_index_defs.tbl = t;
     END $$ LANGUAGE plpgsql VOLATILE;
     """,
+    # 4: usage entries carry guest CPU ms, host calls, outbound calls and peak memory
+    """
+    ALTER TABLE usage
+        ADD COLUMN cpu_ms double precision NOT NULL DEFAULT 0,
+        ADD COLUMN host_calls bigint NOT NULL DEFAULT 0,
+        ADD COLUMN outbound_calls bigint NOT NULL DEFAULT 0,
+        ADD COLUMN peak_memory bigint NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -16,6 +16,8 @@ from host.services.pg.store import PgStore, Tx
 from host.services.usage import _COUNTERS, Usage
 
 _KEY = ("hour_ms", "function", "version", "trigger", "outcome")
+#: the counters kept as double precision (milliseconds)
+_FLOATS = frozenset(i for i, c in enumerate(_COUNTERS) if c in ("wall_ms", "cpu_ms"))
 
 
 class PgUsage(Usage):
@@ -30,7 +32,12 @@ class PgUsage(Usage):
     def _merge(self, pending: dict[tuple[int, str, int, str, str], list[float]]) -> None:
         names = ", ".join(_KEY + _COUNTERS)
         marks = ", ".join(["%s"] * (len(_KEY) + len(_COUNTERS)))
-        adds = ", ".join(f"{c} = usage.{c} + excluded.{c}" for c in _COUNTERS)
+        adds = ", ".join(
+            f"{c} = GREATEST(usage.{c}, excluded.{c})"
+            if c == "peak_memory"
+            else f"{c} = usage.{c} + excluded.{c}"
+            for c in _COUNTERS
+        )
         sql = (
             f"INSERT INTO usage ({names}) VALUES ({marks})"
             f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {adds}"
@@ -50,7 +57,7 @@ class PgUsage(Usage):
                 (max(start, 0),),
             ).fetchall()
         for r in rows:
-            counters = [int(v) if i != 2 else float(v) for i, v in enumerate(r[5:])]
+            counters = [float(v) if i in _FLOATS else int(v) for i, v in enumerate(r[5:])]
             yield int(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), counters
 
     def backup(self, dest: Path) -> None:
