@@ -277,6 +277,7 @@ def test_usage_survives_sigkill_and_cli_agrees_with_the_api(
     assert samples[("nimbus_cold_starts_total", (("function", "hello"),))] >= 1
     assert samples[("nimbus_queue_depth", (("queue", "later"),))] == 1
     assert samples[("nimbus_queue_delayed", (("queue", "later"),))] == 1
+    assert samples[("nimbus_function_warm", (("function", "hello"),))] == 1
     time.sleep(FLUSH_INTERVAL_S * 2 + 0.2)  # past the documented loss window
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()

@@ -17,6 +17,7 @@ from host.gateway.events_api import EventsApi
 from host.gateway.queues_api import DeadLetterOf, QueuesApi
 from host.gateway.schedules_api import SchedulesApi, ScheduleSource
 from host.gateway.tables_api import TablesApi
+from host.manifest.triggers import dead_letter_queue
 from host.platform.platform import Platform
 
 ADMIN_SOURCE = "admin"
@@ -40,7 +41,7 @@ def dead_letter_of(platform: Platform) -> DeadLetterOf:
     def find(queue: str) -> str:
         for t in platform.registry.triggers().queue:
             if t.queue == queue:
-                return t.delivery.dead_letter or f"{queue}.dlq"
+                return dead_letter_queue(t.delivery, queue)
         return f"{queue}.dlq"
 
     return find

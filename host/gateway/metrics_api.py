@@ -1,9 +1,11 @@
 """``GET /_admin/metrics``: the Prometheus exposition of this worker's metrics.
 
 Invocations by function, trigger and outcome, their wall-time histogram and cold
-starts come from the platform's telemetry (counted as each invocation ends); queue
-depth, messages in flight and dead letters are read from the services at scrape
-time, so every worker reports the same, current, figures for them.
+starts come from the platform's telemetry (counted as each invocation ends). The
+rest is read when scraped: from the services (queue depth, messages in flight, the
+age of the oldest message, dead letters, workflow runs by status, LMDB map use), so
+every worker reports the same, current, figures for them; and from this process
+(invocations running now per function, the warm pool).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from host.manifest.triggers import dead_letter_queues
 from host.platform.platform import Platform
 
 
@@ -30,7 +33,8 @@ class QueueCollector(Collector):
         self.platform = platform
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.platform.services.consumer.all_stats(int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        stats = self.platform.services.consumer.all_stats(now_ms)
         families = {
             "depth": GaugeMetricFamily(
                 "nimbus_queue_depth", "Messages in a queue (all states)", labels=["queue"]
@@ -44,10 +48,72 @@ class QueueCollector(Collector):
                 "nimbus_queue_delayed", "Messages sent with a delay not yet over", labels=["queue"]
             ),
         }
+        oldest = GaugeMetricFamily(
+            "nimbus_queue_oldest_message_age_seconds",
+            "Age of the oldest message still in a queue (0: empty)",
+            labels=["queue"],
+        )
+        dead = GaugeMetricFamily(
+            "nimbus_dead_letters",
+            "Messages in a dead-letter queue (every trigger's, empty ones as 0)",
+            labels=["queue"],
+        )
         for name, st in stats.items():
             for field, family in families.items():
                 family.add_metric([name], getattr(st, field))
+            age_s = max(now_ms - st.oldest_ms, 0) / 1000 if st.oldest_ms else 0.0
+            oldest.add_metric([name], age_s)
+        for name in sorted(dead_letter_queues(self.platform.registry.triggers())):
+            found = stats.get(name)
+            dead.add_metric([name], found.depth if found is not None else 0)
         yield from families.values()
+        yield oldest
+        yield dead
+
+
+class PlatformCollector(Collector):
+    """Workflow runs, LMDB space, the warm pool and running invocations, when scraped."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.platform
+        runs = GaugeMetricFamily(
+            "nimbus_workflow_runs", "Workflow runs kept, by status", labels=["workflow", "status"]
+        )
+        for (workflow, status), n in sorted(p.services.runs.count_by_status().items()):
+            runs.add_metric([workflow, status], n)
+        yield runs
+        size = GaugeMetricFamily(
+            "nimbus_lmdb_map_size_bytes", "LMDB map size (grows when full)", labels=["env"]
+        )
+        used = GaugeMetricFamily(
+            "nimbus_lmdb_used_bytes", "LMDB pages in use, bytes", labels=["env"]
+        )
+        for env, (map_size, in_use) in p.services.space().items():
+            size.add_metric([env], map_size)
+            used.add_metric([env], in_use)
+        yield size
+        yield used
+        running = p.running()
+        warm = set(p.pool.functions())
+        in_flight = GaugeMetricFamily(
+            "nimbus_in_flight", "Invocations running now in this worker", labels=["function"]
+        )
+        is_warm = GaugeMetricFamily(
+            "nimbus_function_warm",
+            "1 when the function is loaded in this worker's warm pool",
+            labels=["function"],
+        )
+        for dep in p.registry.list():
+            in_flight.add_metric([dep.name], running.get(dep.name, 0))
+            is_warm.add_metric([dep.name], 1 if dep.name in warm else 0)
+        yield in_flight
+        yield is_warm
+        yield GaugeMetricFamily(
+            "nimbus_warm_pool_size", "Functions loaded in this worker's warm pool", value=len(warm)
+        )
 
 
 class MetricsApi:
@@ -57,13 +123,15 @@ class MetricsApi:
         self.platform = platform
         self.scraped = CollectorRegistry()
         self.scraped.register(QueueCollector(platform))
+        self.scraped.register(PlatformCollector(platform))
 
     def routes(self, guard: Any) -> list[Route]:
         return [Route("/metrics", guard(self.metrics), methods=["GET"])]
 
     async def metrics(self, request: Request) -> Response:
-        def text() -> bytes:
-            return generate_latest(self.platform.telemetry.registry) + generate_latest(self.scraped)
-
-        body = await anyio.to_thread.run_sync(text)
+        body = await anyio.to_thread.run_sync(self.text)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    def text(self) -> bytes:
+        """The exposition of every metric (blocking: reads the services)."""
+        return generate_latest(self.platform.telemetry.registry) + generate_latest(self.scraped)

@@ -108,6 +108,23 @@ class Triggers:
     event: tuple[EventTrigger, ...] = ()
 
 
+def dead_letter_queue(delivery: Delivery, source: str) -> str:
+    """Where a delivery's failed messages go: its ``dead_letter``, or ``<source>.dlq``
+    (``source``: the queue of a queue trigger, the target of the other kinds)."""
+    return delivery.dead_letter or f"{source}.dlq"
+
+
+def dead_letter_queues(triggers: Triggers) -> set[str]:
+    """The dead-letter queue of every trigger."""
+    found = {dead_letter_queue(q.delivery, q.queue) for q in triggers.queue}
+    for t in triggers.storage:
+        found.add(dead_letter_queue(t.delivery, t.function or t.workflow))
+    for e in triggers.event:
+        found.add(dead_letter_queue(e.delivery, e.function or e.workflow))
+    found.update(f"{s.function or s.workflow}.dlq" for s in triggers.schedule)
+    return found
+
+
 def triggers_from_dict(data: dict[str, Any], where: str = "triggers") -> Triggers:
     """The ``[triggers]`` table of a manifest, validated (as stored by a deployment).
 

@@ -340,6 +340,11 @@ class Platform:
         if spec.secrets:
             inv.secrets = SecretAccess(self.secrets, spec.secrets)
 
+    def running(self) -> dict[str, int]:
+        """Invocations running in this process now, by function."""
+        with self._limits_lock:
+            return {f: n for f, n in self._running.items() if n}
+
     def in_flight(self, function: str) -> int:
         """Invocations of ``function`` running in this process now."""
         with self._limits_lock:

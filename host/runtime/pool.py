@@ -69,5 +69,9 @@ class WarmPool:
     def keys(self) -> list[str]:
         return list(self._entries)
 
+    def functions(self) -> set[str]:
+        """The names of the functions with a version loaded (keys are ``name@version``)."""
+        return {k.rpartition("@")[0] for k in list(self._entries)}
+
     def __len__(self) -> int:
         return len(self._entries)

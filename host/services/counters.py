@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import lmdb
 
 from host.errors import ServiceUnavailable
+from host.services.storage import env_space
 
 _BUCKET = struct.Struct("<ddd")  # tokens, updated (s), full at (s)
 _COUNT = struct.Struct("<qd")  # count, resets at (s)
@@ -81,6 +82,10 @@ class Counters:
         self.env.reader_check()
         self._lock = threading.Lock()
         self._since_sweep = 0
+
+    def space(self) -> tuple[int, int]:
+        """``(map size, bytes in use)`` of the counters' environment."""
+        return env_space(self.env)
 
     def close(self) -> None:
         with self._lock:

@@ -76,6 +76,8 @@ class QueueStats:
     in_flight: int
     delayed: int
     dead: int = 0
+    #: when the oldest message still in the queue was sent (0: empty)
+    oldest_ms: int = 0
 
 
 def new_message(queue: str, body: bytes, now_ms: int, delay_ms: int = 0) -> Message:
@@ -243,7 +245,16 @@ class Queues:
                 else:
                     delayed += 1
         dead = 0 if dead_letter is None else self.stats(txn, dead_letter, now_ms).depth
-        return QueueStats(depth, in_flight, delayed, dead)
+        oldest = self._oldest_ms(txn, queue) if depth else 0
+        return QueueStats(depth, in_flight, delayed, dead, oldest)
+
+    def _oldest_ms(self, txn: Any, queue: str) -> int:
+        """When the queue's first message was sent (ids sort by time sent; a retried
+        message keeps its id, so it stays the oldest until it leaves)."""
+        cur = txn.cursor(db=self.msgs)
+        if not cur.set_range(scoped(queue)) or not cur.key().startswith(scoped(queue)):
+            return 0
+        return Message.unpack(queue, "", cur.value()).enqueued_ms
 
     def _invisible(self, txn: Any, queue: str, now_ms: int) -> Iterator[Message]:
         stop = scoped(queue)[:-1] + b"\x01"

@@ -72,6 +72,14 @@ class Services:
         #: notified after every commit in this process, so consumers wake at once
         self.committed = threading.Condition()
 
+    def space(self) -> dict[str, tuple[int, int]]:
+        """``(map size, bytes in use)`` of each LMDB environment, by name."""
+        return {
+            "data": self.storage.space(),
+            "usage": self.usage.space(),
+            "counters": self.counters.space(),
+        }
+
     def notify_committed(self) -> None:
         with self.committed:
             self.committed.notify_all()

@@ -174,6 +174,10 @@ class Storage:
         size: int = self.env.info()["map_size"]
         return size
 
+    def space(self) -> tuple[int, int]:
+        """``(map size, bytes in use)`` of the environment: how close it is to growing."""
+        return env_space(self.env)
+
     def db(self, name: bytes, dupsort: bool = False) -> Any:
         """The named database ``name``, created on first use (``dupsort``: a key holds
         many values, kept sorted; a database is always opened the same way)."""
@@ -313,3 +317,9 @@ def _reserve(lock_file: Path, readers: int) -> None:
         pass  # a full disk at start: the pages allocated so far are all there is
     finally:
         os.close(fd)
+
+
+def env_space(env: Any) -> tuple[int, int]:
+    """``(map size, bytes in use)`` of an open LMDB environment."""
+    info = env.info()
+    return int(info["map_size"]), (int(info["last_pgno"]) + 1) * int(env.stat()["psize"])

@@ -184,6 +184,10 @@ class Usage:
             for k, v in cur:
                 yield (*_unkey(bytes(k)), _padded(msgpack.unpackb(v)))
 
+    def space(self) -> tuple[int, int]:
+        """``(map size, bytes in use)`` of the usage environment."""
+        return self._storage.space()
+
     def close(self) -> None:
         """Flush what is pending, then close the store."""
         self.flush()

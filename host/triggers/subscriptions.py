@@ -20,6 +20,7 @@ from host.manifest.triggers import (
     ScheduleTrigger,
     StorageTrigger,
     Triggers,
+    dead_letter_queue,
 )
 from host.services.queues import Message
 from host.triggers.delivery import Subscription
@@ -99,7 +100,7 @@ def subscriptions(triggers: Triggers) -> list[Subscription]:
                 function=q.function,
                 make_event=queue_event(q.queue),
                 delivery=q.delivery,
-                dead_letter=q.delivery.dead_letter or f"{q.queue}.dlq",
+                dead_letter=dead_letter_queue(q.delivery, q.queue),
                 batch_size=q.batch_size,
                 visibility_ms=int(q.visibility_timeout_s * 1000),
                 concurrency=q.concurrency,
@@ -147,7 +148,7 @@ def _record_sub(
         function=function,
         make_event=record_event,
         delivery=delivery,
-        dead_letter=delivery.dead_letter or f"{target}.dlq",
+        dead_letter=dead_letter_queue(delivery, target),
         workflow=workflow,
         visibility_ms=int(visibility_s * 1000),
     )
