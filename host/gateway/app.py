@@ -19,7 +19,7 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.routing import Mount, Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host.gateway.auth import AdminAuth, load_or_create_token
 from host.gateway.console.mount import console_routes
@@ -106,7 +106,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.platform = platform
-    return Gateway(app, functions)
+    if platform.tracing.tracer is None:  # off: not even a pass-through layer
+        return Gateway(app, functions)
+    from host.gateway.tracing import TracingMiddleware  # (OpenTelemetry loads on use)
+
+    return Gateway(app, TracingMiddleware(functions, platform.tracing))
 
 
 def _freeze() -> None:
@@ -140,7 +144,7 @@ class Gateway:
     """The ASGI entry point: function paths to ``FunctionRoutes``, the rest (the admin
     API, the console, the lifespan) to the Starlette app."""
 
-    def __init__(self, app: Starlette, functions: FunctionRoutes) -> None:
+    def __init__(self, app: Starlette, functions: ASGIApp) -> None:
         self.app = app
         self.functions = functions
 

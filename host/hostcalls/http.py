@@ -20,6 +20,7 @@ from typing import Any
 
 import msgpack
 
+from host.common.tracecontext import TRACEPARENT, current_traceparent
 from host.errors import (
     AbiError,
     InvalidArgument,
@@ -83,6 +84,7 @@ class OutboundAccess:
         "max_bytes",
         "policy",
         "requests",
+        "spans",
         "waited_s",
     )
 
@@ -94,9 +96,12 @@ class OutboundAccess:
         event_id: str,
         deadline: float,
         max_bytes: int,
+        spans: Any = None,
     ) -> None:
         self.fetcher, self.policy, self.function = fetcher, policy, function
         self.event_id, self.deadline, self.max_bytes = event_id, deadline, max_bytes
+        #: the invocation's span maker when tracing is on (``Invocation.spans``)
+        self.spans = spans
         self.requests = 0
         self.waited_s = 0.0
 
@@ -111,6 +116,19 @@ class OutboundAccess:
             key = idempotency_key(self.function, self.event_id, self.requests)
             req.headers.append((IDEMPOTENCY_HEADER, key))
         own = self.deadline if timeout_s is None else time.monotonic() + timeout_s
+        if self.spans is None:
+            return self._fetch(req, own)
+        attrs = {"http.request.method": req.method, "url.full": req.url}
+        with self.spans(f"HTTP {req.method}", "client", attrs) as span:
+            traceparent = current_traceparent()
+            if traceparent is not None:  # the callee continues this trace
+                req.headers[:] = [(n, v) for n, v in req.headers if n.lower() != TRACEPARENT]
+                req.headers.append((TRACEPARENT, traceparent))
+            response = self._fetch(req, own)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    def _fetch(self, req: FetchRequest, own: float) -> FetchResponse:
         t0 = time.monotonic()
         try:
             return self.fetcher.fetch(

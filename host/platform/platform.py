@@ -54,6 +54,7 @@ from host.services.factory import STORE_ENV, open_services
 from host.services.secrets import KEY_FILE, Secrets
 from host.services.usage import FLUSH_INTERVAL_S
 from host.telemetry.records import Telemetry
+from host.telemetry.tracing import Tracing, ended
 from host.toolchain.python_runtime import runtime_wasm
 
 log = logging.getLogger("nimbus.platform")
@@ -103,6 +104,9 @@ class PlatformOptions:
     store: str = field(default_factory=lambda: os.environ.get(STORE_ENV, ""))
     #: the PostgreSQL schema the services live in ("": the URL's search path)
     store_schema: str = ""
+    #: where spans go (tests: an in-memory exporter); None: OTLP if the environment
+    #: names an endpoint, else tracing is off (host/telemetry/tracing.py)
+    span_exporter: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,6 +140,7 @@ class Platform:
         self.fetcher = Fetcher()
         self.pool = WarmPool()
         self.telemetry = Telemetry()
+        self.tracing = Tracing(self.options.span_exporter)
         self._limits_lock = threading.Lock()
         self._running: dict[str, int] = {}
         self._stop = threading.Event()
@@ -152,6 +157,7 @@ class Platform:
         self.services.usage.flush()
         self.runtime.close()
         self.fetcher.close()
+        self.tracing.close()
         self.services.close()
 
     # --- deployments -----------------------------------------------------------------
@@ -224,6 +230,11 @@ class Platform:
     ) -> InvocationResult:
         """One invocation with its outcome recorded (unless it ran past a budget)."""
         call = Call(dep, request)
+        traced = None
+        if self.tracing.tracer is not None:  # off: no span object is made
+            traced = self.tracing.invocation(dep.name, call.trigger, call.request_id, request.event)
+            span = traced.__enter__()
+            call.inv.spans = self.tracing.span
         try:
             response, applied = self._call(dep, load, request, call)
         except FunctionTimeout as e:
@@ -254,6 +265,9 @@ class Platform:
                     call.outcome == "ok",
                     call.cold,
                 )
+            if traced is not None:
+                ended(span, call.outcome, call.cold, call.error)
+                traced.__exit__(None, None, None)
         return InvocationResult(
             call.request_id,
             dep.name,
@@ -336,6 +350,7 @@ class Platform:
                 stable_event_id(envelope),
                 time.monotonic() + run_s / self.options.time_scale,
                 spec.max_outbound_response,
+                inv.spans,
             )
         if spec.secrets:
             inv.secrets = SecretAccess(self.secrets, spec.secrets)

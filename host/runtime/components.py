@@ -138,9 +138,15 @@ class PythonHost:
     def _bind(self, name: str, impl: ComponentImport) -> Callable[..., Any]:
         current = self._current
 
+        span_name = f"hostcall {name}"
+
         def call(_store: Any, *args: Any) -> Any:
             inv: Invocation = current.inv
+            inv.host_calls += 1
             try:
+                if inv.spans is not None:  # tracing on: the host call is a child span
+                    with inv.spans(span_name):
+                        return impl(inv, *args)
                 return impl(inv, *args)
             except NimbusError as e:
                 inv.error = inv.error or e

@@ -57,6 +57,9 @@ class Invocation:
     memory_bytes: int = 0
     #: host imports the guest called (metering)
     host_calls: int = 0
+    #: ``spans(name, kind, attributes)``: a context manager making a child span of
+    #: the current one, when tracing is on (host/telemetry/tracing.py); None when off
+    spans: Any = None
     _ctx: Any = None
     _memory: Any = None
     _alloc: Any = None

@@ -112,6 +112,7 @@ class Runtime:
         result = hf.results[0] if hf.results else None
         arity = range(len(fields))
         pointer_pair = hf.params == ("i32", "i32")
+        name = f"hostcall {hf.name}"
 
         demoter = self.demoter
 
@@ -120,6 +121,10 @@ class Runtime:
             ctx, key = native.store_data(caller)
             inv = live[key]
             inv.enter(ctx)
+            spans = inv.spans
+            if spans is not None:  # tracing on: the host call is a child span
+                scope = spans(name)
+                scope.__enter__()
             try:
                 if pointer_pair:  # (ptr, len): every service import and most others
                     out = impl(inv, vals[0].i32 & 0xFFFFFFFF, vals[1].i32 & 0xFFFFFFFF)
@@ -146,6 +151,9 @@ class Runtime:
                     f"function {inv.function} stopped: the host import {hf.name} failed "
                     f"(request {inv.request_id})"
                 )
+            finally:
+                if spans is not None:
+                    scope.__exit__(None, None, None)
             return native.new_trap(str(inv.error))
 
         return trampoline

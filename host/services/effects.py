@@ -268,9 +268,9 @@ class Effects:
         self._sends.append(message)
         return message.id
 
-    def event_publish(self, topic: str, payload: bytes) -> str:
+    def event_publish(self, topic: str, payload: bytes, traceparent: str | None = None) -> str:
         """Stage an event for the bus's outbox (``payload`` is msgpack bytes); its id."""
-        record = event_record(topic, payload, self.source, _now_ms())
+        record = event_record(topic, payload, self.source, _now_ms(), traceparent)
         self._events.append(record)
         return str(record["id"])
 

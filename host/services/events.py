@@ -18,9 +18,13 @@ from host.services.blobs import BlobInfo
 Record = dict[str, Any]
 
 
-def event_record(topic: str, payload: bytes, source: str, now_ms: int) -> Record:
-    """A published event; ``payload`` is msgpack bytes, passed through untouched."""
-    return {
+def event_record(
+    topic: str, payload: bytes, source: str, now_ms: int, traceparent: str | None = None
+) -> Record:
+    """A published event; ``payload`` is msgpack bytes, passed through untouched. A
+    ``traceparent`` (the publisher's span, when tracing is on) travels with it to the
+    subscribers' event envelope."""
+    record: Record = {
         "kind": "event",
         "id": sortable_id("evt", now_ms),
         "topic": topic,
@@ -28,6 +32,9 @@ def event_record(topic: str, payload: bytes, source: str, now_ms: int) -> Record
         "source": source,
         "time_ms": now_ms,
     }
+    if traceparent is not None:
+        record["traceparent"] = traceparent
+    return record
 
 
 def storage_put(bucket: str, info: BlobInfo) -> Record:

@@ -1,0 +1,167 @@
+"""OpenTelemetry traces, read from an in-memory span exporter: an HTTP request (with
+the caller's W3C ``traceparent``) whose function publishes an event consumed by
+another function is one trace end to end; outbound calls carry the trace on; and
+with tracing off no span is made at all."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from host.gateway.app import create_app
+from host.manifest.app import load_manifest
+from host.manifest.functions import function_spec_from_dict
+from host.orchestrator.runner import WorkflowRunner
+from host.platform.apply import apply_manifest
+from host.platform.platform import Platform, PlatformOptions
+from host.triggers.manager import TriggerManager
+from tests.conftest import free_port
+from tests.payment_server import PaymentServer
+
+Build = Callable[[str], Path]
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
+
+APP = """
+[functions.front]
+wasm = "{wasm}"
+env = {{ PUBLISH = "order.placed" }}
+grants = {{ tables = {{ state = "read-write" }}, topics = {{ "order.*" = "read-write" }} }}
+
+[functions.back]
+wasm = "{wasm}"
+grants = {{ tables = {{ state = "read-write" }} }}
+
+[[routes]]
+path = "/order"
+function = "front"
+
+[[triggers.event]]
+topic = "order.*"
+function = "back"
+"""
+
+
+@pytest.fixture
+def traced(tmp_path: Path, build: Build) -> Iterator[tuple[str, Platform, InMemorySpanExporter]]:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "nimbus.toml").write_text(APP.format(wasm=build("recorder_zig")))
+    exporter = InMemorySpanExporter()
+    platform = Platform(tmp_path / "data", PlatformOptions(span_exporter=exporter))
+    apply_manifest(platform, load_manifest(tmp_path / "app"))
+    runner = WorkflowRunner(platform)
+    triggers = TriggerManager(platform, start_workflow=runner.start_run)
+    app = create_app(platform, runner, triggers, admin_token="t", background=[triggers, runner])
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", platform, exporter
+    server.should_exit = True
+    thread.join(timeout=20)
+
+
+def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name]
+
+
+def parent_of(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def test_a_request_and_the_event_it_publishes_are_one_trace(
+    traced: tuple[str, Platform, InMemorySpanExporter],
+) -> None:
+    url, platform, exporter = traced
+    r = httpx.get(f"{url}/order", headers={"traceparent": TRACEPARENT})
+    assert r.status_code == 200, r.text
+    request_id = r.headers["x-request-id"]
+    deadline = time.monotonic() + 30
+    while not platform.telemetry.recent("back") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert platform.telemetry.recent("back"), "the subscriber never ran"
+    time.sleep(0.2)  # its spans end just after its record
+    spans = exporter.get_finished_spans()
+    assert {f"{s.context.trace_id:032x}" for s in spans} == {TRACE_ID}
+
+    (request,) = by_name(spans, "GET /order")
+    assert request.kind == SpanKind.SERVER and parent_of(request) == int(CALLER_SPAN, 16)
+    assert request.attributes is not None
+    assert request.attributes["nimbus.request_id"] == request_id
+    assert request.attributes["http.response.status_code"] == 200
+    (front,) = by_name(spans, "invoke front")
+    assert parent_of(front) == request.context.span_id
+    assert front.attributes is not None and front.attributes["nimbus.request_id"] == request_id
+    assert front.attributes["nimbus.outcome"] == "ok"
+    front_calls = [s for s in spans if parent_of(s) == front.context.span_id]
+    assert {s.name for s in front_calls} >= {"hostcall event_publish", "hostcall kv_get"}
+    (publish,) = by_name(spans, "hostcall event_publish")
+
+    (delivery,) = by_name(spans, "event order.placed")
+    assert delivery.kind == SpanKind.CONSUMER and parent_of(delivery) == publish.context.span_id
+    (back,) = by_name(spans, "invoke back")
+    assert parent_of(back) == delivery.context.span_id
+    assert back.attributes is not None and back.attributes["nimbus.trigger"] == "event"
+    assert any(parent_of(s) == back.context.span_id for s in spans)  # its host calls
+
+
+@pytest.fixture
+def platform_traced(tmp_path: Path) -> Iterator[tuple[Platform, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    p = Platform(tmp_path / "data", PlatformOptions(span_exporter=exporter))
+    yield p, exporter
+    p.close()
+
+
+def test_outbound_calls_carry_the_trace(
+    platform_traced: tuple[Platform, InMemorySpanExporter], build: Build
+) -> None:
+    platform, exporter = platform_traced
+    server = PaymentServer().start()
+    try:
+        spec = {"wasm": "o.wasm", "allowed_outbound_hosts": [server.url]}
+        platform.deploy(function_spec_from_dict("pay", spec), build("outbound_zig").read_bytes())
+        calls = [{"url": f"{server.url}/echo", "headers": {"traceparent": "00-forged"}}]
+        event = {"kind": "invoke", "input": {"calls": calls}, "traceparent": TRACEPARENT}
+        out = platform.invoke("pay", event).response["output"]
+        assert out["calls"][0]["ok"]["status"] == 200
+    finally:
+        server.stop()
+    spans = exporter.get_finished_spans()
+    (client,) = [s for s in spans if s.kind == SpanKind.CLIENT]
+    assert client.name == "HTTP GET" and client.attributes is not None
+    assert client.attributes["http.response.status_code"] == 200
+    (seen,) = server.seen
+    assert seen.headers["traceparent"] == f"00-{TRACE_ID}-{client.context.span_id:016x}-01"
+    (root,) = [s for s in spans if s.parent is not None and s.parent.is_remote]
+    assert root.name == "call pay" and parent_of(root) == int(CALLER_SPAN, 16)
+    (invocation,) = by_name(spans, "invoke pay")
+    assert parent_of(invocation) == root.context.span_id
+    (fetch,) = by_name(spans, "hostcall http_fetch")
+    assert parent_of(fetch) == invocation.context.span_id
+    assert parent_of(client) == fetch.context.span_id
+
+
+def test_tracing_is_off_by_default_and_makes_no_span(platform: Platform, build: Build) -> None:
+    assert platform.tracing.tracer is None and platform.tracing.provider is None
+    spec = {"wasm": "r.wasm", "grants": {"tables": {"state": "read-write"}}}
+    platform.deploy(function_spec_from_dict("r", spec), build("recorder_zig").read_bytes())
+    event = {"kind": "invoke", "input": {}, "traceparent": TRACEPARENT}
+    platform.invoke("r", event)
+    assert platform.telemetry.recent("r")[-1].outcome == "ok"
