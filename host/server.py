@@ -17,6 +17,7 @@ import uvicorn
 from host.gateway.app import Gateway, create_app
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
+from host.telemetry.logformat import logging_config
 from host.triggers.manager import TriggerManager
 
 DATA_DIR_ENV = "NIMBUS_DATA_DIR"
@@ -39,7 +40,16 @@ def assemble(platform: Platform, admin_token: str | None = None) -> Gateway:
     )
 
 
-def serve(data_dir: Path, host: str, port: int, workers: int = 1, log_level: str = "info") -> None:
+def serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_format: str = "text",
+    log_level: str = "warning",
+) -> None:
+    """Serve ``data_dir``; Nimbus's log lines at ``log_level`` and up, and Uvicorn's,
+    on stderr as text or JSON lines (``log_format``)."""
     os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
     uvicorn.run(
         "host.server:app_from_env",
@@ -47,6 +57,6 @@ def serve(data_dir: Path, host: str, port: int, workers: int = 1, log_level: str
         host=host,
         port=port,
         workers=workers,
-        log_level=log_level,
+        log_config=logging_config(log_format, log_level),
         access_log=False,
     )

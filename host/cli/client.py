@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -112,6 +113,22 @@ class AdminClient:
             "invocations"
         ]
         return result
+
+    def follow(self, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """Invocation records as the server keeps them, from now on, until the server
+        closes the stream (``GET /_admin/logs/stream``, server-sent events)."""
+        timeout = httpx.Timeout(10.0, read=60.0)  # the server says something every 15 s
+        try:
+            with self._http.stream("GET", "/logs/stream", params=params, timeout=timeout) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise ClientError(f"GET /logs/stream failed with {r.status_code}: {r.text}")
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        record: dict[str, Any] = json.loads(line[6:])
+                        yield record
+        except httpx.HTTPError as e:
+            raise ClientError(f"the log stream from {self.url} ended: {e}") from None
 
     # --- managed services (debugging) ------------------------------------------------
 

@@ -27,6 +27,7 @@ from host.cli.data import add_commands, admin_client
 from host.cli.dev import add_command as add_dev
 from host.cli.doctor import add_command as add_doctor
 from host.cli.invoke import add_arguments as invoke_arguments
+from host.cli.logs import follow_logs
 from host.cli.new import add_command as add_new
 from host.cli.secrets import add_secret_commands
 from host.cli.serving import announcement, choose_store, data_argument, serving_arguments
@@ -80,7 +81,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         note = "built" if a.rebuilt else "up to date"
         err.print(f"  {a.name} [dim]({a.language}, {note})[/] → version {a.version}")
     _announce(args)
-    serve(args.data, args.host, args.port, args.workers)
+    serve(args.data, args.host, args.port, args.workers, args.log_format, args.log_level)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -88,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     choose_store(args.store or os.environ.get("NIMBUS_STORE", ""))
     _announce(args)
-    serve(args.data, args.host, args.port, args.workers)
+    serve(args.data, args.host, args.port, args.workers, args.log_format, args.log_level)
 
 
 def _announce(args: argparse.Namespace) -> None:
@@ -173,7 +174,12 @@ def cmd_routes(args: argparse.Namespace) -> None:
 
 
 def cmd_logs(args: argparse.Namespace) -> None:
+    if args.follow:
+        follow_logs(admin_client(args), args.function, args.request_id, args.json)
+        return
     records = admin_client(args).invocations(args.function, args.limit)
+    if args.request_id:
+        records = [r for r in records if args.request_id in r["request_id"]]
     if args.json:
         out.print_json(json.dumps(records))
         return
@@ -245,8 +251,10 @@ def _parser() -> argparse.ArgumentParser:
     c = command("routes", cmd_routes, "list HTTP routes")
     c.add_argument("--json", action="store_true")
     remote(c)
-    c = command("logs", cmd_logs, "recent invocations with their log lines")
+    c = command("logs", cmd_logs, "recent invocations with their log lines (-f: follow)")
+    c.add_argument("-f", "--follow", action="store_true", help="stream new lines as they come")
     c.add_argument("--function")
+    c.add_argument("--request-id", help="only this request (or ids containing this)")
     c.add_argument("--limit", type=int, default=20)
     c.add_argument("--json", action="store_true")
     remote(c)

@@ -32,6 +32,14 @@ def serving_arguments(c: argparse.ArgumentParser) -> None:
         help="where the services live: lmdb (the data dir, default) or a PostgreSQL URL "
         "shared by several hosts (NIMBUS_STORE; [app] store)",
     )
+    # the choices of host/telemetry/logformat.py (not imported: the CLI starts fast)
+    c.add_argument("--log-format", choices=("text", "json"), default="text")
+    c.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="Nimbus's own log lines (info: one per invocation)",
+    )
 
 
 def announcement(args: argparse.Namespace) -> str:
@@ -72,5 +80,5 @@ def serve_command(argv: Sequence[str]) -> int:
         return 1
 
     print(announcement(args), file=sys.stderr, flush=True)
-    serve(args.data, args.host, args.port, args.workers)
+    serve(args.data, args.host, args.port, args.workers, args.log_format, args.log_level)
     return 0

@@ -26,6 +26,7 @@ from host.gateway.errors import error_response
 from host.gateway.invoker import Invoker
 from host.gateway.json_body import parse_json
 from host.gateway.keys_api import KeysApi
+from host.gateway.logs_api import LogsApi
 from host.gateway.metrics_api import MetricsApi
 from host.gateway.openapi import OPENAPI
 from host.gateway.schedules_api import ScheduleSource
@@ -100,6 +101,7 @@ class AdminApi:
             *SecretsApi(self.platform.secrets).routes(guarded),
             *UsageApi(self.platform).routes(guarded),
             *MetricsApi(self.platform).routes(guarded),
+            *LogsApi(self.platform).routes(guarded),
         ]
 
     def _guarded(self, endpoint: Any) -> Any:

@@ -158,6 +158,18 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _resp("records")},
             }
         },
+        "/_admin/logs/stream": {
+            "get": {
+                "summary": "Invocations and their log lines as they come (server-sent events)",
+                "parameters": [
+                    {"name": "function", "in": "query", "schema": {"type": "string"}},
+                    {"name": "request_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "outcome", "in": "query", "schema": {"type": "string"}},
+                    {"name": "after", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "responses": {"200": _resp("text/event-stream: one `invocation` event each")},
+            }
+        },
     },
 }
 

@@ -8,46 +8,19 @@ request id), so nothing falls between the page and the stream.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from host.errors import NotFound
 from host.gateway.console.context import Context
 from host.gateway.console.sessions import Session
+from host.gateway.tail import Filters, stream
 from host.telemetry.preview import MAX_PREVIEW
 from host.telemetry.records import InvocationRecord
-
-POLL_S = 0.25
-HEARTBEAT_S = 15.0
-
-
-class Filters:
-    """The tail's filters, from the query string; empty ones match everything."""
-
-    def __init__(self, query: Any) -> None:
-        self.function = query.get("function", "").strip()
-        self.outcome = query.get("outcome", "").strip()
-        self.request_id = query.get("request_id", "").strip()
-
-    def match(self, r: InvocationRecord) -> bool:
-        if self.function and r.function != self.function:
-            return False
-        if self.outcome == "ok" and r.outcome != "ok":
-            return False
-        if self.outcome == "error" and r.outcome == "ok":
-            return False
-        if self.outcome not in ("", "ok", "error") and r.outcome != self.outcome:
-            return False
-        return not self.request_id or self.request_id in r.request_id
-
-    def as_dict(self) -> dict[str, str]:
-        return {"function": self.function, "outcome": self.outcome, "request_id": self.request_id}
 
 
 def row(r: InvocationRecord) -> dict[str, Any]:
@@ -98,34 +71,7 @@ class InvocationPages:
         )
 
     async def stream(self, request: Request, session: Session) -> Response:
-        telemetry = self.ctx.platform.telemetry
-        # a reconnecting EventSource says where it stopped
-        after = request.headers.get("last-event-id") or request.query_params.get("after", "")
-        position = int(after) if after.isdigit() else telemetry.since(1 << 62)[0]
-        filters = Filters(request.query_params)
-
-        async def events() -> AsyncIterator[str]:
-            nonlocal position
-            idle = 0.0
-            yield "retry: 2000\n\n"
-            while not await request.is_disconnected():
-                position, records = telemetry.since(position)
-                sent = False
-                for r in records:
-                    if filters.match(r):
-                        sent = True
-                        yield f"id: {position}\nevent: invocation\ndata: {json.dumps(row(r))}\n\n"
-                idle = 0.0 if sent else idle + POLL_S
-                if idle >= HEARTBEAT_S:
-                    idle = 0.0
-                    yield ": keep-alive\n\n"
-                await asyncio.sleep(POLL_S)
-
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
-        )
+        return stream(request, self.ctx.platform.telemetry, lambda r: json.dumps(row(r)))
 
     async def show(self, request: Request, session: Session) -> Response:
         request_id = request.path_params["request_id"]
