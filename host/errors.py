@@ -165,6 +165,18 @@ class Overloaded(InvocationError):
     kind = "Overloaded"
 
 
+class Throttled(Overloaded):
+    """The function stayed at its ``max_concurrency`` for as long as a call may wait
+    for a slot: nothing ran. HTTP callers get 429 with ``Retry-After``; triggers put
+    the message back without spending an attempt."""
+
+    kind = "Throttled"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 # --- managed services -------------------------------------------------------------
 
 

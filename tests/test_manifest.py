@@ -168,7 +168,7 @@ topics = { "order.*" = "read-write", "audit.#" = "read" }
     assert full.wasm == tmp_path / "dist" / "w.wasm" and full.source is None
     assert (full.timeout_s, full.memory_bytes) == (0.25, 64 * 1024)
     assert (full.max_request_bytes, full.max_response_bytes) == (MiB, 2048)
-    assert (full.concurrency, full.idle_ttl_s) == (4, 90.0)
+    assert (full.max_concurrency, full.idle_ttl_s) == (4, 90.0)
     assert full.env == {"GREETING": "hi", "_X1": ""}
     assert full.grants.tables == {"orders": "read-write", "audit": "read"}
     assert path == m.path
@@ -563,7 +563,9 @@ def test_function_spec_from_dict_round_trips() -> None:
         "timeout": "1.5s",
         "memory": "64MiB",
         "max_request": 4096,
-        "concurrency": 2,
+        "concurrency": 2,  # the older name of max_concurrency
+        "min_warm": 1,
+        "max_concurrency_wait": "300ms",
         "idle_ttl": "250ms",
         "env": {"A": "b"},
         "grants": {"tables": {"t": "read"}, "topics": {"a.*": "read-write"}},
@@ -572,9 +574,17 @@ def test_function_spec_from_dict_round_trips() -> None:
     assert spec.wasm == Path("hello.wasm") and spec.source is None
     assert (spec.timeout_s, spec.memory_bytes, spec.max_request_bytes) == (1.5, 64 * MiB, 4096)
     assert spec.idle_ttl_s == 0.25
+    assert (spec.max_concurrency, spec.max_concurrency_wait_s, spec.min_warm) == (2, 0.3, 1)
     again = function_spec_from_dict("hello", spec.to_dict(), where="registry")
     assert again == spec
     assert again.to_dict() == spec.to_dict()
+
+
+def test_max_concurrency_and_its_older_name_are_not_both_given() -> None:
+    with pytest.raises(ManifestError) as e:
+        function_spec_from_dict("f", {"max_concurrency": 2, "concurrency": 3})
+    assert "concurrency: the older name of max_concurrency" in str(e.value)
+    assert function_spec_from_dict("f", {"max_concurrency": 5}).max_concurrency == 5
 
 
 def test_function_spec_from_dict_needs_no_module_location() -> None:

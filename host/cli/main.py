@@ -120,10 +120,19 @@ def cmd_ls(args: argparse.Namespace) -> None:
     if args.json:
         out.print_json(json.dumps(functions))
         return
-    table = Table("name", "version", "sha256", "routes")
+    table = Table("name", "version", "sha256", "pool", "in flight", "capacity", "routes")
     for f in functions:
         routes = ", ".join(f"{'|'.join(r['methods'])} {r['path']}" for r in f["routes"])
-        table.add_row(f["name"], str(f["version"]), f["sha256"][:12], routes or "-")
+        c = f["config"]
+        pool = "[green]warm[/]" if f.get("warm") else "[dim]cold[/]"
+        limits = [f"max {c['max_concurrency']}"] if c.get("max_concurrency") else []
+        if c.get("min_warm"):
+            limits.append(f"min_warm {c['min_warm']}")
+        limits.append(f"idle {c['idle_ttl']}")
+        table.add_row(
+            f["name"], str(f["version"]), f["sha256"][:12], pool, str(f.get("in_flight", 0)),
+            ", ".join(limits), routes or "-",
+        )  # fmt: skip
     out.print(table)
 
 

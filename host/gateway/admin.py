@@ -134,10 +134,19 @@ class AdminApi:
     def functions(self) -> list[dict[str, Any]]:
         """Every deployment as the API shows it: version, config, routes."""
         routes = self.platform.registry.routes()
-        return [_described(dep, routes) for dep in self.platform.registry.list()]
+        return [self._described(dep, routes) for dep in self.platform.registry.list()]
 
     def function(self, name: str) -> dict[str, Any]:
-        return _described(self.platform.registry.get(name), self.platform.registry.routes())
+        return self._described(self.platform.registry.get(name), self.platform.registry.routes())
+
+    def _described(self, dep: Deployment, routes: list[AppRoute]) -> dict[str, Any]:
+        """A deployment with its routes, and its state in this worker: loaded in the
+        warm pool or not (cold), invocations in flight."""
+        d = dep.to_dict()
+        d["routes"] = [r.to_dict() for r in routes if r.function == dep.name]
+        d["warm"] = dep.key in self.platform.pool
+        d["in_flight"] = self.platform.in_flight(dep.name)
+        return d
 
     async def deploy(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -230,9 +239,3 @@ class AdminApi:
 
     async def _run(self, fn: Any) -> Any:
         return await anyio.to_thread.run_sync(fn)
-
-
-def _described(dep: Deployment, routes: list[AppRoute]) -> dict[str, Any]:
-    d = dep.to_dict()
-    d["routes"] = [r.to_dict() for r in routes if r.function == dep.name]
-    return d

@@ -79,6 +79,6 @@ def error_response(err: BaseException, request_id: str) -> JSONResponse:
         headers["www-authenticate"] = err.challenge
     elif isinstance(err, e.RateLimited):
         headers.update(err.headers)
-    elif isinstance(err, e.ServiceUnavailable):  # 503 and 507: retryable, say when
+    elif isinstance(err, e.ServiceUnavailable | e.Overloaded):  # retryable: say when
         headers["retry-after"] = str(getattr(err, "retry_after_s", 1))
     return JSONResponse(body, status_code=status, headers=headers)

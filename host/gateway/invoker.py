@@ -18,10 +18,12 @@ whole time limit.
 A request that waits for one of its function's threads spends its own time limit
 waiting: it runs with what is left, and one that waited its whole limit is refused as
 ``Overloaded`` (retry later), so a caller is answered within the function's timeout
-whatever the queue. The threads of one function are bounded (its ``concurrency``, or
-``THREADS_PER_FUNCTION``) and every function has its own, so a storm of one cannot
-take the threads of another; the runtime lowers the CPU priority of guests that run
-long, so the cores go to short requests first (host/runtime/priority.py).
+whatever the queue. The threads of one function are bounded (``THREADS_PER_FUNCTION``)
+and every function has its own, so a storm of one cannot take the threads of another.
+A function's ``max_concurrency`` is the platform's to enforce (a call over it waits in
+its thread for a slot, then is ``Throttled``: 429 with ``Retry-After``). The runtime
+lowers the CPU priority of guests that run long, so the cores go to short requests
+first (host/runtime/priority.py).
 """
 
 from __future__ import annotations
@@ -33,12 +35,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from host.errors import NimbusError, Overloaded
+from host.errors import NimbusError, Overloaded, Throttled
 from host.platform.platform import InvocationResult, OverBudget, Platform
 from host.platform.request import InvocationRequest
 
-#: threads one function may occupy at once in one worker process (unless its
-#: ``concurrency`` says fewer)
+#: threads one function may occupy at once in one worker process
 THREADS_PER_FUNCTION = max(64, 16 * (os.cpu_count() or 1))
 #: a wait for a thread shorter than this does not shorten the time limit
 QUEUE_GRACE_S = 0.005
@@ -83,11 +84,11 @@ class Invoker:
                 # (over FAST_MS of CPU) takes its whole streak; one that was only
                 # preempted on a busy machine is back inline after a few fast runs
                 self._streak[function] = streak - OVER_BUDGET_PENALTY
+            except Throttled:  # no slot free now: wait for one in a thread, not here
+                pass
         limiter = self._limiters.get(function)
         if limiter is None:
-            concurrency = self.platform.registry.get(function).spec.concurrency
-            threads = min(concurrency, self._threads) if concurrency else self._threads
-            limiter = self._limiters.setdefault(function, anyio.CapacityLimiter(threads))
+            limiter = self._limiters.setdefault(function, anyio.CapacityLimiter(self._threads))
         arrived = time.monotonic()
 
         def run() -> tuple[InvocationResult, float]:

@@ -18,7 +18,10 @@ Schema (every key optional unless marked *required*)::
                                      #   64KiB to 4GiB, the reach of wasm32)
     max_request = "6MiB"             # largest event the function accepts (6MiB)
     max_response = "6MiB"            # largest response it may return (6MiB)
-    concurrency = 0                  # concurrent invocations, 0 = unlimited (0)
+    max_concurrency = 0              # invocations at once per worker, 0 = unlimited (0;
+                                     #   older name: concurrency)
+    max_concurrency_wait = "1s"      # how long one over it waits, then 429 Throttled (1s)
+    min_warm = 0                     # > 0: kept loaded and pre-touched, never idle (0)
     idle_ttl = "5m"                  # dropped from memory when unused this long (5m)
     max_log = "256KiB"               # log bytes kept per invocation, then one
     max_log_lines = 1000             #   "log truncated: N lines dropped" line (1000)

@@ -41,7 +41,14 @@ class FunctionSpec:
     memory_bytes: int = 128 * MiB
     max_request_bytes: int = 6 * MiB
     max_response_bytes: int = 6 * MiB
-    concurrency: int = 0
+    #: invocations of the function running at once in one worker (0: unlimited); one
+    #: over it waits up to ``max_concurrency_wait_s`` for a slot, then is ``Throttled``
+    max_concurrency: int = 0
+    max_concurrency_wait_s: float = 1.0
+    #: > 0: its module and instance template stay loaded (and pre-touched) whatever
+    #: the idle sweep finds, so no request pays a load (a worker keeps one template)
+    min_warm: int = 0
+    #: unused this long, it is unloaded (scale to zero; not while ``min_warm``)
     idle_ttl_s: float = 300.0
     #: per-invocation budgets (guest_sdk/ABI.md, "Limits"): log bytes and lines kept,
     #: bytes and operations staged for the commit
@@ -64,7 +71,9 @@ class FunctionSpec:
             "memory": format_size(self.memory_bytes),
             "max_request": format_size(self.max_request_bytes),
             "max_response": format_size(self.max_response_bytes),
-            "concurrency": self.concurrency,
+            "max_concurrency": self.max_concurrency,
+            "max_concurrency_wait": format_duration(self.max_concurrency_wait_s),
+            "min_warm": self.min_warm,
             "idle_ttl": format_duration(self.idle_ttl_s),
             "max_log": format_size(self.max_log_bytes),
             "max_log_lines": self.max_log_lines,
@@ -97,6 +106,16 @@ def function_spec_from_dict(name: str, data: dict[str, Any], where: str = "confi
     return spec
 
 
+def _max_concurrency(t: ConfigTable) -> int:
+    """``max_concurrency``, or ``concurrency`` (its older name, still read)."""
+    value = t.integer("max_concurrency", 0)
+    if t.has("concurrency"):
+        if t.has("max_concurrency"):
+            t.error("concurrency", "the older name of max_concurrency: give only max_concurrency")
+        value = t.integer("concurrency", 0)
+    return value
+
+
 def read_function(name: str, t: ConfigTable, base: Path | None) -> FunctionSpec:
     if not FUNCTION_NAME.match(name):
         t.problems.add(
@@ -113,7 +132,9 @@ def read_function(name: str, t: ConfigTable, base: Path | None) -> FunctionSpec:
         memory_bytes=_memory(t),
         max_request_bytes=t.size("max_request", 6 * MiB, positive=True),
         max_response_bytes=t.size("max_response", 6 * MiB, positive=True),
-        concurrency=t.integer("concurrency", 0),
+        max_concurrency=_max_concurrency(t),
+        max_concurrency_wait_s=t.duration("max_concurrency_wait", 1.0),
+        min_warm=t.integer("min_warm", 0),
         idle_ttl_s=t.duration("idle_ttl", 300.0),
         max_log_bytes=t.size("max_log", 256 * KiB, positive=True),
         max_log_lines=t.integer("max_log_lines", 1000, minimum=1),

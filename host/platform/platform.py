@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -32,8 +33,8 @@ from host.errors import (
     FunctionFailed,
     FunctionTimeout,
     NimbusError,
-    Overloaded,
     PayloadTooLarge,
+    Throttled,
 )
 from host.hostcalls.catalog import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
@@ -142,6 +143,8 @@ class Platform:
         self.telemetry = Telemetry()
         self.tracing = Tracing(self.options.span_exporter)
         self._limits_lock = threading.Lock()
+        #: signalled when a slot of a function with ``max_concurrency`` frees up
+        self._slot_freed = threading.Condition(self._limits_lock)
         self._running: dict[str, int] = {}
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="nimbus-sweep", daemon=True)
@@ -184,7 +187,25 @@ class Platform:
         for dep in self.registry.list():
             wasm = self.registry.wasm(dep)
             if is_python_bundle(wasm):
-                self.pool.get(dep.key, functools.partial(self._load, dep), dep.spec.idle_ttl_s)
+                self.pool.get(dep.key, functools.partial(self._load, dep), _ttl(dep.spec))
+        self.keep_warm()
+
+    def keep_warm(self) -> list[str]:
+        """Load and pre-touch every function with ``min_warm`` that is not in the warm
+        pool (the sweeper calls it each round, so a redeploy is warm again within one);
+        the keys loaded."""
+        loaded = []
+        for dep in self.registry.list():
+            if dep.spec.min_warm and dep.key not in self.pool:
+                try:
+                    fn = self._load(dep)
+                except NimbusError as e:
+                    log.warning("could not keep %s warm: %s", dep.key, e)
+                    continue
+                self.runtime.touch(fn)
+                self.pool.put(dep.key, fn, _ttl(dep.spec))
+                loaded.append(dep.key)
+        return loaded
 
     def remove(self, name: str) -> None:
         self.registry.delete(name)
@@ -256,7 +277,8 @@ class Platform:
             call.duration_ms = (time.perf_counter() - call.t0) * 1000
             if call.recorded:
                 self.telemetry.record(call.record())
-                if self.options.metering:
+                # a throttled call never ran: counted in metrics, not billed (as Lambda)
+                if self.options.metering and call.outcome != "Throttled":
                     self.services.usage.record(call.usage())
                 self.services.activity.record(
                     dep.name,
@@ -289,7 +311,7 @@ class Platform:
         call: Call,
     ) -> tuple[dict[str, Any], bool]:
         """Run the guest in a concurrency slot; commit its effects or drop them."""
-        fn, call.cold = self.pool.get(dep.key, load, dep.spec.idle_ttl_s)
+        fn, call.cold = self.pool.get(dep.key, load, _ttl(dep.spec))
         envelope = {
             **request.event,
             "id": request.event.get("id") or call.request_id,
@@ -301,7 +323,7 @@ class Platform:
         hook = request.commit
         packed = msgpack.packb(envelope)
         call.bytes_in = len(packed)
-        with self._slot(dep.name, dep.spec.concurrency):
+        with _Slot(self, dep, 0.0 if request.budget_s is not None else call.run_s):
             effects = self.services.begin(dep.name)
             spec = dep.spec
             call.inv.services = ServiceAccess(
@@ -370,12 +392,13 @@ class Platform:
             dep.spec.name, self.registry.wasm(dep), _limits(dep.spec), verify=False
         )
 
-    def _slot(self, function: str, limit: int) -> _Slot:
-        return _Slot(self, function, limit)
-
     def _sweep(self) -> None:
         while not self._stop.wait(self.options.sweep_interval_s):
             self.pool.sweep()
+            try:
+                self.keep_warm()
+            except Exception:  # the next round tries again
+                log.exception("keep-warm failed")
 
     def _flush(self) -> None:
         """Make usage durable and share activity every ``FLUSH_INTERVAL_S``: a crash
@@ -392,24 +415,46 @@ class Platform:
 
 
 class _Slot:
-    """Holds one of a function's concurrency slots for the length of a call."""
+    """Holds one of a function's concurrency slots for the length of a call. At its
+    ``max_concurrency`` a call waits for a slot, up to ``max_concurrency_wait`` (and
+    never past its own time limit, nor at all when it runs under a budget: inline, on
+    the event loop), then is ``Throttled``."""
 
-    def __init__(self, platform: Platform, function: str, limit: int) -> None:
-        self.p, self.function, self.limit = platform, function, limit
+    __slots__ = ("function", "limit", "p", "wait_s")
+
+    def __init__(self, platform: Platform, dep: Deployment, run_s: float | None) -> None:
+        self.p, self.function, self.limit = platform, dep.name, dep.spec.max_concurrency
+        wait_s = dep.spec.max_concurrency_wait_s
+        self.wait_s = min(wait_s, run_s) if run_s is not None else wait_s
 
     def __enter__(self) -> None:
-        with self.p._limits_lock:
-            running = self.p._running.get(self.function, 0)
+        p, function = self.p, self.function
+        with p._limits_lock:
+            running = p._running.get(function, 0)
             if self.limit and running >= self.limit:
-                raise Overloaded(
-                    f"function {self.function} is at its concurrency limit of {self.limit}; "
-                    "retry later"
-                )
-            self.p._running[self.function] = running + 1
+                deadline = time.monotonic() + self.wait_s
+                while running >= self.limit:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise Throttled(
+                            f"function {function} is at its max_concurrency of {self.limit} "
+                            f"and no slot freed within {self.wait_s:g} s; retry later",
+                            retry_after_s=max(1, math.ceil(self.wait_s)),
+                        )
+                    p._slot_freed.wait(left)
+                    running = p._running.get(function, 0)
+            p._running[function] = running + 1
 
     def __exit__(self, *exc: object) -> None:
         with self.p._limits_lock:
             self.p._running[self.function] -= 1
+            if self.limit:
+                self.p._slot_freed.notify_all()
+
+
+def _ttl(spec: FunctionSpec) -> float:
+    """How long the warm pool keeps the function unused: forever with ``min_warm``."""
+    return math.inf if spec.min_warm else spec.idle_ttl_s
 
 
 def _limits(spec: FunctionSpec) -> Limits:

@@ -2,7 +2,8 @@
 
 A warm function is a linked ``InstancePre`` ready for the next call. One that has not
 been called for its ``idle_ttl`` is dropped; its next call loads it again from the
-disk cache (milliseconds, no compile) and is reported as a cold start.
+disk cache (milliseconds, no compile) and is reported as a cold start. One loaded
+with an infinite TTL (a function with ``min_warm``) is never dropped by the sweep.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ class WarmPool:
             for key in idle:
                 del self._entries[key]
         return idle
+
+    def put(self, key: str, fn: LoadedFunction, idle_ttl: float) -> None:
+        """Make ``fn`` the warm function for ``key`` (loaded ahead of any call)."""
+        with self._lock:
+            self._entries[key] = _Entry(fn, idle_ttl, self._clock())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
 
     def keys(self) -> list[str]:
         return list(self._entries)

@@ -250,6 +250,19 @@ class Runtime:
             finally:
                 inv.memory_bytes = memory_size(ctx, inv) or 0
 
+    def touch(self, fn: LoadedFunction) -> None:
+        """Instantiate ``fn`` once and drop the instance, running no handler: its code
+        and the instance template are paged in before a request needs them (keep-warm).
+        A start function that needs the host fails here harmlessly (logged)."""
+        if fn.kind == "python":
+            return  # loading it started the shared runtime and compiled its code
+        inv = Invocation(request_id="keep-warm", function=fn.name)
+        try:
+            with self.instances.fresh(fn, inv):
+                pass
+        except (native.GuestTrap, NimbusError) as e:
+            log.warning("keep-warm instance of %s failed: %s", fn.name, e)
+
     def reused_instance(self, fn: LoadedFunction, inv: Invocation) -> ReusedInstance:
         """One instance called many times: what Nimbus does *not* do, kept so that
         ``bench/`` can show the price of a fresh instance per call next to it."""

@@ -127,8 +127,8 @@ class Deliverer:
                 commit=AckOnCommit(ack),
             )
             result = self.platform.execute(request)
-        except Overloaded as e:
-            self._retry(batch, "Overloaded", str(e), overloaded=True)
+        except Overloaded as e:  # Throttled too: at max_concurrency, not the function's fault
+            self._retry(batch, e.kind, f"{e.kind}: {e}", overloaded=True)
         except ServiceUnavailable as e:  # the store, not the function: no attempt burnt
             delay_ms = max(int(self.faults.failed(e) * 1000), 1)
             back = {m.id: self.clock.now_ms() + delay_ms for m in batch}
