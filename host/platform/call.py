@@ -119,28 +119,25 @@ class Call:
         return preview(response, size_hint=len(body) if known and body is not None else None)
 
     def usage(self) -> UsageEntry:
-        """What this invocation used, for metering."""
+        """What this invocation used, for metering (positional: on every call's path)."""
+        inv, dep = self.inv, self.dep
+        out = inv.outbound
         return UsageEntry(
-            function=self.dep.name,
-            version=self.dep.version,
-            trigger=self.trigger,
-            outcome=self.outcome,
-            cold=self.cold,
-            started_ms=int(self.started * 1000),
-            wall_ms=self.duration_ms,
-            memory_bytes=self.dep.spec.memory_bytes,
-            bytes_in=self.bytes_in,
-            bytes_out=self.bytes_out,
-            cpu_ms=self.cpu_ms,
-            host_calls=self.inv.host_calls,
-            outbound_calls=_outbound_requests(self.inv),
-            peak_memory=self.inv.memory_bytes,
+            dep.name,
+            dep.version,
+            self.trigger,
+            self.outcome,
+            self.cold,
+            int(self.started * 1000),
+            self.duration_ms,
+            dep.spec.memory_bytes,
+            self.bytes_in,
+            self.bytes_out,
+            self.cpu_ms,
+            inv.host_calls,
+            out.requests if isinstance(out, OutboundAccess) else 0,
+            inv.memory_bytes,
         )
-
-
-def _outbound_requests(inv: Invocation) -> int:
-    out = inv.outbound
-    return out.requests if isinstance(out, OutboundAccess) else 0
 
 
 def outbound_figures(inv: Invocation) -> dict[str, Any]:

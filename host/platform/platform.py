@@ -146,6 +146,9 @@ class Platform:
         #: signalled when a slot of a function with ``max_concurrency`` frees up
         self._slot_freed = threading.Condition(self._limits_lock)
         self._running: dict[str, int] = {}
+        #: the deployments with ``min_warm``, as of a registry generation
+        self._warm: list[Deployment] = []
+        self._warm_generation = -1
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="nimbus-sweep", daemon=True)
         self._sweeper.start()
@@ -194,9 +197,13 @@ class Platform:
         """Load and pre-touch every function with ``min_warm`` that is not in the warm
         pool (the sweeper calls it each round, so a redeploy is warm again within one);
         the keys loaded."""
+        generation = self.registry.generation()
+        if generation != self._warm_generation:  # the deployments changed: list again
+            self._warm = [d for d in self.registry.list() if d.spec.min_warm]
+            self._warm_generation = generation
         loaded = []
-        for dep in self.registry.list():
-            if dep.spec.min_warm and dep.key not in self.pool:
+        for dep in self._warm:
+            if dep.key not in self.pool:
                 try:
                     fn = self._load(dep)
                 except NimbusError as e:
