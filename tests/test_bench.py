@@ -75,6 +75,9 @@ def test_quick_bench_writes_sane_figures(tmp_path: Path) -> None:
     assert storm["fast_storm_requests"] > 0 and storm["fast_storm_p99_ms"] > 0
     met = s["metering"]
     assert met["on"]["rps"] > 0 and met["off"]["rps"] > 0 and met["on_over_off"] > 0
+    assert met["in_process"]["cpu_on_us_per_call"] > 0
+    d = met["direct"]
+    assert d["invoke_cpu_us"] > d["metering_us"] > 0 and d["metrics_us"] > 0
     mem = s["memory"]
     assert mem["warm_1_rss_mib"] >= mem["empty_rss_mib"] > 0
     sv = s["services"]
