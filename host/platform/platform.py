@@ -34,7 +34,6 @@ from host.errors import (
     FunctionTimeout,
     NimbusError,
     PayloadTooLarge,
-    Throttled,
 )
 from host.hostcalls.catalog import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
@@ -45,6 +44,7 @@ from host.manifest.functions import MAX_MODULE_BYTES, FunctionSpec
 from host.platform.call import Call
 from host.platform.registry import Deployment, Registry
 from host.platform.request import CommitDeclined, InvocationRequest
+from host.platform.slots import Slots
 from host.runtime.invocation import Invocation, LogLine
 from host.runtime.limits import Limits
 from host.runtime.loaded import LoadedFunction
@@ -142,10 +142,7 @@ class Platform:
         self.pool = WarmPool()
         self.telemetry = Telemetry()
         self.tracing = Tracing(self.options.span_exporter)
-        self._limits_lock = threading.Lock()
-        #: signalled when a slot of a function with ``max_concurrency`` frees up
-        self._slot_freed = threading.Condition(self._limits_lock)
-        self._running: dict[str, int] = {}
+        self.slots = Slots()
         #: the deployments with ``min_warm``, as of a registry generation
         self._warm: list[Deployment] = []
         self._warm_generation = -1
@@ -330,7 +327,7 @@ class Platform:
         hook = request.commit
         packed = msgpack.packb(envelope)
         call.bytes_in = len(packed)
-        with _Slot(self, dep, 0.0 if request.budget_s is not None else call.run_s):
+        with self.slots.hold(dep.spec, call.run_s, request.budget_s is not None):
             effects = self.services.begin(dep.name)
             spec = dep.spec
             call.inv.services = ServiceAccess(
@@ -386,13 +383,11 @@ class Platform:
 
     def running(self) -> dict[str, int]:
         """Invocations running in this process now, by function."""
-        with self._limits_lock:
-            return {f: n for f, n in self._running.items() if n}
+        return self.slots.running()
 
     def in_flight(self, function: str) -> int:
         """Invocations of ``function`` running in this process now."""
-        with self._limits_lock:
-            return self._running.get(function, 0)
+        return self.slots.in_flight(function)
 
     def _load(self, dep: Deployment) -> LoadedFunction:
         return self.runtime.load(
@@ -419,44 +414,6 @@ class Platform:
                 self.services.activity.flush(int(time.time() * 1000))
             except Exception:
                 log.exception("activity could not be flushed; retrying")
-
-
-class _Slot:
-    """Holds one of a function's concurrency slots for the length of a call. At its
-    ``max_concurrency`` a call waits for a slot, up to ``max_concurrency_wait`` (and
-    never past its own time limit, nor at all when it runs under a budget: inline, on
-    the event loop), then is ``Throttled``."""
-
-    __slots__ = ("function", "limit", "p", "wait_s")
-
-    def __init__(self, platform: Platform, dep: Deployment, run_s: float | None) -> None:
-        self.p, self.function, self.limit = platform, dep.name, dep.spec.max_concurrency
-        wait_s = dep.spec.max_concurrency_wait_s
-        self.wait_s = min(wait_s, run_s) if run_s is not None else wait_s
-
-    def __enter__(self) -> None:
-        p, function = self.p, self.function
-        with p._limits_lock:
-            running = p._running.get(function, 0)
-            if self.limit and running >= self.limit:
-                deadline = time.monotonic() + self.wait_s
-                while running >= self.limit:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise Throttled(
-                            f"function {function} is at its max_concurrency of {self.limit} "
-                            f"and no slot freed within {self.wait_s:g} s; retry later",
-                            retry_after_s=max(1, math.ceil(self.wait_s)),
-                        )
-                    p._slot_freed.wait(left)
-                    running = p._running.get(function, 0)
-            p._running[function] = running + 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self.p._limits_lock:
-            self.p._running[self.function] -= 1
-            if self.limit:
-                self.p._slot_freed.notify_all()
 
 
 def _ttl(spec: FunctionSpec) -> float:
