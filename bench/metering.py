@@ -7,8 +7,10 @@ drift on a shared machine hits both sides alike (the order flips every round). T
 contention the HTTP figure swings more than the effect, so ``in_process`` also times
 ``Platform.invoke`` of hello in alternating blocks with metering on and off: the
 microseconds metering adds to one invocation, and the same ratio, in wall time and in
-the invoking thread's CPU time (``cpu_on_over_off``: the steadiest figure on a loaded
-machine).
+the invoking thread's CPU time (``cpu_on_over_off``). ``direct`` times the bookkeeping
+alone in a loop (a usage entry recorded; an invocation counted in the metrics) beside
+the CPU time of a whole invoke, the steadiest figures on a loaded machine, and what
+an invoke costs with OpenTelemetry tracing on (off, the default, makes no span).
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bench.http import _app, measure, wrk_path
 from bench.servers import ROOT, nimbus
 from host.manifest.functions import function_spec_from_dict
 from host.platform.call import Call
-from host.platform.platform import Platform
+from host.platform.platform import Platform, PlatformOptions
 from host.platform.request import InvocationRequest
 from host.toolchain.builder import build_function
 
@@ -138,9 +144,36 @@ def _direct(calls: int) -> dict[str, float]:
             metrics_us = (time.thread_time() - c0) / calls * 1e6
         finally:
             platform.close()
+    traced_us = _traced_invoke_cpu_us(wasm, event)
     return {
         "invoke_cpu_us": invoke_us,
         "metering_us": metering_us,
         "metrics_us": metrics_us,
         "on_over_off": (invoke_us - metering_us - metrics_us) / invoke_us,
+        "traced_invoke_cpu_us": traced_us,
+        "tracing_on_us": traced_us - invoke_us,
     }
+
+
+class _Discard(SpanExporter):
+    """Spans made and exported to nowhere: what tracing costs the host itself."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _traced_invoke_cpu_us(wasm: bytes, event: dict[str, Any]) -> float:
+    """CPU µs of a ``Platform.invoke`` of hello with tracing on (its trigger span, its
+    invocation span and one per host call, exported as each ends)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        platform = Platform(Path(tmp) / "data", PlatformOptions(span_exporter=_Discard()))
+        try:
+            platform.deploy(function_spec_from_dict("hello", {"wasm": "h.wasm"}), wasm)
+            for _ in range(200):
+                platform.invoke("hello", event)
+            c0 = time.thread_time()
+            for _ in range(2000):
+                platform.invoke("hello", event)
+            return (time.thread_time() - c0) / 2000 * 1e6
+        finally:
+            platform.close()

@@ -292,7 +292,9 @@ class Platform:
                     call.cold,
                 )
             if traced is not None:
-                ended(span, call.outcome, call.cold, call.error)
+                # an inline run stopped at its budget runs again in a thread: say so
+                outcome = call.outcome if call.recorded else "OverBudget"
+                ended(span, outcome, call.cold, call.error)
                 traced.__exit__(None, None, None)
         return InvocationResult(
             call.request_id,
