@@ -24,6 +24,7 @@ from host.errors import Throttled
 from host.manifest.functions import function_spec_from_dict
 from host.manifest.triggers import triggers_from_dict
 from host.platform.platform import Platform, PlatformOptions
+from host.platform.request import InvocationRequest
 from host.triggers.manager import TriggerManager
 from tests.conftest import ROOT, Server
 
@@ -134,6 +135,10 @@ def test_a_trigger_backs_off_when_throttled_without_spending_an_attempt(
             time.sleep(0.005)
         with pytest.raises(Throttled):
             platform.invoke("one", {"kind": "invoke"})
+        # an inline try (under a budget) does not wait, and leaves no record: the
+        # gateway runs it again in a thread, where it waits its turn
+        with pytest.raises(Throttled):
+            platform.execute(InvocationRequest("one", {"kind": "invoke"}, budget_s=0.003))
         e = platform.services.begin("test")
         e.queue_send("jobs", msgpack.packb({"n": 1}))
         e.commit()

@@ -34,6 +34,7 @@ from host.errors import (
     FunctionTimeout,
     NimbusError,
     PayloadTooLarge,
+    Throttled,
 )
 from host.hostcalls.catalog import all_host_functions, component_imports
 from host.hostcalls.context import ServiceAccess
@@ -268,6 +269,11 @@ class Platform:
                 raise OverBudget(dep.name) from None
             call.outcome, call.error = e.kind, str(e)
             raise
+        except Throttled as e:
+            if request.budget_s is not None:  # an inline try: the caller waits in a thread
+                call.recorded = False
+            call.outcome, call.error = e.kind, str(e)
+            raise
         except NimbusError as e:
             call.outcome, call.error = e.kind, str(e)
             raise
@@ -292,8 +298,9 @@ class Platform:
                     call.cold,
                 )
             if traced is not None:
-                # an inline run stopped at its budget runs again in a thread: say so
-                outcome = call.outcome if call.recorded else "OverBudget"
+                # an inline try (stopped at its budget, or no slot free) runs again in
+                # a thread: say so
+                outcome = call.outcome if call.recorded else "Retried"
                 ended(span, outcome, call.cold, call.error)
                 traced.__exit__(None, None, None)
         return InvocationResult(
