@@ -49,6 +49,17 @@ function = "front"
 [[triggers.event]]
 topic = "order.*"
 function = "back"
+
+[[routes]]
+method = "POST"
+path = "/runs"
+workflow = "Flow"
+
+[workflows.Flow]
+start = "one"
+
+[workflows.Flow.steps.one]
+function = "back"
 """
 
 
@@ -165,3 +176,22 @@ def test_tracing_is_off_by_default_and_makes_no_span(platform: Platform, build: 
     event = {"kind": "invoke", "input": {}, "traceparent": TRACEPARENT}
     platform.invoke("r", event)
     assert platform.telemetry.recent("r")[-1].outcome == "ok"
+
+
+def test_each_step_of_a_run_started_by_a_traced_request_continues_its_trace(
+    traced: tuple[str, Platform, InMemorySpanExporter],
+) -> None:
+    url, _, exporter = traced
+    r = httpx.post(f"{url}/runs", json={"n": 1}, headers={"traceparent": TRACEPARENT})
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 30
+    while not by_name(exporter.get_finished_spans(), "invoke back"):
+        assert time.monotonic() < deadline, "the step never ran"
+        time.sleep(0.05)
+    spans = exporter.get_finished_spans()
+    assert {f"{s.context.trace_id:032x}" for s in spans} == {TRACE_ID}
+    (request,) = by_name(spans, "POST /runs")
+    (step,) = by_name(spans, "workflow Flow")
+    assert step.kind == SpanKind.INTERNAL and parent_of(step) == request.context.span_id
+    (invocation,) = by_name(spans, "invoke back")
+    assert parent_of(invocation) == step.context.span_id

@@ -15,6 +15,7 @@ from typing import Any
 
 from host.common.clock import Clock, WallClock
 from host.common.ids import new_id
+from host.common.tracecontext import TRACEPARENT, current_traceparent
 from host.errors import FunctionNotFound, InvalidRequest, NotFound, ServiceUnavailable
 from host.manifest.workflows import Step, Workflow
 from host.orchestrator.execution import StepRunner
@@ -56,6 +57,8 @@ class Orchestrator:
             known = ", ".join(sorted(self.workflows)) or "none"
             raise NotFound(f"no workflow named {workflow!r} (deployed: {known})")
         now = self.clock.now_ms()
+        # started under a span (a traced HTTP request): every step continues its trace
+        traceparent = current_traceparent() if self.platform.tracing.tracer else None
 
         def write(runs: RunWork) -> dict[str, Any]:
             if idempotency_key is not None:
@@ -64,6 +67,8 @@ class Orchestrator:
                 if found is not None:
                     return found
             run = new_run(new_id("run"), workflow, input, idempotency_key, now)
+            if traceparent is not None:
+                run[TRACEPARENT] = traceparent
             if idempotency_key is not None:
                 runs.set_key(workflow, idempotency_key, run["id"])
             goto(runs, wf, run, wf.start, now)

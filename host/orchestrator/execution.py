@@ -17,6 +17,7 @@ from typing import Any
 
 from host.common import paths
 from host.common.clock import Clock
+from host.common.tracecontext import TRACEPARENT
 from host.errors import NimbusError, ServiceUnavailable
 from host.manifest.workflows import Step, Workflow
 from host.orchestrator.transitions import clear_timer, failed, is_current, succeeded
@@ -75,6 +76,8 @@ class StepRunner:
             "attempt": lease.attempt,
             "input": step_input,
         }
+        if TRACEPARENT in run:  # the run was started in a traced request
+            event[TRACEPARENT] = run[TRACEPARENT]
         request = InvocationRequest(
             step.function,
             event,
