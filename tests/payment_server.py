@@ -75,7 +75,11 @@ class PaymentServer:
                     self.send_header("content-length", "0")
                     self.end_headers()
                     return None
-                payload = {"method": self.command, "path": self.path, "body": body.decode()}
+                payload = {
+                    "method": self.command,
+                    "path": self.path,
+                    "body": body.decode(errors="replace"),
+                }
                 return self._send(200, json.dumps(payload).encode(), {"x-echo": "yes"})
 
             def _send(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:

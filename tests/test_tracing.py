@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -195,3 +196,34 @@ def test_each_step_of_a_run_started_by_a_traced_request_continues_its_trace(
     assert step.kind == SpanKind.INTERNAL and parent_of(step) == request.context.span_id
     (invocation,) = by_name(spans, "invoke back")
     assert parent_of(invocation) == step.context.span_id
+
+
+def test_otlp_over_http_when_the_environment_names_an_endpoint(
+    tmp_path: Path, build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector = PaymentServer().start()  # a real HTTP server on loopback, as the collector
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "nimbus-test")
+        platform = Platform(tmp_path / "data")
+        try:
+            assert platform.tracing.tracer is not None
+            spec = {"wasm": "r.wasm", "grants": {"tables": {"state": "read-write"}}}
+            wasm = build("recorder_zig").read_bytes()
+            platform.deploy(function_spec_from_dict("r", spec), wasm)
+            platform.invoke("r", {"kind": "invoke", "input": {}, "traceparent": TRACEPARENT})
+        finally:
+            platform.close()  # flushes the batch
+    finally:
+        collector.stop()
+    posts = [s for s in collector.seen if s.method == "POST" and s.path == "/v1/traces"]
+    assert posts and posts[0].headers["content-type"] == "application/x-protobuf"
+    request = ExportTraceServiceRequest()
+    for post in posts:
+        request.MergeFromString(post.body)
+    (resource,) = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource.resource.attributes}
+    assert service["service.name"] == "nimbus-test"
+    spans = [s for scope in resource.scope_spans for s in scope.spans]
+    assert {"call r", "invoke r", "hostcall kv_get"} <= {s.name for s in spans}
+    assert {s.trace_id.hex() for s in spans} == {TRACE_ID}
