@@ -23,6 +23,8 @@ from host.common.clock import ManualClock
 from host.errors import Throttled
 from host.manifest.functions import function_spec_from_dict
 from host.manifest.triggers import triggers_from_dict
+from host.manifest.workflows import parse_workflows
+from host.orchestrator.engine import Orchestrator
 from host.platform.platform import Platform, PlatformOptions
 from host.platform.request import InvocationRequest
 from host.triggers.manager import TriggerManager
@@ -178,3 +180,35 @@ def test_min_warm_keeps_a_function_loaded_while_its_neighbour_scales_to_zero(
         assert p.invoke("neighbour", {"kind": "invoke"}).cold  # scaled to zero, loaded again
     finally:
         p.close()
+
+
+def test_a_workflow_step_waits_when_throttled_without_spending_an_attempt(
+    platform: Platform, build: Build
+) -> None:
+    deploy(
+        platform, build, "one", max_concurrency=1, max_concurrency_wait="50ms",
+        env={"SLEEP_MS": "800"},
+    )  # fmt: skip
+    workflows = parse_workflows({"W": {"start": "s", "steps": {"s": {"function": "one"}}}}, {"one"})
+    clock = ManualClock(1_800_000_000_000)
+    engine = Orchestrator(platform, workflows, clock)
+    holder = threading.Thread(target=platform.invoke, args=("one", {"kind": "invoke"}))
+    holder.start()
+    try:
+        while platform.in_flight("one") == 0:
+            time.sleep(0.005)
+        run = engine.start("W", {"n": 1})
+        assert engine.poll_once()  # the step found no slot: put off, not failed
+        assert engine.get(run["id"])["status"] == "running"
+    finally:
+        holder.join()
+    for _ in range(20):
+        if engine.get(run["id"])["status"] != "running":
+            break
+        if not engine.poll_once():
+            clock.advance(200)
+    done = engine.get(run["id"])
+    assert done["status"] == "succeeded", done
+    assert [(h["step"], h["attempt"], h["status"]) for h in done["history"]] == [
+        ("s", 1, "succeeded")
+    ]

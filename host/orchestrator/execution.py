@@ -18,7 +18,7 @@ from typing import Any
 from host.common import paths
 from host.common.clock import Clock
 from host.common.tracecontext import TRACEPARENT
-from host.errors import NimbusError, ServiceUnavailable
+from host.errors import NimbusError, Overloaded, ServiceUnavailable
 from host.manifest.workflows import Step, Workflow
 from host.orchestrator.transitions import clear_timer, failed, is_current, succeeded
 from host.platform.platform import Platform
@@ -28,6 +28,10 @@ from host.services.interface import RunStore, RunWork, UnitOfWork
 from host.services.runs import Timer
 
 log = logging.getLogger("nimbus.workflows")
+
+
+#: how soon a step whose function had no free slot is tried again (the same attempt)
+OVERLOADED_RETRY_S = 0.1
 
 
 class StepCompletion:
@@ -92,6 +96,8 @@ class StepRunner:
             return
         except ServiceUnavailable as e:  # the store failed, not the step: not an attempt
             self._postpone(lease, self.faults.failed(e))
+        except Overloaded:  # Throttled: at its max_concurrency; not an attempt either
+            self._postpone(lease, OVERLOADED_RETRY_S)
         except NimbusError as e:
             cause = str(getattr(e, "error_kind", ""))
             kind = cause or e.kind
