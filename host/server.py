@@ -10,6 +10,7 @@ data dir.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import uvicorn
@@ -18,6 +19,7 @@ from host.gateway.app import Gateway, create_app
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
 from host.telemetry.logformat import logging_config
+from host.telemetry.records import MULTIPROC_ENV
 from host.triggers.manager import TriggerManager
 
 DATA_DIR_ENV = "NIMBUS_DATA_DIR"
@@ -51,6 +53,11 @@ def serve(
     """Serve ``data_dir``; Nimbus's log lines at ``log_level`` and up, and Uvicorn's,
     on stderr as text or JSON lines (``log_format``)."""
     os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
+    if workers > 1:  # each worker counts in a shared folder; a scrape sums them all
+        metrics = data_dir.resolve() / "metrics"
+        shutil.rmtree(metrics, ignore_errors=True)  # a new server starts from zero
+        metrics.mkdir(parents=True)
+        os.environ[MULTIPROC_ENV] = str(metrics)
     uvicorn.run(
         "host.server:app_from_env",
         factory=True,

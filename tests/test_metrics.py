@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import msgpack
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,6 +18,7 @@ from host.manifest.triggers import triggers_from_dict
 from host.orchestrator.transitions import new_run
 from host.platform.platform import Platform
 from host.triggers.manager import TriggerManager
+from tests.conftest import Server
 
 Build = Callable[[str], Path]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -96,3 +98,31 @@ def test_in_flight_counts_a_running_invocation(platform: Platform, build: Build)
     finally:
         t.join()
     assert scrape(platform)[("nimbus_in_flight", (("function", "slow"),))] == 0
+
+
+def test_a_server_with_two_workers_reports_the_invocations_of_both(
+    tmp_path: Path, build: Build, start_server: Callable[..., Server]
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "nimbus.toml").write_text(
+        f'[functions.hello]\nwasm = "{build("hello")}"\n\n'
+        '[[routes]]\npath = "/hello"\nfunction = "hello"\n'
+    )
+    data = tmp_path / "data"
+    server = start_server("up", str(app), "--data", str(data), "--workers", "2", token="t")
+    n = 30
+    auth = {"authorization": "Bearer t"}
+    for _ in range(n):  # a new connection each: the kernel spreads them over the workers
+        assert httpx.get(f"{server.url}/hello").status_code == 200
+    labels = (("function", "hello"), ("outcome", "ok"), ("trigger", "http"))
+    key = ("nimbus_invocations_total", labels)
+    for _ in range(4):  # whichever worker answers the scrape sums both
+        r = httpx.get(f"{server.url}/_admin/metrics", headers=auth)
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(r.text)
+            for s in family.samples
+        }
+        assert samples[key] == n
+        assert samples[("nimbus_invocation_seconds_count", (("function", "hello"),))] == n

@@ -1,11 +1,12 @@
 """``GET /_admin/metrics``: the Prometheus exposition of this worker's metrics.
 
 Invocations by function, trigger and outcome, their wall-time histogram and cold
-starts come from the platform's telemetry (counted as each invocation ends). The
-rest is read when scraped: from the services (queue depth, messages in flight, the
-age of the oldest message, dead letters, workflow runs by status, LMDB map use), so
-every worker reports the same, current, figures for them; and from this process
-(invocations running now per function, the warm pool).
+starts come from the platform's telemetry (counted as each invocation ends, summed
+over the workers when the server runs several). The rest is read when scraped: from
+the services (queue depth, messages in flight, the age of the oldest message, dead
+letters, workflow runs by status, LMDB map use), so every worker reports the same,
+current, figures for them; and from the worker that answers (invocations running
+now per function, its warm pool).
 """
 
 from __future__ import annotations
@@ -134,4 +135,4 @@ class MetricsApi:
 
     def text(self) -> bytes:
         """The exposition of every metric (blocking: reads the services)."""
-        return generate_latest(self.platform.telemetry.registry) + generate_latest(self.scraped)
+        return generate_latest(self.platform.telemetry.exposed()) + generate_latest(self.scraped)

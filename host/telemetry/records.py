@@ -5,18 +5,20 @@ id, function, version, trigger, cold or warm, duration, outcome). The most recen
 ones stay in memory for the admin API, within a count and a byte budget (a record's
 size is its log lines', error's and previews' bytes plus a fixed overhead), so a flood of large
 records cannot grow the host; each is also logged as one structured line and counted
-in Prometheus metrics.
+in Prometheus metrics (summed over the workers of a server that runs several).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 
 log = logging.getLogger("nimbus.invocations")
 
@@ -25,6 +27,9 @@ RECORD_BYTES = 512
 RECORD_LINE_BYTES = 64
 #: what the recent records may hold in memory together
 MAX_RECENT_BYTES = 64 * 1024 * 1024
+#: prometheus-client's multi-process mode: the folder where every worker process
+#: keeps its metric values (set by ``host/server.py`` before it starts several)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,17 @@ class Telemetry:
         )
         #: the labelled metric children, looked up once per label set, not per record
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def exposed(self) -> CollectorRegistry:
+        """What ``/_admin/metrics`` shows of these metrics: this process's, or, when
+        the server runs several workers (``MULTIPROC_ENV`` set before they started),
+        every worker's summed from their shared files, whichever worker is asked."""
+        path = os.environ.get(MULTIPROC_ENV)
+        if not path:
+            return self.registry
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path)  # type: ignore[no-untyped-call]
+        return merged
 
     def record(self, rec: InvocationRecord) -> None:
         size = rec.size()
