@@ -5,6 +5,9 @@ with tracing off no span is made at all."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +28,7 @@ from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform, PlatformOptions
 from host.triggers.manager import TriggerManager
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port
 from tests.payment_server import PaymentServer
 
 Build = Callable[[str], Path]
@@ -170,13 +173,29 @@ def test_outbound_calls_carry_the_trace(
     assert parent_of(client) == fetch.context.span_id
 
 
-def test_tracing_is_off_by_default_and_makes_no_span(platform: Platform, build: Build) -> None:
-    assert platform.tracing.tracer is None and platform.tracing.provider is None
-    spec = {"wasm": "r.wasm", "grants": {"tables": {"state": "read-write"}}}
-    platform.deploy(function_spec_from_dict("r", spec), build("recorder_zig").read_bytes())
-    event = {"kind": "invoke", "input": {}, "traceparent": TRACEPARENT}
-    platform.invoke("r", event)
-    assert platform.telemetry.recent("r")[-1].outcome == "ok"
+def test_tracing_is_off_by_default_and_makes_no_span(tmp_path: Path, build: Build) -> None:
+    # a fresh process: invocations with tracing off never even import OpenTelemetry
+    probe = f"""
+import sys
+from pathlib import Path
+from host.manifest.functions import function_spec_from_dict
+from host.platform.platform import Platform
+p = Platform(Path({str(tmp_path / "data")!r}))
+spec = {{"wasm": "r.wasm", "grants": {{"tables": {{"state": "read-write"}}}}}}
+p.deploy(function_spec_from_dict("r", spec), Path({str(build("recorder_zig"))!r}).read_bytes())
+event = {{"kind": "invoke", "input": {{}}, "traceparent": {TRACEPARENT!r}}}
+assert p.invoke("r", event).response["output"] == "invoke"
+assert p.tracing.tracer is None
+p.close()
+print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_each_step_of_a_run_started_by_a_traced_request_continues_its_trace(

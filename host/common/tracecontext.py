@@ -9,26 +9,34 @@ as the W3C recommendation says, and starts a new trace.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import Context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+if TYPE_CHECKING:  # imported when first used: only a process that traces pays for it
+    from opentelemetry.context import Context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 TRACEPARENT = "traceparent"
-_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+@functools.cache
+def _propagator() -> TraceContextTextMapPropagator:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
 
 
 def context_from(traceparent: object) -> Context | None:
     """The remote parent ``traceparent`` names (None when absent or malformed)."""
     if not isinstance(traceparent, str) or len(traceparent) > 128:
         return None
-    ctx = _PROPAGATOR.extract({TRACEPARENT: traceparent})
+    ctx = _propagator().extract({TRACEPARENT: traceparent})
     return ctx if ctx else None
 
 
 def current_traceparent() -> str | None:
     """The ``traceparent`` of the span current in this thread (None when none is)."""
     carrier: dict[str, Any] = {}
-    _PROPAGATOR.inject(carrier)
+    _propagator().inject(carrier)
     value = carrier.get(TRACEPARENT)
     return value if isinstance(value, str) else None

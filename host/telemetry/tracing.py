@@ -20,27 +20,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from typing import Any
-
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from typing import TYPE_CHECKING, Any
 
 from host.common.tracecontext import TRACEPARENT, context_from
 
+if TYPE_CHECKING:  # OpenTelemetry itself is imported only once tracing is on
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span, Tracer
+
 ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 SERVICE_NAME_ENV = "OTEL_SERVICE_NAME"
-KINDS = {
-    "internal": SpanKind.INTERNAL,
-    "server": SpanKind.SERVER,
-    "client": SpanKind.CLIENT,
-    "producer": SpanKind.PRODUCER,
-    "consumer": SpanKind.CONSUMER,
-}
 #: the span kind of the trigger span that starts each kind of invocation
-_TRIGGER_KINDS = {"http": SpanKind.SERVER, "queue": SpanKind.CONSUMER, "event": SpanKind.CONSUMER}
+_TRIGGER_KINDS = {"http": "SERVER", "queue": "CONSUMER", "event": "CONSUMER"}
 ATTR_REQUEST_ID = "nimbus.request_id"
 
 
@@ -48,18 +40,25 @@ class Tracing:
     """The platform's tracer (None when tracing is off) and the spans it makes."""
 
     def __init__(self, exporter: SpanExporter | None = None) -> None:
-        processor: SpanProcessor | None = None
-        if exporter is not None:
-            processor = SimpleSpanProcessor(exporter)
-        elif endpoint := _endpoint():
-            processor = BatchSpanProcessor(_otlp(endpoint))
         self.provider: TracerProvider | None = None
         self.tracer: Tracer | None = None
-        if processor is not None:
-            name = os.environ.get(SERVICE_NAME_ENV) or "nimbus"
-            self.provider = TracerProvider(resource=Resource.create({"service.name": name}))
-            self.provider.add_span_processor(processor)
-            self.tracer = self.provider.get_tracer("nimbus")
+        endpoint = _endpoint() if exporter is None else None
+        if exporter is None and endpoint is None:
+            return  # off: OpenTelemetry is not even imported
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+        if exporter is not None:
+            processor: Any = SimpleSpanProcessor(exporter)
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
+        name = os.environ.get(SERVICE_NAME_ENV) or "nimbus"
+        self.provider = TracerProvider(resource=Resource.create({"service.name": name}))
+        self.provider.add_span_processor(processor)
+        self.tracer = self.provider.get_tracer("nimbus")
 
     def close(self) -> None:
         if self.provider is not None:
@@ -69,8 +68,12 @@ class Tracing:
         self, name: str, kind: str = "internal", attributes: dict[str, Any] | None = None
     ) -> AbstractContextManager[Span]:
         """A child of the current span, current while the block runs (tracing on only)."""
+        from opentelemetry.trace import SpanKind
+
         assert self.tracer is not None
-        return self.tracer.start_as_current_span(name, kind=KINDS[kind], attributes=attributes)
+        return self.tracer.start_as_current_span(
+            name, kind=SpanKind[kind.upper()], attributes=attributes
+        )
 
     @contextmanager
     def invocation(
@@ -80,6 +83,9 @@ class Tracing:
         (the gateway's request span) it is that span's child; otherwise a trigger span
         is made for it first, the child of the ``traceparent`` the event carries (one a
         publishing function's host call stored with the event, or an HTTP header)."""
+        from opentelemetry import trace
+        from opentelemetry.trace import SpanKind
+
         assert self.tracer is not None
         attrs = {ATTR_REQUEST_ID: request_id, "nimbus.function": function}
         with ExitStack() as stack:
@@ -89,7 +95,7 @@ class Tracing:
                     self.tracer.start_as_current_span(
                         _trigger_name(trigger, function, event),
                         context=parent,
-                        kind=_TRIGGER_KINDS.get(trigger, SpanKind.INTERNAL),
+                        kind=SpanKind[_TRIGGER_KINDS.get(trigger, "INTERNAL")],
                         attributes={**attrs, "nimbus.trigger": trigger},
                     )
                 )
@@ -103,6 +109,8 @@ class Tracing:
 
 def ended(span: Span, outcome: str, cold: bool, error: str | None) -> None:
     """Mark an invocation's span with how it ended."""
+    from opentelemetry.trace import Status, StatusCode
+
     span.set_attribute("nimbus.outcome", outcome)
     span.set_attribute("nimbus.cold", cold)
     if error is not None:
@@ -132,9 +140,3 @@ def _endpoint() -> str | None:
         if value:
             return value if name == ENDPOINT_ENVS[0] else value.rstrip("/") + "/v1/traces"
     return None
-
-
-def _otlp(endpoint: str) -> SpanExporter:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter(endpoint=endpoint)
