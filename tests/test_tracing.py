@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind
 from host.gateway.app import create_app
 from host.manifest.app import load_manifest
 from host.manifest.functions import function_spec_from_dict
+from host.manifest.triggers import triggers_from_dict
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform, PlatformOptions
@@ -179,6 +180,7 @@ def test_tracing_is_off_by_default_and_makes_no_span(tmp_path: Path, build: Buil
 import sys
 from pathlib import Path
 from host.manifest.functions import function_spec_from_dict
+from host.manifest.triggers import triggers_from_dict
 from host.platform.platform import Platform
 p = Platform(Path({str(tmp_path / "data")!r}))
 spec = {{"wasm": "r.wasm", "grants": {{"tables": {{"state": "read-write"}}}}}}
@@ -246,3 +248,30 @@ def test_otlp_over_http_when_the_environment_names_an_endpoint(
     spans = [s for scope in resource.scope_spans for s in scope.spans]
     assert {"call r", "invoke r", "hostcall kv_get"} <= {s.name for s in spans}
     assert {s.trace_id.hex() for s in spans} == {TRACE_ID}
+
+
+def test_a_message_a_traced_function_sends_carries_the_trace_to_its_consumer(
+    platform_traced: tuple[Platform, InMemorySpanExporter], build: Build
+) -> None:
+    platform, exporter = platform_traced
+    grants = {"tables": {"state": "read-write"}, "queues": {"jobs": "read-write"}}
+    sender = {"wasm": "s.wasm", "grants": grants}
+    platform.deploy(function_spec_from_dict("sender", sender), build("services_zig").read_bytes())
+    worker = {"wasm": "r.wasm", "grants": grants}
+    platform.deploy(function_spec_from_dict("worker", worker), build("recorder_zig").read_bytes())
+    raw = {"queue": [{"queue": "jobs", "function": "worker"}]}
+    m = TriggerManager(platform)
+    m.build(triggers_from_dict(raw))
+    ops = [{"op": "queue_send", "queue": "jobs", "body": {"n": 1}}]
+    event = {"kind": "invoke", "input": {"ops": ops, "then": "ok"}, "traceparent": TRACEPARENT}
+    platform.invoke("sender", event)
+    (msg,) = platform.services.consumer.peek("jobs", 10)
+    assert msg.traceparent is not None and TRACE_ID in msg.traceparent
+    assert m.poll_once() == 1
+    spans = exporter.get_finished_spans()
+    assert {f"{s.context.trace_id:032x}" for s in spans} == {TRACE_ID}
+    (send,) = by_name(spans, "hostcall queue_send")
+    (delivery,) = by_name(spans, "queue jobs")
+    assert delivery.kind == SpanKind.CONSUMER and parent_of(delivery) == send.context.span_id
+    (work,) = by_name(spans, "invoke worker")
+    assert parent_of(work) == delivery.context.span_id

@@ -262,9 +262,11 @@ class Effects:
 
     # --- queues and events -------------------------------------------------------------
 
-    def queue_send(self, queue: str, body: bytes, delay_ms: int = 0) -> str:
+    def queue_send(
+        self, queue: str, body: bytes, delay_ms: int = 0, traceparent: str | None = None
+    ) -> str:
         """Stage a message (``body`` is msgpack bytes); its id."""
-        message = new_message(queue, body, _now_ms(), delay_ms)
+        message = new_message(queue, body, _now_ms(), delay_ms, traceparent)
         self._sends.append(message)
         return message.id
 

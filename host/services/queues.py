@@ -42,18 +42,22 @@ class Message:
     last_error: str | None = None
     #: the host incarnation (``hosts.py``) holding the lease, "" when not leased
     holder: str = ""
+    #: the W3C trace context of the invocation that sent it, when that was traced
+    traceparent: str | None = None
 
     def pack(self) -> bytes:
         fields = [self.body, self.enqueued_ms, self.visible_ms, self.attempt, self.last_error]
-        if self.holder:
+        if self.holder or self.traceparent:
             fields.append(self.holder)
+        if self.traceparent:
+            fields.append(self.traceparent)
         packed: bytes = msgpack.packb(fields)
         return packed
 
     @classmethod
     def unpack(cls, queue: str, id: str, raw: bytes) -> Message:
-        body, enqueued, visible, attempt, error, *holder = msgpack.unpackb(raw)
-        return cls(id, queue, body, enqueued, visible, attempt, error, *holder)
+        body, enqueued, visible, attempt, error, *rest = msgpack.unpackb(raw)
+        return cls(id, queue, body, enqueued, visible, attempt, error, *rest)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,8 +84,17 @@ class QueueStats:
     oldest_ms: int = 0
 
 
-def new_message(queue: str, body: bytes, now_ms: int, delay_ms: int = 0) -> Message:
-    return Message(sortable_id("msg", now_ms), queue, body, now_ms, now_ms + max(delay_ms, 0))
+def new_message(
+    queue: str, body: bytes, now_ms: int, delay_ms: int = 0, traceparent: str | None = None
+) -> Message:
+    return Message(
+        sortable_id("msg", now_ms),
+        queue,
+        body,
+        now_ms,
+        now_ms + max(delay_ms, 0),
+        traceparent=traceparent,
+    )
 
 
 class Queues:

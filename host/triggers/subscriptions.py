@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 
 from host.common.retry import RetryPolicy
+from host.common.tracecontext import TRACEPARENT
 from host.manifest.grants import topic_matches
 from host.manifest.triggers import (
     VISIBILITY_TIMEOUT_S,
@@ -37,7 +38,7 @@ def _text(key: Any) -> Any:
 
 def queue_event(queue: str) -> Any:
     def make(batch: list[Message]) -> dict[str, Any]:
-        return {
+        event = {
             "kind": "queue",
             "id": batch[0].id,
             "queue": queue,
@@ -51,6 +52,11 @@ def queue_event(queue: str) -> Any:
                 for m in batch
             ],
         }
+        # a message sent by a traced invocation: the delivery continues its trace
+        traced = next((m.traceparent for m in batch if m.traceparent), None)
+        if traced is not None:
+            event[TRACEPARENT] = traced
+        return event
 
     return make
 
