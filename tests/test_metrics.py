@@ -75,7 +75,7 @@ def test_metrics_cover_invocations_queues_dead_letters_runs_lmdb_and_the_pool(
     assert s[("nimbus_dead_letters", (("queue", "jobs.dlq"),))] == 1
     assert s[("nimbus_workflow_runs", (("status", "running"), ("workflow", "orders")))] == 1
     assert s[("nimbus_workflow_runs", (("status", "succeeded"), ("workflow", "orders")))] == 1
-    for env in ("data", "usage", "counters"):
+    for env in ("data", "usage", "counters", "activity"):
         size = s[("nimbus_lmdb_map_size_bytes", (("env", env),))]
         assert 0 < s[("nimbus_lmdb_used_bytes", (("env", env),))] <= size
     assert s[("nimbus_function_warm", (("function", "ok"),))] == 1

@@ -346,9 +346,7 @@ class Platform:
             try:
                 cpu0 = time.thread_time()
                 try:
-                    response = call.response = self.runtime.invoke(
-                        fn, packed, call.inv, call.run_s
-                    )
+                    response = call.response = self.runtime.invoke(fn, packed, call.inv, call.run_s)
                 finally:  # the guest runs on this thread: its CPU is this thread's
                     call.cpu_ms = (time.thread_time() - cpu0) * 1000
                 _raise_for_error(response, dep.name)

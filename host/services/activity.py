@@ -28,7 +28,7 @@ from typing import Any
 import lmdb
 import msgpack
 
-from host.services.storage import _reserve
+from host.services.storage import _reserve, env_space
 
 MINUTE_MS = 60_000
 #: how long rows are kept (the console shows the last hour)
@@ -167,6 +167,10 @@ class Activity:
                 count, errors, cold, total, hist = msgpack.unpackb(v, strict_map_key=False)
                 out.append(ActivityRow(minute, fn, count, errors, cold, total, hist))
         return out
+
+    def space(self) -> tuple[int, int]:
+        """``(map size, bytes in use)`` of the activity environment."""
+        return env_space(self._env)
 
     def close(self) -> None:
         try:

@@ -78,6 +78,7 @@ class Services:
             "data": self.storage.space(),
             "usage": self.usage.space(),
             "counters": self.counters.space(),
+            "activity": self.activity.space(),
         }
 
     def notify_committed(self) -> None:
