@@ -86,7 +86,7 @@ def test_max_concurrency_runs_two_at_once_and_throttles_the_rest(
     tmp_path: Path, build: Build, start_server: Start
 ) -> None:
     server = serve(tmp_path, build, start_server, wait="200ms")
-    responses, most = burst(server, 10, ms=1500)
+    responses, most = burst(server, 10, ms=3000)
     codes = sorted(r.status_code for r in responses)
     assert codes.count(200) == 2 and codes.count(429) == 8, codes
     assert most == 2
