@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from host.manifest.triggers import dead_letter_queues
 from host.platform.platform import Platform
+from host.services.services import Services
 
 
 class QueueCollector(Collector):
@@ -83,7 +84,11 @@ class PlatformCollector(Collector):
         runs = GaugeMetricFamily(
             "nimbus_workflow_runs", "Workflow runs kept, by status", labels=["workflow", "status"]
         )
-        for (workflow, status), n in sorted(p.services.runs.count_by_status().items()):
+        counts: dict[tuple[str, str], int] = {}
+        for run in p.services.runs.all():
+            key = (str(run.get("workflow", "")), str(run.get("status", "")))
+            counts[key] = counts.get(key, 0) + 1
+        for (workflow, status), n in sorted(counts.items()):
             runs.add_metric([workflow, status], n)
         yield runs
         size = GaugeMetricFamily(
@@ -92,7 +97,9 @@ class PlatformCollector(Collector):
         used = GaugeMetricFamily(
             "nimbus_lmdb_used_bytes", "LMDB pages in use, bytes", labels=["env"]
         )
-        for env, (map_size, in_use) in p.services.space().items():
+        # LMDB's environments (a PostgreSQL store has no map to fill)
+        spaces = p.services.space() if isinstance(p.services, Services) else {}
+        for env, (map_size, in_use) in spaces.items():
             size.add_metric([env], map_size)
             used.add_metric([env], in_use)
         yield size

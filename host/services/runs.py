@@ -144,14 +144,6 @@ class Runs:
         with self._storage.read() as txn:
             return RunTable(self.dbs, txn).all()
 
-    def count_by_status(self) -> dict[tuple[str, str], int]:
-        """Runs by ``(workflow, status)``, from one snapshot."""
-        counts: dict[tuple[str, str], int] = {}
-        for run in self.all():
-            key = (str(run.get("workflow", "")), str(run.get("status", "")))
-            counts[key] = counts.get(key, 0) + 1
-        return counts
-
     def count_timers(self) -> int:
         with self._storage.read() as txn:
             return RunTable(self.dbs, txn).count_timers()
