@@ -29,7 +29,7 @@ from host.platform.platform import Platform
 from host.services.storage import Storage
 from host.services.usage import BYTE_MS_PER_GB_S, FLUSH_INTERVAL_S, Usage, UsageEntry
 from host.triggers.manager import TriggerManager
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, Server, open_services
 
 Build = Callable[[str], Path]
 Start = Callable[..., Server]
@@ -298,3 +298,38 @@ def test_usage_survives_sigkill_and_cli_agrees_with_the_api(
     assert "hello" in table.stdout and str(n_http + n_queue) in table.stdout
     bad = cli("usage", "--since", "lots", url=again.url)
     assert bad.returncode == 1 and "since must be a duration" in bad.stderr
+
+
+def test_the_new_counters_aggregate_alike_on_every_backend(backend: str, tmp_path: Path) -> None:
+    services = open_services(backend, tmp_path / "db")
+    try:
+        usage = services.usage
+        hour = T0 - T0 % 3_600_000
+
+        def entry(cpu: float, calls: int, outbound: int, peak: int) -> UsageEntry:
+            return UsageEntry(
+                "f",
+                1,
+                "http",
+                "ok",
+                False,
+                hour + 1,
+                1.0,
+                64 * MiB,
+                1,
+                2,
+                cpu,
+                calls,
+                outbound,
+                peak,
+            )
+
+        usage.record(entry(0.5, 3, 1, 5 * 65536))
+        usage.flush()  # the second one merges into a stored row
+        usage.record(entry(0.25, 4, 0, 2 * 65536))
+        (row,) = usage.query(since_ms=hour)
+        assert (row.requests, row.host_calls, row.outbound_calls) == (2, 7, 1)
+        assert row.peak_memory == 5 * 65536  # the larger, not the sum
+        assert row.cpu_ms == pytest.approx(0.75)
+    finally:
+        services.close()
