@@ -105,7 +105,11 @@ def test_a_syntax_error_keeps_the_old_version_and_shows_the_compiler(
 ) -> None:
     app, dev = dev_app
     (app / "greet" / "main.zig").write_text(MAIN.replace("TEXT", "broken") + "\nthis is not zig\n")
-    dev.wait_for(lambda: "BuildError" in dev.output(), "the failed build being reported")
+    # the status line and the compiler's message are two writes: wait for both
+    dev.wait_for(
+        lambda: "BuildError" in dev.output() and "main.zig:9:" in dev.output(),
+        "the failed build being reported with the compiler's message",
+    )
     out = dev.output()
     assert "main.zig:9:" in out and "error:" in out  # the compiler's own message, verbatim
     assert "previous version keeps serving" in out
