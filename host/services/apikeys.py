@@ -99,24 +99,7 @@ class ApiKeys:
         routes: tuple[str, ...] = (),
     ) -> tuple[ApiKey, str]:
         """A new key and its text (the only time the text exists outside the caller)."""
-        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
-            raise InvalidArgument(f"an API key needs a name of 1 to {MAX_NAME} characters")
-        if expires_in_s is not None and expires_in_s <= 0:
-            raise InvalidArgument("an API key's expiry must be in the future")
-        for r in routes:
-            if not r.startswith("/"):
-                raise InvalidArgument(f"a key's route is a route path starting with '/': {r!r}")
-        now = self._now_ms()
-        key = ApiKey(
-            id=secrets.token_hex(6),
-            name=name.strip(),
-            created_ms=now,
-            expires_ms=now + int(expires_in_s * 1000) if expires_in_s else 0,
-            policies=tuple(policies),
-            routes=tuple(routes),
-        )
-        secret = secrets.token_urlsafe(32)
-        record = {**key.to_dict(), "hash": _hash(secret)}
+        key, secret, record = new_key(name, expires_in_s, policies, routes, self._now_ms())
 
         def write(txn: Any) -> int:
             txn.put(_KEY + key.id.encode(), msgpack.packb(record), db=self._db)
@@ -133,7 +116,7 @@ class ApiKeys:
                 for k, v in cur:
                     if not bytes(k).startswith(_KEY):
                         break
-                    out.append(_key(msgpack.unpackb(v)))
+                    out.append(record_key(msgpack.unpackb(v)))
         return sorted(out, key=lambda k: k.created_ms)
 
     def revoke(self, key_id: str) -> ApiKey:
@@ -156,22 +139,16 @@ class ApiKeys:
             raise NotFound(f"no API key with id {key_id!r} (see `nimbus keys ls`)")
         if generation:
             self._publish(generation)
-        return _key(record)
+        return record_key(record)
 
     def lookup(self, token: str) -> ApiKey | None:
         """The key whose text is ``token`` (revoked or expired ones too), else None."""
         parts = split_key(token)
         if parts is None:
             return None
-        key_id, secret = parts
         with self._storage.read() as txn:
-            raw = txn.get(_KEY + key_id.encode(), db=self._db)
-        if raw is None:
-            return None
-        record = msgpack.unpackb(raw)
-        if not hmac.compare_digest(str(record.get("hash", "")), _hash(secret)):
-            return None
-        return _key(record)
+            raw = txn.get(_KEY + parts[0].encode(), db=self._db)
+        return check_token(token, raw)
 
     def generation(self) -> int:
         """Changes whenever a key is created or revoked (by any process); read from
@@ -180,6 +157,44 @@ class ApiKeys:
 
     def _publish(self, generation: int) -> None:
         self._signal.publish(generation)
+
+
+def new_key(
+    name: str,
+    expires_in_s: float | None,
+    policies: tuple[str, ...],
+    routes: tuple[str, ...],
+    now: int,
+) -> tuple[ApiKey, str, dict[str, Any]]:
+    """A checked new key, its secret and the record to store (every backend's)."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        raise InvalidArgument(f"an API key needs a name of 1 to {MAX_NAME} characters")
+    if expires_in_s is not None and expires_in_s <= 0:
+        raise InvalidArgument("an API key's expiry must be in the future")
+    for r in routes:
+        if not r.startswith("/"):
+            raise InvalidArgument(f"a key's route is a route path starting with '/': {r!r}")
+    key = ApiKey(
+        id=secrets.token_hex(6),
+        name=name.strip(),
+        created_ms=now,
+        expires_ms=now + int(expires_in_s * 1000) if expires_in_s else 0,
+        policies=tuple(policies),
+        routes=tuple(routes),
+    )
+    secret = secrets.token_urlsafe(32)
+    return key, secret, {**key.to_dict(), "hash": _hash(secret)}
+
+
+def check_token(token: str, raw: bytes | None) -> ApiKey | None:
+    """The key stored as ``raw`` if ``token`` is its text (compared in constant time)."""
+    parts = split_key(token)
+    if parts is None or raw is None:
+        return None
+    record = msgpack.unpackb(raw)
+    if not hmac.compare_digest(str(record.get("hash", "")), _hash(parts[1])):
+        return None
+    return record_key(record)
 
 
 def _hash(secret: str) -> str:
@@ -193,7 +208,7 @@ def _bump(txn: Any, db: Any) -> int:
     return generation
 
 
-def _key(record: dict[str, Any]) -> ApiKey:
+def record_key(record: dict[str, Any]) -> ApiKey:
     return ApiKey(
         id=str(record["id"]),
         name=str(record["name"]),

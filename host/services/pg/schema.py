@@ -115,6 +115,23 @@ MIGRATIONS: list[str] = [
         ADD COLUMN outbound_calls bigint NOT NULL DEFAULT 0,
         ADD COLUMN peak_memory bigint NOT NULL DEFAULT 0;
     """,
+    # 5: what hosts shared only through their data dir until now: the gateway's API
+    # keys (and their generation), rate-limit buckets and quota counts, sealed secrets
+    # (with a check value of their key, never the key), console sessions
+    """
+    CREATE TABLE api_keys (id text PRIMARY KEY, record bytea NOT NULL);
+    INSERT INTO counters VALUES ('apikeys_generation', 0);
+    CREATE TABLE rl_counts (
+        key bytea PRIMARY KEY, count bigint NOT NULL, resets_at double precision NOT NULL);
+    CREATE TABLE rl_buckets (
+        key bytea PRIMARY KEY, tokens double precision NOT NULL,
+        updated double precision NOT NULL, full_at double precision NOT NULL);
+    CREATE TABLE secrets (name text PRIMARY KEY, record bytea NOT NULL);
+    CREATE TABLE secrets_key (one boolean PRIMARY KEY CHECK (one), key_check bytea NOT NULL);
+    CREATE TABLE console_sessions (
+        id text PRIMARY KEY, record bytea NOT NULL, expires_ms bigint NOT NULL);
+    CREATE INDEX console_sessions_expiry ON console_sessions (expires_ms);
+    """,
 ]
 
 
