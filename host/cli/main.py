@@ -30,7 +30,13 @@ from host.cli.invoke import add_arguments as invoke_arguments
 from host.cli.logs import follow_logs
 from host.cli.new import add_command as add_new
 from host.cli.secrets import add_secret_commands
-from host.cli.serving import announcement, choose_store, data_argument, serving_arguments
+from host.cli.serving import (
+    announcement,
+    choose_secrets_key,
+    choose_store,
+    data_argument,
+    serving_arguments,
+)
 from host.cli.usage import add_usage_command
 from host.errors import NimbusError, PayloadTooLarge
 from host.manifest.functions import MAX_MODULE_BYTES
@@ -71,6 +77,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 
     manifest = load_manifest(Path(args.app))
     choose_store(args.store or os.environ.get("NIMBUS_STORE") or manifest.store)
+    choose_secrets_key(args.secrets_key)
     platform = Platform(args.data)
     try:
         with err.status("building functions…"):
@@ -88,6 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from host.server import serve
 
     choose_store(args.store or os.environ.get("NIMBUS_STORE", ""))
+    choose_secrets_key(args.secrets_key)
     _announce(args)
     serve(args.data, args.host, args.port, args.workers, args.log_format, args.log_level)
 

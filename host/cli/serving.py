@@ -32,6 +32,12 @@ def serving_arguments(c: argparse.ArgumentParser) -> None:
         help="where the services live: lmdb (the data dir, default) or a PostgreSQL URL "
         "shared by several hosts (NIMBUS_STORE; [app] store)",
     )
+    c.add_argument(
+        "--secrets-key",
+        type=Path,
+        help="the file of the key secrets are sealed with (NIMBUS_SECRETS_KEY_FILE; "
+        "default: the data dir's secrets.key); the same file on every host of a PostgreSQL store",
+    )
     # the choices of host/telemetry/logformat.py (not imported: the CLI starts fast)
     c.add_argument("--log-format", choices=("text", "json"), default="text")
     c.add_argument(
@@ -63,6 +69,15 @@ def choose_store(store: str) -> None:
         PgStore(store, max_size=1).close()
 
 
+def choose_secrets_key(path: Path | None) -> None:
+    """Make ``path`` the secrets key file of this process and its workers (they read
+    ``NIMBUS_SECRETS_KEY_FILE``); None leaves the environment's (or the default)."""
+    from host.services.secrets import KEY_FILE_ENV
+
+    if path is not None:
+        os.environ[KEY_FILE_ENV] = str(path.resolve())
+
+
 def serve_command(argv: Sequence[str]) -> int:
     """``nimbus serve ARGS`` (without the word ``serve``), as ``main.py`` would run it."""
     parser = argparse.ArgumentParser(
@@ -75,6 +90,7 @@ def serve_command(argv: Sequence[str]) -> int:
 
     try:
         choose_store(args.store or os.environ.get("NIMBUS_STORE", ""))
+        choose_secrets_key(args.secrets_key)
     except NimbusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -53,7 +53,7 @@ from host.runtime.pool import WarmPool
 from host.runtime.runtime import Runtime
 from host.services.blobs import MAX_OBJECT_BYTES
 from host.services.factory import STORE_ENV, open_services
-from host.services.secrets import KEY_FILE, Secrets
+from host.services.secrets import KEY_FILE, KEY_FILE_ENV
 from host.services.usage import FLUSH_INTERVAL_S
 from host.telemetry.records import Telemetry
 from host.telemetry.tracing import Tracing, ended
@@ -104,6 +104,9 @@ class PlatformOptions:
     #: the services' store: "" (LMDB in the data dir) or a PostgreSQL URL shared by
     #: hosts (``NIMBUS_STORE``; ``nimbus up --store`` and ``[app] store`` set it)
     store: str = field(default_factory=lambda: os.environ.get(STORE_ENV, ""))
+    #: the secrets key file ("": the data dir's ``secrets.key``); every host of a
+    #: PostgreSQL store needs the same file (``NIMBUS_SECRETS_KEY_FILE``, ``--secrets-key``)
+    secrets_key_file: str = field(default_factory=lambda: os.environ.get(KEY_FILE_ENV, ""))
     #: the PostgreSQL schema the services live in ("": the URL's search path)
     store_schema: str = ""
     #: where spans go (tests: an in-memory exporter); None: OTLP if the environment
@@ -137,7 +140,10 @@ class Platform:
         self.hosts = self.services.hosts
         #: this process's name on its leases; a restarted host takes back a dead one's
         self.incarnation = self.hosts.register()
-        self.secrets = Secrets(self.services.local, self.data_dir / KEY_FILE)
+        key_file = self.options.secrets_key_file
+        self.secrets = self.services.open_secrets(
+            Path(key_file) if key_file else self.data_dir / KEY_FILE
+        )
         #: outbound HTTP of every invocation (one connection pool per process)
         self.fetcher = Fetcher()
         self.pool = WarmPool()

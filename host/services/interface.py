@@ -26,12 +26,13 @@ if TYPE_CHECKING:
     from host.services.activity import Activity
     from host.services.apikeys import ApiKeys
     from host.services.blobs import BlobInfo
+    from host.services.console_sessions import ConsoleSessions
     from host.services.counters import Counters
     from host.services.effects import Effects
     from host.services.queues import Message, QueueStats
     from host.services.runs import Timer
     from host.services.schedule_leases import Firing
-    from host.services.storage import Storage
+    from host.services.secrets import Secrets
     from host.services.usage import UsageEntry, UsageRow
 
 T = TypeVar("T")
@@ -432,11 +433,6 @@ class ServiceSet(Protocol):
     def storage(self) -> Store: ...
 
     @property
-    def local(self) -> Storage:
-        """The per-host LMDB environment (secrets, console sessions, API keys)."""
-        ...
-
-    @property
     def tables(self) -> TableStore: ...
 
     @property
@@ -479,6 +475,13 @@ class ServiceSet(Protocol):
 
     @property
     def counters(self) -> Counters: ...
+
+    @property
+    def console_sessions(self) -> ConsoleSessions: ...
+
+    def open_secrets(self, key_path: Path) -> Secrets:
+        """The secrets, sealed under the key in ``key_path`` (never stored with them)."""
+        ...
 
     def notify_committed(self) -> None: ...
 

@@ -1,7 +1,8 @@
 """Secrets: named values kept encrypted in LMDB, readable only by the functions granted them.
 
 Each value is sealed with AES-256-GCM (``cryptography``) under a key kept in the data
-dir's ``secrets.key`` (32 random bytes, created with mode 0600 on first use), with a
+dir's ``secrets.key``, or the file ``NIMBUS_SECRETS_KEY_FILE`` names (32 random bytes,
+created with mode 0600 on first use), with a
 fresh 96-bit nonce per write and the secret's name as associated data, so a sealed
 value copied under another name does not open. The LMDB file therefore never holds a
 plaintext value, and a backup of the data without the key file reveals nothing.
@@ -12,15 +13,17 @@ new value) is what the next invocation of any process on the data dir sees.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import re
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
 
@@ -33,6 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("nimbus.secrets")
 
 KEY_FILE = "secrets.key"
+#: names the key file instead of the data dir's (the same file on every host of a
+#: PostgreSQL store)
+KEY_FILE_ENV = "NIMBUS_SECRETS_KEY_FILE"
+T = TypeVar("T")
 #: a secret's name (the same rule as the manifest's ``secrets``: host/manifest/outbound.py)
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: the largest secret value
@@ -104,8 +111,11 @@ class Secrets:
                 if self._sealer is None:
                     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-                    self._sealer = AESGCM(load_or_create_key(self._key_path))
+                    self._sealer = AESGCM(self._load_key())
         return self._sealer
+
+    def _load_key(self) -> bytes:
+        return load_or_create_key(self._key_path)
 
     def set(self, name: str, value: bytes) -> SecretInfo:
         """Store (or rotate) ``name``; the next invocation reads the new value."""
@@ -116,19 +126,16 @@ class Secrets:
         sealed = self._aead.encrypt(nonce, value, name.encode())
         now = int(time.time() * 1000)
 
-        def put(txn: Any) -> SecretInfo:
-            old = txn.get(name.encode(), db=self._db)
+        def record(old: bytes | None) -> tuple[bytes, SecretInfo]:
             created = msgpack.unpackb(old)["created_ms"] if old is not None else now
-            record = {"nonce": nonce, "sealed": sealed, "created_ms": created, "updated_ms": now}
-            txn.put(name.encode(), msgpack.packb(record, use_bin_type=True), db=self._db)
-            return SecretInfo(name, created, now)
+            new = {"nonce": nonce, "sealed": sealed, "created_ms": created, "updated_ms": now}
+            return msgpack.packb(new, use_bin_type=True), SecretInfo(name, created, now)
 
-        return self._storage.write(put)
+        return self._put(name, record)
 
     def get(self, name: str) -> bytes | None:
         """The value of ``name``, or None when it is not set."""
-        with self._storage.read() as txn:
-            raw = txn.get(name.encode(), db=self._db)
+        raw = self._get(name)
         if raw is None:
             return None
         record = msgpack.unpackb(raw)
@@ -138,22 +145,43 @@ class Secrets:
             value: bytes = self._aead.decrypt(record["nonce"], record["sealed"], name.encode())
         except InvalidTag:
             raise ServiceUnavailable(
-                f"secret {name} cannot be decrypted with this data dir's {KEY_FILE}; "
-                "set it again or restore the key file"
+                f"secret {name} cannot be decrypted with this host's key ({self._key_path}); "
+                f"set it again, or restore the key file (or point {KEY_FILE_ENV} at it)"
             ) from None
         return value
 
     def list(self) -> list[SecretInfo]:
         out = []
-        with self._storage.read() as txn:
-            for k, v in txn.cursor(db=self._db):
-                record = msgpack.unpackb(v)
-                out.append(
-                    SecretInfo(bytes(k).decode(), record["created_ms"], record["updated_ms"])
-                )
+        for name, raw in self._records():
+            record = msgpack.unpackb(raw)
+            out.append(SecretInfo(name, record["created_ms"], record["updated_ms"]))
         return out
 
     def delete(self, name: str) -> None:
         check_secret_name(name)
-        if not self._storage.write(lambda txn: txn.delete(name.encode(), db=self._db)):
+        if not self._delete(name):
             raise NotFound(f"no secret named {name!r}; `nimbus secrets ls` lists them")
+
+    # the storage of sealed records (what another backend replaces)
+
+    def _put(self, name: str, record: Callable[[bytes | None], tuple[bytes, T]]) -> T:
+        """Write ``record(old)``'s bytes under ``name`` in one transaction."""
+
+        def put(txn: Any) -> T:
+            raw, out = record(txn.get(name.encode(), db=self._db))
+            txn.put(name.encode(), raw, db=self._db)
+            return out
+
+        return self._storage.write(put)
+
+    def _get(self, name: str) -> bytes | None:
+        with self._storage.read() as txn:
+            raw = txn.get(name.encode(), db=self._db)
+        return None if raw is None else bytes(raw)
+
+    def _records(self) -> builtins.list[tuple[str, bytes]]:
+        with self._storage.read() as txn:
+            return [(bytes(k).decode(), bytes(v)) for k, v in txn.cursor(db=self._db)]
+
+    def _delete(self, name: str) -> bool:
+        return bool(self._storage.write(lambda txn: txn.delete(name.encode(), db=self._db)))

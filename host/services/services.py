@@ -17,6 +17,7 @@ from typing import Any
 from host.services.activity import Activity
 from host.services.apikeys import ApiKeys
 from host.services.blobs import MAX_OBJECT_BYTES, Blobs
+from host.services.console_sessions import ConsoleSessions
 from host.services.consumer import Consumer
 from host.services.counters import Counters
 from host.services.deployments import Deployments
@@ -30,6 +31,7 @@ from host.services.outbox import Outbox
 from host.services.queues import Queues
 from host.services.runs import Runs
 from host.services.schedule_leases import ScheduleLeases
+from host.services.secrets import Secrets
 from host.services.storage import Storage
 from host.services.usage import Usage
 from host.services.work import Work
@@ -58,12 +60,12 @@ class Services:
         self.runs = Runs(self.storage)
         self.deployments = Deployments(self.storage)
         self.hosts = Hosts(self.storage)
-        #: what each host keeps for itself; on LMDB the one environment is all there is
-        self.local = self.storage
         #: the gateway's API keys, and its rate-limit and quota counters (in their own
         #: environment, in a folder of this one, without fsync); every worker shares both
         self.api_keys = ApiKeys(self.storage)
         self.counters = Counters(path / "counters")
+        #: the web console's login sessions, seen by every worker
+        self.console_sessions = ConsoleSessions(self.storage)
         #: metered usage, in its own environment (a folder of this one, fsynced): its
         #: background flushes never queue behind, or count among, invocations' commits
         self.usage = Usage(Storage(path / "usage", 1 << 20))
@@ -80,6 +82,10 @@ class Services:
             "counters": self.counters.space(),
             "activity": self.activity.space(),
         }
+
+    def open_secrets(self, key_path: Path) -> Secrets:
+        """The secrets, sealed under the key in ``key_path`` (created on first use)."""
+        return Secrets(self.storage, key_path)
 
     def notify_committed(self) -> None:
         with self.committed:

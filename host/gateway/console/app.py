@@ -31,12 +31,11 @@ from host.gateway.console.workflows import WorkflowPages
 from host.gateway.data_api import ADMIN_SOURCE, dead_letter_of
 from host.gateway.queues_api import QueuesApi
 from host.gateway.tables_api import TablesApi
-from host.services.console_sessions import ConsoleSessions
 
 
 def console_app(admin: AdminApi, token: str) -> Starlette:
     """The console of ``admin``'s platform; ``token`` is the admin token."""
-    sessions = SessionStore(ConsoleSessions(admin.platform.services.local), token)
+    sessions = SessionStore(admin.platform.services.console_sessions, token)
     web = Web(sessions, PREFIX)
     services = admin.platform.services
     ctx = Context(

@@ -31,9 +31,7 @@ from host.services.pg.store import PgStore, Tx
 
 CHANNEL = "nimbus_apikeys"
 
-_BUMP = (
-    "UPDATE counters SET value = value + 1 WHERE name = 'apikeys_generation' RETURNING value"
-)
+_BUMP = "UPDATE counters SET value = value + 1 WHERE name = 'apikeys_generation' RETURNING value"
 
 
 class PgApiKeys(ApiKeys):

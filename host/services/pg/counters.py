@@ -18,10 +18,10 @@ from host.services.counters import SWEEP_EVERY, Allowance, Bucket, Charge, Count
 from host.services.pg.store import PgStore, Tx
 
 _COUNT = (
-    "INSERT INTO rl_counts (key, count, resets_at) VALUES (%(k)s, 0, %(r)s)"
+    "INSERT INTO rl_counts (key, count, resets_at) VALUES (%s, 0, %s)"
     " ON CONFLICT (key) DO UPDATE SET"
-    " count = CASE WHEN rl_counts.resets_at <= %(now)s THEN 0 ELSE rl_counts.count END,"
-    " resets_at = CASE WHEN rl_counts.resets_at <= %(now)s THEN excluded.resets_at"
+    " count = CASE WHEN rl_counts.resets_at <= %s THEN 0 ELSE rl_counts.count END,"
+    " resets_at = CASE WHEN rl_counts.resets_at <= %s THEN excluded.resets_at"
     " ELSE rl_counts.resets_at END"
     " RETURNING count"
 )
@@ -75,18 +75,14 @@ def _charge(
 ) -> Charge:
     counts: dict[bytes, int] = {}
     for a in ordered:
-        counts[a.key] = int(
-            txn.execute(_COUNT, {"k": a.key, "r": a.resets_at, "now": now}).fetchone()[0]
-        )
+        counts[a.key] = int(txn.execute(_COUNT, (a.key, a.resets_at, now, now)).fetchone()[0])
     for a in allowances:  # the caller's order decides which allowance is reported
         if counts[a.key] >= a.limit:
             return Charge(False, retry_after_s=max(0.0, a.resets_at - now), exhausted=a)
     remaining, full_in = 0.0, 0.0
     if bucket is not None:
         capacity = float(bucket.capacity)
-        stored, updated, fresh = txn.execute(
-            _BUCKET, (bucket.key, capacity, now, now)
-        ).fetchone()
+        stored, updated, fresh = txn.execute(_BUCKET, (bucket.key, capacity, now, now)).fetchone()
         tokens = capacity if fresh else min(capacity, stored + (now - updated) * bucket.rate_per_s)
         if tokens < 1.0:
             wait = (1.0 - tokens) / bucket.rate_per_s
@@ -106,5 +102,6 @@ def _charge(
 
 def _sweep(txn: Tx, now: float) -> int:
     """Delete full buckets and counts of past periods; how many went."""
-    gone = txn.execute("DELETE FROM rl_buckets WHERE full_at <= %s", (now,)).rowcount
-    return int(gone) + int(txn.execute("DELETE FROM rl_counts WHERE resets_at <= %s", (now,)).rowcount)
+    buckets = txn.execute("DELETE FROM rl_buckets WHERE full_at <= %s", (now,)).rowcount
+    counts = txn.execute("DELETE FROM rl_counts WHERE resets_at <= %s", (now,)).rowcount
+    return int(buckets) + int(counts)

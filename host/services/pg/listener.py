@@ -1,10 +1,11 @@
 """Wake-ups from other hosts: ``LISTEN`` on one connection of its own.
 
 A commit that sends messages or appends records announces itself on
-``nimbus_commit``; a deploy on ``nimbus_deploy``. This thread turns them into the
+``nimbus_commit``; a deploy on ``nimbus_deploy``; an API key's change on
+``nimbus_apikeys``. This thread turns them into the
 local wake-ups the LMDB backend gets from its own process: consumers waiting in
-``wait_for_commit`` wake at once, and the deployments' generation is re-read. It
-also re-reads the generation every ``POLL_S`` (a notification sent while the
+``wait_for_commit`` wake at once, and the deployments' and API keys' generations
+are re-read. It also re-reads them every ``POLL_S`` (a notification sent while the
 connection was down is not replayed), and reconnects after a failure.
 """
 
@@ -14,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from host.services.pg.apikeys import CHANNEL as APIKEYS_CHANNEL
 from host.services.pg.store import PgStore
 
 log = logging.getLogger("nimbus.storage")
@@ -42,6 +44,7 @@ class Listener:
                 with self._store.connect() as conn:
                     conn.execute(f"LISTEN {COMMIT_CHANNEL}")
                     conn.execute("LISTEN nimbus_deploy")
+                    conn.execute(f"LISTEN {APIKEYS_CHANNEL}")
                     self._on_deploy()
                     while not self._stop.is_set():
                         commit = deploy = False

@@ -2,10 +2,11 @@
 
 Every host pointed at the same database (and schema) shares tables, blobs, queues,
 the outbox, idempotency records, schedules, workflow runs, deployments (module bytes
-included) and usage. The schema is migrated here at start (``schema.py``). What
-stays per host lives in a small LMDB environment under the host's data dir
-(``local``): the gateway's API keys and rate-limit counters, console sessions and
-sealed secrets; see the README's "Running several hosts".
+included), usage, the gateway's API keys and rate-limit and quota counters, sealed
+secrets (not their key: a file every host holds, ``pg/secrets.py``) and console
+sessions. The schema is migrated here at start (``schema.py``). What stays per host
+is the console's per-minute activity figures (a small LMDB environment under the
+host's data dir); see the README's "Running several hosts".
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import threading
 from pathlib import Path
 
 from host.services.activity import Activity
-from host.services.apikeys import ApiKeys
 from host.services.blobs import MAX_OBJECT_BYTES
-from host.services.counters import Counters
 from host.services.effects import Effects
 from host.services.indexes import IndexCatalog
+from host.services.pg.apikeys import PgApiKeys
 from host.services.pg.blobs import PgBlobs
+from host.services.pg.console_sessions import PgConsoleSessions
 from host.services.pg.consumer import PgConsumer
+from host.services.pg.counters import PgCounters
 from host.services.pg.cursors import PgOutboxCursor, PgScheduleLeases
 from host.services.pg.deployments import PgDeployments
 from host.services.pg.hosts import PgHosts
@@ -29,11 +31,12 @@ from host.services.pg.outbox import PgIdempotency, PgOutbox
 from host.services.pg.queues import PgQueues
 from host.services.pg.runs import PgRuns
 from host.services.pg.schema import check_schema, migrate
+from host.services.pg.secrets import PgSecrets
 from host.services.pg.store import PgStore, Tx
 from host.services.pg.tables import PgTables
 from host.services.pg.usage import PgUsage
 from host.services.pg.work import PgWork
-from host.services.storage import Storage
+from host.services.secrets import Secrets
 
 
 class PgServices:
@@ -69,14 +72,22 @@ class PgServices:
         self.deployments = PgDeployments(self.storage)
         self.hosts = PgHosts(self.storage)
         self.usage = PgUsage(self.storage)
-        #: what stays per host (see the module docstring)
-        self.local = Storage(path, map_size)
-        self.api_keys = ApiKeys(self.local)
-        self.counters = Counters(path / "counters")
+        self.api_keys = PgApiKeys(self.storage)
+        self.counters = PgCounters(self.storage)
+        self.console_sessions = PgConsoleSessions(self.storage)
         #: per-minute activity of this host's invocations (the console's overview)
         self.activity = Activity(path / "activity")
         self.committed = threading.Condition()
-        self._listener = Listener(self.storage, self._wake, self.deployments.refresh)
+        self._listener = Listener(self.storage, self._wake, self._refresh)
+
+    def _refresh(self) -> None:
+        """Re-read what other hosts change and readers cache: deployments, API keys."""
+        self.deployments.refresh()
+        self.api_keys.refresh()
+
+    def open_secrets(self, key_path: Path) -> Secrets:
+        """The secrets, sealed under the key in ``key_path`` (the same file on every host)."""
+        return PgSecrets(self.storage, key_path)
 
     def _wake(self) -> None:
         with self.committed:
@@ -107,7 +118,6 @@ class PgServices:
         self.activity.close()
         self.counters.close()
         self.api_keys.close()
-        self.local.close()
         self.storage.close()
 
     def drop_schema(self) -> None:
