@@ -160,7 +160,10 @@ QUOTA = 5
 
 
 def test_two_serve_processes_share_keys_quotas_and_secrets(
-    tmp_path: Path, build: Build, store: str, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    tmp_path: Path,
+    build: Build,
+    store: str,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "secrets.key"))  # both hosts' key
     app = tmp_path / "app"
