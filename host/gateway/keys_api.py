@@ -18,13 +18,13 @@ from starlette.routing import Route
 from host.common.units import parse_duration
 from host.errors import InvalidRequest
 from host.gateway.json_body import parse_json
-from host.services.apikeys import ApiKeys
+from host.services.interface import ApiKeyStore
 
 
 class KeysApi:
     """Routes under ``/_admin/keys``."""
 
-    def __init__(self, keys: ApiKeys) -> None:
+    def __init__(self, keys: ApiKeyStore) -> None:
         self.keys = keys
 
     def routes(self, guard: Any) -> list[Route]:

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from host.services.activity import Activity
-    from host.services.apikeys import ApiKeys
+    from host.services.apikeys import ApiKey
     from host.services.blobs import BlobInfo
     from host.services.console_sessions import ConsoleSessions
-    from host.services.counters import Counters
+    from host.services.counters import Allowance, Bucket, Charge
     from host.services.effects import Effects
     from host.services.queues import Message, QueueStats
     from host.services.runs import Timer
@@ -415,6 +415,45 @@ class UsageStore(Protocol):
     def close(self) -> None: ...
 
 
+class ApiKeyStore(Protocol):
+    """The gateway's API keys (``apikeys.py`` on LMDB, ``pg/apikeys.py``): only a hash
+    of a key's secret is stored; ``generation()`` is read on every request, so it is
+    cheap, and changes within a second of a create or revoke through any host."""
+
+    def create(
+        self,
+        name: str,
+        expires_in_s: float | None = None,
+        policies: tuple[str, ...] = (),
+        routes: tuple[str, ...] = (),
+    ) -> tuple[ApiKey, str]: ...
+
+    def list(self) -> list[ApiKey]: ...
+
+    def revoke(self, key_id: str) -> ApiKey: ...
+
+    def lookup(self, token: str) -> ApiKey | None: ...
+
+    def generation(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class RateCounters(Protocol):
+    """Rate-limit buckets and quota counts (``counters.py``, ``pg/counters.py``): one
+    ``charge`` is atomic against every process and host sharing the store."""
+
+    def charge(
+        self, bucket: Bucket | None, allowances: Sequence[Allowance], now: float
+    ) -> Charge: ...
+
+    def usage(self, key: bytes) -> int: ...
+
+    def space(self) -> tuple[int, int]: ...
+
+    def close(self) -> None: ...
+
+
 class HostRegistry(Protocol):
     """Which host incarnations are alive (their leases are theirs to keep)."""
 
@@ -471,10 +510,10 @@ class ServiceSet(Protocol):
         ...
 
     @property
-    def api_keys(self) -> ApiKeys: ...
+    def api_keys(self) -> ApiKeyStore: ...
 
     @property
-    def counters(self) -> Counters: ...
+    def counters(self) -> RateCounters: ...
 
     @property
     def console_sessions(self) -> ConsoleSessions: ...

@@ -21,7 +21,8 @@ from starlette.requests import Request
 from host.errors import Forbidden, FunctionFailed, Unauthorized
 from host.gateway.policies.identity import Identity
 from host.manifest.gateway import ApiKeyAuth, AuthorizerAuth, JwtAuth
-from host.services.apikeys import ApiKey, ApiKeys
+from host.services.apikeys import ApiKey
+from host.services.interface import ApiKeyStore
 
 if TYPE_CHECKING:
     import jwt
@@ -44,7 +45,7 @@ class KeyCache:
     """Verified API keys by their text, dropped whenever any key is created or revoked
     (by any process: the keys' generation is read on every lookup)."""
 
-    def __init__(self, keys: ApiKeys) -> None:
+    def __init__(self, keys: ApiKeyStore) -> None:
         self.keys = keys
         self._generation = -1
         self._found: dict[str, ApiKey] = {}

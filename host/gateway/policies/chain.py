@@ -35,8 +35,7 @@ from host.gateway.policies.transforms import transform_event, transform_response
 from host.gateway.routing import Match, RouteTable
 from host.manifest.gateway import GatewayConfig, Policy, gateway_from_dict
 from host.manifest.routes import Route
-from host.services.apikeys import ApiKeys
-from host.services.counters import Counters
+from host.services.interface import ApiKeyStore, RateCounters
 
 log = logging.getLogger("nimbus.gateway")
 
@@ -72,7 +71,7 @@ class RouteChain:
         route: Route,
         policies: list[Policy],
         keys: KeyCache,
-        counters: Counters,
+        counters: RateCounters,
         invoke: Invoke,
     ) -> None:
         self.route = route
@@ -140,8 +139,8 @@ class GatewayPolicies:
     def __init__(
         self,
         read_config: Callable[[], dict[str, Any]],
-        keys: ApiKeys,
-        counters: Counters,
+        keys: ApiKeyStore,
+        counters: RateCounters,
         invoke: Invoke,
     ) -> None:
         self._read_config = read_config

@@ -27,7 +27,8 @@ from starlette.requests import Request
 from host.errors import QuotaExceeded, RateLimited
 from host.gateway.policies.identity import Identity
 from host.manifest.gateway import Quota, RateLimit
-from host.services.counters import Allowance, Bucket, Charge, Counters
+from host.services.counters import Allowance, Bucket, Charge
+from host.services.interface import RateCounters
 
 DAY_S = 86_400
 
@@ -37,7 +38,7 @@ class Limiter:
 
     def __init__(
         self,
-        counters: Counters,
+        counters: RateCounters,
         route_key: str,
         rate: RateLimit | None,
         rate_policy: str,

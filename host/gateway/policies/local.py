@@ -37,6 +37,7 @@ from host.common.ids import new_id
 from host.gateway.policies.chain import GatewayPolicies, Guard, RouteChain
 from host.gateway.routing import Match, RouteTable
 from host.services.counters import Counters
+from host.services.interface import RateCounters
 
 if TYPE_CHECKING:
     from host.manifest.app import Manifest
@@ -111,7 +112,7 @@ async def _serve(
     app: Manifest,
     found: Match,
     platform: Platform,
-    counters: Counters,
+    counters: RateCounters,
     event: dict[str, Any],
     headers: dict[str, str],
     run: RunLocal,
@@ -150,7 +151,7 @@ async def _serve(
 
 
 def _policies(
-    app: Manifest, platform: Platform, counters: Counters, run: RunLocal
+    app: Manifest, platform: Platform, counters: RateCounters, run: RunLocal
 ) -> GatewayPolicies:
     async def invoke(function: str, event: dict[str, Any], rid: str) -> dict[str, Any]:
         return run(function, event).response  # an authorizer, run locally

@@ -21,7 +21,6 @@ from host.errors import NotFound
 from host.services.apikeys import (
     PREFIX,
     ApiKey,
-    ApiKeys,
     check_token,
     new_key,
     record_key,
@@ -34,7 +33,7 @@ CHANNEL = "nimbus_apikeys"
 _BUMP = "UPDATE counters SET value = value + 1 WHERE name = 'apikeys_generation' RETURNING value"
 
 
-class PgApiKeys(ApiKeys):
+class PgApiKeys:
     """The API keys of one database (thread-safe; shared with every host)."""
 
     def __init__(self, store: PgStore, now_ms: Callable[[], int] | None = None) -> None:

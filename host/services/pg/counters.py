@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from host.services.counters import SWEEP_EVERY, Allowance, Bucket, Charge, Counters
+from host.services.counters import SWEEP_EVERY, Allowance, Bucket, Charge
 from host.services.pg.store import PgStore, Tx
 
 _COUNT = (
@@ -32,10 +32,10 @@ _BUCKET = (
 )
 
 
-class PgCounters(Counters):
+class PgCounters:
     """The counters of one database (thread-safe; shared with every host)."""
 
-    def __init__(self, store: PgStore) -> None:  # no LMDB environment to open
+    def __init__(self, store: PgStore) -> None:
         self._pg = store
         self._lock = threading.Lock()
         self._since_sweep = 0
