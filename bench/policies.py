@@ -5,8 +5,10 @@ measured next to the no-policy route in the same run (no policy is measured befo
 and after the others, and the mean is the reference), so the ratio is what to read.
 The rate-limit route has an allowance nobody reaches: every call pays the shared LMDB
 counter, none is refused. ``in_process`` is each step alone, in microseconds per call
-(steadier than req/s on a shared machine). With ``rounds`` > 1 the routes are
-measured in turn that many times and the figures summed, so drift hits all alike.
+(steadier than req/s on a shared machine); the ``_pg_`` ones are the same steps on a
+PostgreSQL store (``NIMBUS_BENCH_PG``), as hosts sharing one database pay them. With
+``rounds`` > 1 the routes are measured in turn that many times and the figures
+summed, so drift hits all alike.
 """
 
 from __future__ import annotations
@@ -110,10 +112,69 @@ def _step_costs(tmp: Path, calls: int) -> dict[str, float]:
         }
 
     try:
-        return asyncio.run(all_steps())
+        costs = asyncio.run(all_steps())
     finally:
         counters.close()
         storage.close()
+    return costs | _pg_step_costs(calls)
+
+
+def _pg_step_costs(calls: int) -> dict[str, float]:
+    """The API key check and the rate-limit charge on a PostgreSQL store (shared by
+    hosts: a charge is a transaction, a key check a cached lookup), measured right
+    after the LMDB ones; {} when no server answers at ``NIMBUS_BENCH_PG``."""
+    import uuid
+
+    from bench.hosts import PG
+    from host.services.pg.apikeys import PgApiKeys
+    from host.services.pg.counters import PgCounters
+    from host.services.pg.schema import migrate
+    from host.services.pg.store import PgStore
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    try:
+        store = PgStore(PG, schema)
+    except Exception:
+        return {}
+    try:
+        with store.connect() as conn:
+            migrate(conn, schema)
+        keys = PgApiKeys(store)
+        _, text = keys.create("bench")
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/x",
+            "query_string": b"",
+            "client": ("127.0.0.1", 1),
+            "headers": [(b"x-api-key", text.encode())],
+        }
+        request = Request(scope)
+        key_check = ApiKeyCheck(ApiKeyAuth(), KeyCache(keys), "/x", ("key",))
+        limit = RateLimit(1e9, 1.0, 10**9, "ip")
+        limiter = Limiter(PgCounters(store), "GET /x", limit, "limit", None, "")
+
+        async def check() -> object:
+            return await key_check.authenticate(request, {}, "r")
+
+        async def charge() -> object:
+            return limiter.charge(request, None)
+
+        async def steps() -> dict[str, float]:
+            out = {}
+            for name, step in (("api_key_check_pg_us", check), ("rate_limit_charge_pg_us", charge)):
+                await step()
+                t0 = time.perf_counter()
+                for _ in range(calls // 10 or 1):  # a round trip each: fewer calls
+                    await step()
+                out[name] = (time.perf_counter() - t0) / (calls // 10 or 1) * 1e6
+            return out
+
+        return asyncio.run(steps())
+    finally:
+        with store.connect() as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE".encode())
+        store.close()
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -77,6 +77,25 @@ def test_a_bucket_is_shared_and_refills(two: tuple[PgServices, PgServices]) -> N
     assert refilled.allowed and refilled.remaining == pytest.approx(0.0)
 
 
+def test_a_charge_with_a_quota_and_a_bucket_writes_nothing_when_either_refuses(
+    two: tuple[PgServices, PgServices],
+) -> None:
+    from host.services.counters import Bucket
+
+    a, b = (s.counters for s in two)
+    bucket = Bucket(b"b/key/1", rate_per_s=0.001, capacity=2)
+    plan = Allowance(b"q/day/1", 3, 10_000.0)
+    first, second = a.charge(bucket, [plan], 100.0), b.charge(bucket, [plan], 100.0)
+    assert first.allowed and second.allowed and second.left == (1,)
+    empty = a.charge(bucket, [plan], 100.0)  # the bucket says no: the quota keeps its call
+    assert not empty.allowed and empty.exhausted is None and empty.retry_after_s > 0
+    assert b.usage(plan.key) == 2
+    assert b.charge(None, [plan], 100.0).allowed  # the third call of the day
+    refused = a.charge(bucket, [plan], 5000.0)  # the quota says no; the bucket is full again
+    assert not refused.allowed and refused.exhausted == plan
+    assert b.charge(bucket, [], 5000.0).remaining == pytest.approx(1.0)  # no token was taken
+
+
 def test_a_key_made_on_one_host_works_on_the_other_and_a_revocation_is_seen_within_a_second(
     two: tuple[PgServices, PgServices],
 ) -> None:

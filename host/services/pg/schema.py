@@ -125,7 +125,8 @@ MIGRATIONS: list[str] = [
         key bytea PRIMARY KEY, count bigint NOT NULL, resets_at double precision NOT NULL);
     CREATE TABLE rl_buckets (
         key bytea PRIMARY KEY, tokens double precision NOT NULL,
-        updated double precision NOT NULL, full_at double precision NOT NULL);
+        updated double precision NOT NULL, full_at double precision NOT NULL,
+        last_ok boolean NOT NULL);
     CREATE TABLE secrets (name text PRIMARY KEY, record bytea NOT NULL);
     CREATE TABLE secrets_key (one boolean PRIMARY KEY CHECK (one), key_check bytea NOT NULL);
     CREATE TABLE console_sessions (
