@@ -5,6 +5,7 @@ and console sessions. First two services on one schema in this process, then two
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -116,7 +117,7 @@ def test_a_key_made_on_one_host_works_on_the_other_and_a_revocation_is_seen_with
 
 
 def test_secrets_are_shared_under_one_key_file_and_another_key_is_refused(
-    two: tuple[PgServices, PgServices], tmp_path: Path
+    two: tuple[PgServices, PgServices], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b = two
     key_file = tmp_path / "shared.key"
@@ -128,8 +129,11 @@ def test_secrets_are_shared_under_one_key_file_and_another_key_is_refused(
         checks = conn.execute(f"SELECT key_check FROM {schema}.secrets_key").fetchall()
     assert len(rows) == 1 and b"s3cret" not in bytes(rows[0][0])
     assert key_file.read_bytes() not in bytes(checks[0][0]) + bytes(rows[0][0])
+    with caplog.at_level(logging.WARNING, "nimbus.secrets"):  # said at start too
+        missing = b.open_secrets(tmp_path / "missing.key")
+    assert KEY_FILE_ENV in caplog.text and "missing" in caplog.text
     with pytest.raises(ServiceUnavailable, match=KEY_FILE_ENV):  # no file: not made anew
-        b.open_secrets(tmp_path / "missing.key").get("PAY")
+        missing.get("PAY")
     assert not (tmp_path / "missing.key").exists()
     other = tmp_path / "other.key"
     other.write_bytes(b"\x01" * 32)

@@ -18,6 +18,7 @@ gained: the check value makes a second, different key impossible either way.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from host.services.pg.store import PgStore, Tx
 from host.services.secrets import KEY_FILE_ENV, Secrets, load_or_create_key
 
 T = TypeVar("T")
+log = logging.getLogger("nimbus.secrets")
 
 _LABEL = b"nimbus secrets key check v1\0"
 
@@ -45,6 +47,28 @@ class PgSecrets(Secrets):
         self._key_path = key_path
         self._sealer = None
         self._lock = threading.Lock()
+        self._warn_at_start()
+
+    def _warn_at_start(self) -> None:
+        """Say at start, not only at the first secret read, that this host cannot open
+        the database's secrets (the key is still loaded lazily: a host whose functions
+        read no secret runs without it)."""
+        with self._pg.connection() as conn:
+            row = conn.execute("SELECT key_check FROM secrets_key").fetchone()
+        if row is None:
+            return
+        try:
+            ours = key_check(self._key_path.read_bytes())
+        except OSError:
+            ours = None
+        if ours != bytes(row[0]):
+            log.warning(
+                "secrets in this database are sealed with a key this host does not have "
+                "(%s is %s): set %s to a copy of the key file the other hosts use",
+                self._key_path,
+                "missing" if ours is None else "another key",
+                KEY_FILE_ENV,
+            )
 
     def _load_key(self) -> bytes:
         with self._pg.connection() as conn:
