@@ -204,6 +204,25 @@ class Server:
         self.stop()
         raise RuntimeError("server did not become ready")
 
+    def pin_workers(self, workers: int = 2) -> dict[int, httpx.Client]:
+        """One keep-alive client per worker process, by pid (a connection stays with the
+        worker that accepted it); the caller closes them."""
+        pinned: dict[int, httpx.Client] = {}
+        spare: list[httpx.Client] = []
+        for _ in range(200):
+            client = httpx.Client(base_url=self.url)
+            pid = client.get("/_admin/health").json()["pid"]
+            if pid in pinned:
+                spare.append(client)
+            else:
+                pinned[pid] = client
+            if len(pinned) == workers:
+                break
+        for c in spare:
+            c.close()
+        assert len(pinned) == workers, f"only {len(pinned)} worker(s) accepted connections"
+        return pinned
+
     def stop(self) -> str:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -27,25 +27,6 @@ function = "hello"
 """
 
 
-def pin_workers(server: Server) -> dict[int, httpx.Client]:
-    """One keep-alive client per worker (a connection stays with the worker that took it)."""
-    pinned: dict[int, httpx.Client] = {}
-    spare: list[httpx.Client] = []
-    for _ in range(200):
-        client = httpx.Client(base_url=server.url)
-        pid = client.get("/_admin/health").json()["pid"]
-        if pid in pinned:
-            spare.append(client)
-        else:
-            pinned[pid] = client
-        if len(pinned) == 2:
-            break
-    for c in spare:
-        c.close()
-    assert len(pinned) == 2, "only one worker accepted connections"
-    return pinned
-
-
 def log_in(client: httpx.Client) -> None:
     form = client.get("/_console/login").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', form)
@@ -61,7 +42,7 @@ def test_the_overview_counts_every_workers_invocations(
     app.mkdir()
     (app / "nimbus.toml").write_text(APP.format(hello=build("hello")))
     server = start_server("up", str(app), "--data", str(tmp_path / "data"), "--workers", "2")
-    pinned = pin_workers(server)
+    pinned = server.pin_workers()
     try:
         (a, first), (b, second) = pinned.items()
         for _ in range(10):

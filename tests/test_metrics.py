@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import msgpack
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -111,18 +110,26 @@ def test_a_server_with_two_workers_reports_the_invocations_of_both(
     )
     data = tmp_path / "data"
     server = start_server("up", str(app), "--data", str(data), "--workers", "2", token="t")
-    n = 30
     auth = {"authorization": "Bearer t"}
-    for _ in range(n):  # a new connection each: the kernel spreads them over the workers
-        assert httpx.get(f"{server.url}/hello").status_code == 200
-    labels = (("function", "hello"), ("outcome", "ok"), ("trigger", "http"))
-    key = ("nimbus_invocations_total", labels)
-    for _ in range(4):  # whichever worker answers the scrape sums both
-        r = httpx.get(f"{server.url}/_admin/metrics", headers=auth)
-        samples = {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(r.text)
-            for s in family.samples
-        }
-        assert samples[key] == n
-        assert samples[("nimbus_invocation_seconds_count", (("function", "hello"),))] == n
+    pinned = server.pin_workers()
+    try:
+        calls = {pid: 10 + 5 * i for i, pid in enumerate(pinned)}  # 10 on one, 15 on the other
+        for pid, client in pinned.items():
+            for _ in range(calls[pid]):
+                assert client.get("/hello").status_code == 200
+        n = sum(calls.values())
+        labels = (("function", "hello"), ("outcome", "ok"), ("trigger", "http"))
+        key = ("nimbus_invocations_total", labels)
+        for pid, client in pinned.items():  # whichever worker answers the scrape sums both
+            r = client.get("/_admin/metrics", headers=auth)
+            assert client.get("/_admin/health").json()["pid"] == pid  # still that worker
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(r.text)
+                for s in family.samples
+            }
+            assert samples[key] == n
+            assert samples[("nimbus_invocation_seconds_count", (("function", "hello"),))] == n
+    finally:
+        for client in pinned.values():
+            client.close()
