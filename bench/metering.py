@@ -124,12 +124,7 @@ def _direct(calls: int) -> dict[str, float]:
         platform = Platform(Path(tmp) / "data")
         try:
             platform.deploy(function_spec_from_dict("hello", {"wasm": "h.wasm"}), wasm)
-            for _ in range(200):
-                platform.invoke("hello", event)
-            c0 = time.thread_time()
-            for _ in range(2000):
-                platform.invoke("hello", event)
-            invoke_us = (time.thread_time() - c0) / 2000 * 1e6
+            invoke_us = _invoke_cpu_us(platform, event)
             call = Call(platform.registry.get("hello"), InvocationRequest("hello", event))
             usage = platform.services.usage
             c0 = time.thread_time()
@@ -169,11 +164,16 @@ def _traced_invoke_cpu_us(wasm: bytes, event: dict[str, Any]) -> float:
         platform = Platform(Path(tmp) / "data", PlatformOptions(span_exporter=_Discard()))
         try:
             platform.deploy(function_spec_from_dict("hello", {"wasm": "h.wasm"}), wasm)
-            for _ in range(200):
-                platform.invoke("hello", event)
-            c0 = time.thread_time()
-            for _ in range(2000):
-                platform.invoke("hello", event)
-            return (time.thread_time() - c0) / 2000 * 1e6
+            return _invoke_cpu_us(platform, event)
         finally:
             platform.close()
+
+
+def _invoke_cpu_us(platform: Platform, event: dict[str, Any], n: int = 2000) -> float:
+    """CPU µs of one ``Platform.invoke`` of hello, after 200 unmeasured to warm up."""
+    for _ in range(200):
+        platform.invoke("hello", event)
+    c0 = time.thread_time()
+    for _ in range(n):
+        platform.invoke("hello", event)
+    return (time.thread_time() - c0) / n * 1e6
