@@ -8,6 +8,10 @@ the containment tests and the fuzz suite.
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import os
+
 import msgpack
 import wasmtime
 
@@ -38,6 +42,16 @@ SERVICE_OPS = (
     "queue_send",
     "event_publish",
 )
+
+
+def settled_rss() -> int:
+    """This process's resident bytes once garbage is collected and the allocator has
+    returned its free pages: what the host keeps, without what malloc merely caches
+    (which moves by tens of MiB with what other tests in the process did before)."""
+    gc.collect()
+    ctypes.CDLL(None).malloc_trim(0)
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def wat_bytes(data: bytes) -> str:

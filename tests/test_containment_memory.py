@@ -5,9 +5,6 @@ what it was before."""
 
 from __future__ import annotations
 
-import gc
-import os
-
 import pytest
 
 from host.errors import FunctionFailed, FunctionTimeout
@@ -15,16 +12,11 @@ from host.hostcalls.wire import INVALID
 from host.manifest.functions import FunctionSpec
 from host.manifest.grants import Grants
 from host.platform.platform import Platform, PlatformOptions
-from tests.hostile import guest, packb
+from tests.hostile import guest, packb, settled_rss
 from tests.test_containment import empty_maps_guest
 
 MiB = 1024 * 1024
 GRANTS = Grants(tables={"t": "read-write"}, buckets={"b": "read-write"})
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 #: logs 200-byte lines until the timeout stops it
@@ -77,12 +69,10 @@ def test_rss_stays_within_budget(mem_platform: Platform) -> None:
     p = mem_platform
     try:
         run_all(p)  # first runs: code paths, caches and the LMDB map warm up
-        gc.collect()
-        before = rss()
+        before = settled_rss()
         for _ in range(20):
             run_all(p)
-        gc.collect()
-        grown = rss() - before
+        grown = settled_rss() - before
         assert grown < 50 * MiB, f"RSS grew by {grown / MiB:.1f} MiB"
         records = p.telemetry.recent("flood", limit=100)
         assert all(len(r.logs) <= 1001 for r in records)

@@ -22,7 +22,7 @@ from host.errors import NimbusError
 from host.manifest.functions import FunctionSpec
 from host.manifest.grants import Grants
 from host.platform.platform import Platform, PlatformOptions
-from tests.hostile import SERVICE_OPS, WRITES, guest, packb
+from tests.hostile import SERVICE_OPS, WRITES, guest, packb, settled_rss
 
 GRANTS = Grants(
     tables={"t": "read-write"},
@@ -41,11 +41,6 @@ FUZZ = settings(
 )
 
 
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 @pytest.fixture(scope="module")
 def fp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     p = Platform(tmp_path_factory.mktemp("fuzz"), PlatformOptions(initial_map_size=1 << 20))
@@ -57,9 +52,9 @@ def fp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 @pytest.fixture(autouse=True)
 def rss_in_budget(fp: Platform) -> Iterator[None]:
     """Each property's examples together leave the host's RSS within 50 MiB."""
-    start = rss()
+    start = settled_rss()
     yield
-    grown = rss() - start
+    grown = settled_rss() - start
     assert grown < 50 * MiB, f"RSS grew by {grown / MiB:.1f} MiB over the examples"
 
 
