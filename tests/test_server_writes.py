@@ -1,0 +1,124 @@
+"""Uvicorn's protocol as Nimbus serves it (``host/server.py``): what one turn of the
+event loop writes on a connection goes out in one write — a response's head and body
+together — while a streamed response still goes out part by part and pipelined
+requests are each answered, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from host.server import OneWriteHttp
+from tests.conftest import free_port
+
+WRITES: list[bytes] = []
+STREAM_GO_ON = threading.Event()
+
+
+class CountingTransport:
+    """The real transport, its writes noted (what reaches the socket, one per call)."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def write(self, data: bytes) -> None:
+        WRITES.append(data)
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CountedHttp(OneWriteHttp):
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(CountingTransport(transport))
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/stream":  # a part, then the rest once the client saw it
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first;", "more_body": True})
+        await asyncio.get_running_loop().run_in_executor(None, STREAM_GO_ON.wait, 10)
+        await send({"type": "http.response.body", "body": b"second"})
+        return
+    body = scope["path"].encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=CountedHttp, log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def read_responses(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` whole responses with a content-length, as they come."""
+    data = b""
+    out: list[bytes] = []
+    while len(out) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = data[:head_end].lower()
+            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+            end = head_end + 4 + length
+            if len(data) >= end:
+                out.append(data[:end])
+                data = data[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return out
+
+
+def test_a_response_goes_out_in_one_write(port: int) -> None:
+    WRITES.clear()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /one HTTP/1.1\r\nhost: x\r\n\r\n")
+        (response,) = read_responses(sock, 1)
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n") and response.endswith(b"\r\n\r\n/one")
+    assert [response] == WRITES
+
+
+def test_pipelined_requests_are_answered_in_order(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"".join(f"GET /r{i} HTTP/1.1\r\nhost: x\r\n\r\n".encode() for i in range(5)))
+        responses = read_responses(sock, 5)
+    assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in responses] == [f"/r{i}".encode() for i in range(5)]
+
+
+def test_a_streamed_part_is_sent_before_the_response_ends(port: int) -> None:
+    STREAM_GO_ON.clear()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        data = b""
+        while b"first;" not in data:  # held back, this would wait for ever (the timeout)
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+        assert b"second" not in data
+        STREAM_GO_ON.set()
+        while not data.endswith(b"0\r\n\r\n"):
+            data += sock.recv(65536)
+    assert b"second" in data
