@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,9 @@ class Host:
     """A ``nimbus serve`` process on ``store``, its output in a file (a pipe nobody
     reads would fill up and stall the server's logging)."""
 
-    def __init__(self, data: Path, store: str, port: int | None = None) -> None:
+    def __init__(
+        self, data: Path, store: str, port: int | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         data.mkdir(parents=True, exist_ok=True)
@@ -58,7 +60,7 @@ class Host:
             self.proc = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "host.cli", "serve", "--data", str(data)),
-                    *("--store", store, "--port", str(self.port)),
+                    *("--store", store, "--port", str(self.port), *args),
                 ],
                 cwd=ROOT,
                 env=env,

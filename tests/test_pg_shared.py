@@ -6,6 +6,9 @@ and console sessions. First two services on one schema in this process, then two
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,7 +27,7 @@ from host.services.console_sessions import SessionRecord
 from host.services.counters import Allowance
 from host.services.pg.services import PgServices
 from host.services.secrets import KEY_FILE_ENV
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, ROOT
 from tests.test_pg_hosts import ADMIN, Host, stop, store  # noqa: F401 (a fixture)
 
 Build = Callable[[str], Path]
@@ -232,3 +235,70 @@ def test_two_serve_processes_share_keys_quotas_and_secrets(
     finally:
         for h in hosts:
             stop(h)
+
+
+PAYER = """
+[functions.payer]
+wasm = "{outbound}"
+secrets = ["PAY"]
+"""
+
+
+def test_secrets_key_flag_on_serve_wins_over_the_variable_and_another_key_is_refused(
+    tmp_path: Path,
+    build: Build,
+    store: str,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key, other = tmp_path / "shared.key", tmp_path / "other.key"
+    other.write_bytes(os.urandom(32))
+    other.chmod(0o600)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "nimbus.toml").write_text(PAYER.format(outbound=build("outbound_zig")))
+    admin = Platform(tmp_path / "admin", PlatformOptions(store=store))
+    try:
+        apply_manifest(admin, load_manifest(app))
+    finally:
+        admin.close()
+
+    def read(url: str) -> str:
+        r = httpx.post(
+            f"{url}/_admin/functions/payer/invoke",
+            json={"secrets": ["PAY"]},
+            headers=ADMIN,
+            timeout=60,
+        )
+        return r.text
+
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    a = Host(tmp_path / "a", store, args=("--secrets-key", str(key)))
+    monkeypatch.setenv(KEY_FILE_ENV, str(key))  # B's variable names the right key ...
+    b = Host(tmp_path / "b", store, args=("--secrets-key", str(other)))  # ... its flag wins
+    hosts = [a, b]
+    try:
+        a.wait_ready()
+        put = nimbus_cli("secrets", "set", "PAY", "--url", a.url, "--token", "t", stdin=b"v4lue")
+        assert put.returncode == 0, put.stderr
+        assert key.is_file()  # the first seal made the flag's file
+        assert "v4lue" in read(a.url)
+        b.wait_ready()
+        refused = read(b.url)
+        assert "v4lue" not in refused and "--secrets-key" in refused, refused
+        assert "not the key" in refused
+        c = Host(tmp_path / "c", store)  # no flag: the variable's (the right) key
+        hosts.append(c)
+        c.wait_ready()
+        assert "v4lue" in read(c.url)
+        listed = nimbus_cli("secrets", "ls", "--url", c.url, "--token", "t")
+        assert b"PAY" in listed.stdout
+    finally:
+        for h in hosts:
+            stop(h)
+
+
+def nimbus_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "host.cli", *args],
+        cwd=ROOT, input=stdin, capture_output=True, timeout=120,
+    )  # fmt: skip

@@ -17,7 +17,7 @@ import pytest
 from host.errors import InvalidArgument, NotFound, ServiceUnavailable
 from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import Platform
-from host.services.secrets import KEY_FILE, Secrets
+from host.services.secrets import KEY_FILE, KEY_FILE_ENV, Secrets
 from tests.conftest import ROOT, Server
 
 Build = Callable[[str], Path]
@@ -136,3 +136,41 @@ def test_cli_and_admin_api_never_show_a_value(
     assert VALUE.decode() not in log
     for f in data_files(data):
         assert VALUE not in f.read_bytes(), f
+
+
+def test_secrets_key_flag_on_serve_and_on_a_local_invoke(
+    start_server: Callable[..., Server], tmp_path: Path, build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    data, key = tmp_path / "data", tmp_path / "elsewhere" / "nimbus.key"
+    key.parent.mkdir()
+    server = start_server("serve", "--data", str(data), "--secrets-key", str(key))
+    remote = ["--url", server.url, "--token", "test-token"]
+    assert nimbus("secrets", "set", "PAY", *remote, stdin=VALUE).returncode == 0
+    assert b"PAY" in nimbus("secrets", "ls", *remote).stdout
+    config = json.dumps({"secrets": ["PAY"]})
+    r = nimbus("deploy", "payer", str(build("outbound_zig")), "--config", config, *remote)
+    assert r.returncode == 0, r.stderr
+    r = nimbus("invoke", "--remote", "payer", "--event", '{"secrets": ["PAY"]}', *remote)
+    assert r.returncode == 0 and VALUE in r.stdout, r.stderr
+    server.stop()
+    assert key.is_file() and not (data / KEY_FILE).exists()  # sealed under the flag's file
+
+    # a local run opens the data dir's secrets itself: with the flag it reads the value,
+    # without it (the data dir's own, new key) the value does not open and it says why
+    app = tmp_path / "app"
+    app.mkdir()
+    wasm = build("outbound_zig")
+    (app / "nimbus.toml").write_text(f'[functions.payer]\nwasm = "{wasm}"\nsecrets = ["PAY"]\n')
+    local = ["invoke", "payer", "--data", str(data), "--event", '{"secrets": ["PAY"]}']
+    r = subprocess.run(
+        [sys.executable, "-m", "host.cli", *local, "--secrets-key", str(key)],
+        cwd=app, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0 and VALUE in r.stdout, r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "host.cli", *local], cwd=app, capture_output=True, timeout=120
+    )
+    assert VALUE not in r.stdout
+    assert b"cannot be decrypted" in r.stdout + r.stderr
+    assert b"--secrets-key" in r.stdout + r.stderr

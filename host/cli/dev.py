@@ -30,6 +30,7 @@ import httpx
 import watchfiles
 from rich.console import Console
 
+from host.cli.serving import choose_serving
 from host.errors import NimbusError
 
 if TYPE_CHECKING:  # the CLI starts without wasmtime; `dev` imports it when it runs
@@ -154,6 +155,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from host.platform.platform import Platform
 
     manifest = load_manifest(Path(args.app))
+    choose_serving(args, manifest.store)  # the server it starts inherits the choice
     platform = Platform(Path(args.data))
     server: subprocess.Popen[bytes] | None = None
     stop = threading.Event()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from host.cli.serving import choose_secrets_key, secrets_key_argument
 from host.common.jsonable import jsonable
 from host.errors import InvalidRequest, ManifestError
 
@@ -76,6 +77,7 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--config", help="JSON config for a function outside an app")
     c.add_argument("--commit", action="store_true", help="commit its writes to the data dir")
     c.add_argument("--remote", action="store_true", help="invoke a deployed function by name")
+    secrets_key_argument(c)  # a local run opens the data dir's secrets itself
 
 
 def cmd_invoke(args: argparse.Namespace, admin_client: Callable[[argparse.Namespace], Any]) -> int:
@@ -257,6 +259,7 @@ def _owner(src: Path) -> Target | None:
 def _platform(args: argparse.Namespace) -> Platform:
     from host.platform.platform import Platform
 
+    choose_secrets_key(args.secrets_key)
     return Platform(Path(args.data))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,8 +31,7 @@ from host.cli.new import add_command as add_new
 from host.cli.secrets import add_secret_commands
 from host.cli.serving import (
     announcement,
-    choose_secrets_key,
-    choose_store,
+    choose_serving,
     data_argument,
     serving_arguments,
 )
@@ -76,8 +74,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     from host.server import serve
 
     manifest = load_manifest(Path(args.app))
-    choose_store(args.store or os.environ.get("NIMBUS_STORE") or manifest.store)
-    choose_secrets_key(args.secrets_key)
+    choose_serving(args, manifest.store)
     platform = Platform(args.data)
     try:
         with err.status("building functions…"):
@@ -94,8 +91,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from host.server import serve
 
-    choose_store(args.store or os.environ.get("NIMBUS_STORE", ""))
-    choose_secrets_key(args.secrets_key)
+    choose_serving(args)
     _announce(args)
     serve(args.data, args.host, args.port, args.workers, args.log_format, args.log_level)
 

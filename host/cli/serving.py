@@ -21,6 +21,16 @@ def data_argument(c: argparse.ArgumentParser) -> None:
     c.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data dir (.nimbus)")
 
 
+def secrets_key_argument(c: argparse.ArgumentParser) -> None:
+    """``--secrets-key``, on every command that opens the data dir's secrets itself."""
+    c.add_argument(
+        "--secrets-key",
+        type=Path,
+        help="the file of the key secrets are sealed with (NIMBUS_SECRETS_KEY_FILE; "
+        "default: the data dir's secrets.key); the same file on every host of a PostgreSQL store",
+    )
+
+
 def serving_arguments(c: argparse.ArgumentParser) -> None:
     """The data dir, address and worker count of a serving command (``up``, ``serve``)."""
     data_argument(c)
@@ -32,12 +42,7 @@ def serving_arguments(c: argparse.ArgumentParser) -> None:
         help="where the services live: lmdb (the data dir, default) or a PostgreSQL URL "
         "shared by several hosts (NIMBUS_STORE; [app] store)",
     )
-    c.add_argument(
-        "--secrets-key",
-        type=Path,
-        help="the file of the key secrets are sealed with (NIMBUS_SECRETS_KEY_FILE; "
-        "default: the data dir's secrets.key); the same file on every host of a PostgreSQL store",
-    )
+    secrets_key_argument(c)
     # the choices of host/telemetry/logformat.py (not imported: the CLI starts fast)
     c.add_argument("--log-format", choices=("text", "json"), default="text")
     c.add_argument(
@@ -78,6 +83,16 @@ def choose_secrets_key(path: Path | None) -> None:
         os.environ[KEY_FILE_ENV] = str(path.resolve())
 
 
+def choose_serving(args: argparse.Namespace, app_store: str = "") -> None:
+    """The store and the secrets key of a command that opens the data dir (``up``,
+    ``serve``, ``dev``), each from its flag, then its variable, then the default (the
+    app's ``[app] store``, the data dir's ``secrets.key``)."""
+    from host.services.factory import STORE_ENV
+
+    choose_store(args.store or os.environ.get(STORE_ENV, "") or app_store)
+    choose_secrets_key(args.secrets_key)
+
+
 def serve_command(argv: Sequence[str]) -> int:
     """``nimbus serve ARGS`` (without the word ``serve``), as ``main.py`` would run it."""
     parser = argparse.ArgumentParser(
@@ -89,8 +104,7 @@ def serve_command(argv: Sequence[str]) -> int:
     from host.server import serve
 
     try:
-        choose_store(args.store or os.environ.get("NIMBUS_STORE", ""))
-        choose_secrets_key(args.secrets_key)
+        choose_serving(args)
     except NimbusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

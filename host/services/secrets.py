@@ -39,6 +39,8 @@ KEY_FILE = "secrets.key"
 #: names the key file instead of the data dir's (the same file on every host of a
 #: PostgreSQL store)
 KEY_FILE_ENV = "NIMBUS_SECRETS_KEY_FILE"
+#: how an error names the ways to choose the key file (``--secrets-key`` sets the variable)
+KEY_FILE_SETTING = f"--secrets-key (or {KEY_FILE_ENV})"
 T = TypeVar("T")
 #: a secret's name (the same rule as the manifest's ``secrets``: host/manifest/outbound.py)
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -146,7 +148,7 @@ class Secrets:
         except InvalidTag:
             raise ServiceUnavailable(
                 f"secret {name} cannot be decrypted with this host's key ({self._key_path}); "
-                f"set it again, or restore the key file (or point {KEY_FILE_ENV} at it)"
+                f"set it again, or restore the key file (or name it with {KEY_FILE_SETTING})"
             ) from None
         return value
 

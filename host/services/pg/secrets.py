@@ -1,8 +1,9 @@
 """Secrets on PostgreSQL: the sealed records in ``secrets``, shared by every host.
 
 Values are sealed exactly as on LMDB (``secrets.py``); the key never enters the
-database. Every host must therefore hold the same key file: ``NIMBUS_SECRETS_KEY_FILE``
-names it (the data dir's ``secrets.key`` otherwise). The database keeps a check
+database. Every host must therefore hold the same key file: ``--secrets-key`` (or
+``NIMBUS_SECRETS_KEY_FILE``) names it (the data dir's ``secrets.key`` otherwise). The
+database keeps a check
 value of the key (a SHA-256 of it under a fixed label, which reveals nothing of a
 256-bit random key) so that a host holding another key is refused with a message
 saying what to set, instead of failing to open each value, or worse, sealing new
@@ -26,7 +27,7 @@ from typing import TypeVar
 
 from host.errors import ServiceUnavailable
 from host.services.pg.store import PgStore, Tx
-from host.services.secrets import KEY_FILE_ENV, Secrets, load_or_create_key
+from host.services.secrets import KEY_FILE_SETTING, Secrets, load_or_create_key
 
 T = TypeVar("T")
 log = logging.getLogger("nimbus.secrets")
@@ -64,10 +65,10 @@ class PgSecrets(Secrets):
         if ours != bytes(row[0]):
             log.warning(
                 "secrets in this database are sealed with a key this host does not have "
-                "(%s is %s): set %s to a copy of the key file the other hosts use",
+                "(%s is %s): name a copy of the key file the other hosts use with %s",
                 self._key_path,
                 "missing" if ours is None else "another key",
-                KEY_FILE_ENV,
+                KEY_FILE_SETTING,
             )
 
     def _load_key(self) -> bytes:
@@ -79,8 +80,8 @@ class PgSecrets(Secrets):
         else:
             raise ServiceUnavailable(
                 f"the secrets in this database were sealed by another host's key, and "
-                f"{self._key_path} does not exist: copy that host's key file here, or set "
-                f"{KEY_FILE_ENV} to a copy of it (every host of a PostgreSQL store needs "
+                f"{self._key_path} does not exist: copy that host's key file here, or name "
+                f"a copy of it with {KEY_FILE_SETTING} (every host of a PostgreSQL store needs "
                 "the same key file)"
             )
         if stored is None:
@@ -97,8 +98,8 @@ class PgSecrets(Secrets):
         if stored != key_check(key):
             raise ServiceUnavailable(
                 f"this host's secrets key ({self._key_path}) is not the key the database's "
-                f"secrets are sealed with: set {KEY_FILE_ENV} to a copy of the key file the "
-                "other hosts use (the same file on every host)"
+                f"secrets are sealed with: name a copy of the key file the other hosts use "
+                f"with {KEY_FILE_SETTING} (the same file on every host)"
             )
         return key
 
