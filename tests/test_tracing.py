@@ -65,6 +65,10 @@ start = "one"
 
 [workflows.Flow.steps.one]
 function = "back"
+
+[[triggers.storage]]
+bucket = "uploads"
+function = "back"
 """
 
 
@@ -176,6 +180,7 @@ def test_outbound_calls_carry_the_trace(
 
 def test_tracing_is_off_by_default_and_makes_no_span(tmp_path: Path, build: Build) -> None:
     # a fresh process: invocations with tracing off never even import OpenTelemetry
+    port = free_port()
     probe = f"""
 import sys
 from pathlib import Path
@@ -188,7 +193,21 @@ p.deploy(function_spec_from_dict("r", spec), Path({str(build("recorder_zig"))!r}
 event = {{"kind": "invoke", "input": {{}}, "traceparent": {TRACEPARENT!r}}}
 assert p.invoke("r", event).response["output"] == "invoke"
 assert p.tracing.tracer is None
-p.close()
+# the admin API, through a real server, writing a blob: no span, nothing imported
+import threading, time, httpx, uvicorn
+from host.gateway.app import create_app
+from host.orchestrator.runner import WorkflowRunner
+from host.triggers.manager import TriggerManager
+runner = WorkflowRunner(p)
+app = create_app(p, runner, TriggerManager(p), admin_token="t")
+server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port={port}, log_level="warning"))
+threading.Thread(target=server.run, daemon=True).start()
+while not server.started:
+    time.sleep(0.05)
+url = "http://127.0.0.1:{port}/_admin/buckets/b/objects/k"
+headers = {{"authorization": "Bearer t", "traceparent": {TRACEPARENT!r}}}
+assert httpx.put(url, content=b"x", headers=headers).status_code == 201
+server.should_exit = True
 print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -275,3 +294,69 @@ def test_a_message_a_traced_function_sends_carries_the_trace_to_its_consumer(
     assert delivery.kind == SpanKind.CONSUMER and parent_of(delivery) == send.context.span_id
     (work,) = by_name(spans, "invoke worker")
     assert parent_of(work) == delivery.context.span_id
+
+
+def test_a_blob_a_traced_function_puts_carries_the_trace_to_the_function_it_starts(
+    platform_traced: tuple[Platform, InMemorySpanExporter], build: Build
+) -> None:
+    platform, exporter = platform_traced
+    grants = {"tables": {"state": "read-write"}, "buckets": {"uploads": "read-write"}}
+    writer = {"wasm": "s.wasm", "grants": grants}
+    platform.deploy(function_spec_from_dict("writer", writer), build("services_zig").read_bytes())
+    worker = {"wasm": "r.wasm", "grants": grants}
+    platform.deploy(function_spec_from_dict("worker", worker), build("recorder_zig").read_bytes())
+    m = TriggerManager(platform)
+    m.build(triggers_from_dict({"storage": [{"bucket": "uploads", "function": "worker"}]}))
+    put = {"op": "blob_put", "bucket": "uploads", "key": "a.txt", "data": "hi"}
+    deleted = {"op": "blob_delete", "bucket": "uploads", "key": "a.txt"}
+    for op, parent in ((put, TRACEPARENT), (deleted, None)):
+        event = {"kind": "invoke", "input": {"ops": [op], "then": "ok"}}
+        if parent is not None:
+            event["traceparent"] = parent
+        assert platform.invoke("writer", event).wrote  # (a failure raises)
+        while m.poll_once():
+            pass
+    spans = exporter.get_finished_spans()
+    (host_put,) = by_name(spans, "hostcall blob_put")
+    (host_delete,) = by_name(spans, "hostcall blob_delete")
+    assert f"{host_put.context.trace_id:032x}" == TRACE_ID
+    assert host_delete.context.trace_id != host_put.context.trace_id  # a trace of its own
+    deliveries = by_name(spans, "storage uploads")
+    assert [d.kind for d in deliveries] == [SpanKind.CONSUMER] * 2
+    # each delivery is the child of the host call that wrote the object, in its trace
+    assert {parent_of(d) for d in deliveries} == {
+        host_put.context.span_id,
+        host_delete.context.span_id,
+    }
+    works = by_name(spans, "invoke worker")
+    assert {parent_of(w) for w in works} == {d.context.span_id for d in deliveries}
+    for w in works:
+        assert w.attributes is not None and w.attributes["nimbus.trigger"] == "storage"
+
+
+def test_admin_requests_are_traced_and_carry_the_trace_to_what_they_start(
+    traced: tuple[str, Platform, InMemorySpanExporter],
+) -> None:
+    url, platform, exporter = traced
+    headers = {"authorization": "Bearer t", "traceparent": TRACEPARENT}
+    r = httpx.put(f"{url}/_admin/buckets/uploads/objects/a.txt", content=b"hi", headers=headers)
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{url}/_admin/functions/back/invoke", json={}, headers=headers)
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 30
+    while len(by_name(exporter.get_finished_spans(), "invoke back")) < 2:
+        assert time.monotonic() < deadline, "the storage trigger never ran"
+        time.sleep(0.05)
+    time.sleep(0.2)  # the delivery span ends just after the invocation's
+    spans = exporter.get_finished_spans()
+    assert {f"{s.context.trace_id:032x}" for s in spans} == {TRACE_ID}
+
+    (put,) = by_name(spans, "PUT /_admin/buckets/uploads/objects/a.txt")
+    assert put.kind == SpanKind.SERVER and parent_of(put) == int(CALLER_SPAN, 16)
+    assert put.attributes is not None and put.attributes["http.response.status_code"] == 201
+    (delivery,) = by_name(spans, "storage uploads")
+    assert delivery.kind == SpanKind.CONSUMER and parent_of(delivery) == put.context.span_id
+    (invoke,) = by_name(spans, "POST /_admin/functions/back/invoke")
+    assert invoke.kind == SpanKind.SERVER and parent_of(invoke) == int(CALLER_SPAN, 16)
+    runs = by_name(spans, "invoke back")
+    assert {parent_of(s) for s in runs} == {delivery.context.span_id, invoke.context.span_id}

@@ -96,9 +96,10 @@ def create_app(
             b.stop()
         platform.close()
 
+    traced = _traced(platform)
     app = Starlette(
         routes=[
-            Mount("/_admin", app=admin),
+            Mount("/_admin", app=traced(admin)),
             *console_routes(admin.get, token),
             # a path the prefixes above send here that no admin route takes
             Mount("", app=functions),
@@ -106,11 +107,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.platform = platform
-    if platform.tracing.tracer is None:  # off: not even a pass-through layer
-        return Gateway(app, functions)
+    return Gateway(app, traced(functions))
+
+
+def _traced(platform: Platform) -> Callable[[ASGIApp], ASGIApp]:
+    """An app wrapped in a span per request when tracing is on; with it off, the app
+    itself (not even a pass-through layer)."""
+    tracing = platform.tracing
+    if tracing.tracer is None:
+        return lambda app: app
     from host.gateway.tracing import TracingMiddleware  # (OpenTelemetry loads on use)
 
-    return Gateway(app, TracingMiddleware(functions, platform.tracing))
+    return lambda app: TracingMiddleware(app, tracing)
 
 
 def _freeze() -> None:

@@ -17,14 +17,19 @@ from host.errors import NotFound
 from host.gateway.query import cursor_of, limit_of
 from host.services.interface import ServiceSet
 from host.services.keys import check_key, check_name
+from host.telemetry.tracing import TraceparentOf, untraced
 
 
 class BucketsApi:
     """Routes under ``/_admin/buckets``."""
 
-    def __init__(self, services: ServiceSet, source: str) -> None:
+    def __init__(
+        self, services: ServiceSet, source: str, traceparent: TraceparentOf = untraced
+    ) -> None:
         self.services = services
         self.source = source
+        #: what a put or delete's storage event carries (the admin request's span)
+        self._traceparent = traceparent
 
     def routes(self, guard: Any) -> list[Route]:
         objects = "/buckets/{bucket}/objects"
@@ -69,14 +74,14 @@ class BucketsApi:
         data = await request.body()
         content_type = request.headers.get("content-type", "application/octet-stream")
         effects = self.services.begin(self.source)
-        info = effects.blob_put(bucket, key, data, content_type, {})
+        info = effects.blob_put(bucket, key, data, content_type, {}, self._traceparent())
         effects.commit()
         return JSONResponse({"size": info.size, "etag": info.etag}, status_code=201)
 
     async def delete(self, request: Request) -> Response:
         bucket, key = _bucket_key(request)
         effects = self.services.begin(self.source)
-        deleted = effects.blob_delete(bucket, key)
+        deleted = effects.blob_delete(bucket, key, self._traceparent())
         effects.commit()
         return JSONResponse({"deleted": deleted})
 

@@ -25,12 +25,12 @@ ADMIN_SOURCE = "admin"
 
 def data_routes(platform: Platform, schedules: ScheduleSource, guard: Any) -> list[Route]:
     """The routes of the services' admin view, each behind ``guard``."""
-    s = platform.services
+    s, traced = platform.services, platform.tracing.traceparent
     return [
         *TablesApi(s, ADMIN_SOURCE).routes(guard),
-        *BucketsApi(s, ADMIN_SOURCE).routes(guard),
-        *QueuesApi(s, ADMIN_SOURCE, dead_letter_of(platform)).routes(guard),
-        *EventsApi(s, ADMIN_SOURCE).routes(guard),
+        *BucketsApi(s, ADMIN_SOURCE, traced).routes(guard),
+        *QueuesApi(s, ADMIN_SOURCE, dead_letter_of(platform), traced).routes(guard),
+        *EventsApi(s, ADMIN_SOURCE, traced).routes(guard),
         *SchedulesApi(schedules).routes(guard),
     ]
 

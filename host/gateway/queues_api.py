@@ -21,6 +21,7 @@ from host.gateway.json_body import parse_json
 from host.gateway.query import limit_of
 from host.services.interface import ServiceSet
 from host.services.keys import check_name
+from host.telemetry.tracing import TraceparentOf, untraced
 
 #: the dead-letter queue of a queue (as the deployed triggers say)
 DeadLetterOf = Callable[[str], str]
@@ -29,10 +30,18 @@ DeadLetterOf = Callable[[str], str]
 class QueuesApi:
     """Routes under ``/_admin/queues``."""
 
-    def __init__(self, services: ServiceSet, source: str, dead_letter_of: DeadLetterOf) -> None:
+    def __init__(
+        self,
+        services: ServiceSet,
+        source: str,
+        dead_letter_of: DeadLetterOf,
+        traceparent: TraceparentOf = untraced,
+    ) -> None:
         self.services = services
         self.source = source
         self.dead_letter_of = dead_letter_of
+        #: what a sent message carries to its consumer (the admin request's span)
+        self._traceparent = traceparent
 
     def routes(self, guard: Any) -> list[Route]:
         return [
@@ -77,7 +86,7 @@ class QueuesApi:
         body = parse_json(await request.body(), "the message (the JSON body)")
         delay = int(request.query_params.get("delay_ms", "0"))
         effects = self.services.begin(self.source)
-        message_id = effects.queue_send(queue, msgpack.packb(body), delay)
+        message_id = effects.queue_send(queue, msgpack.packb(body), delay, self._traceparent())
         effects.commit()
         return JSONResponse({"id": message_id}, status_code=201)
 

@@ -1,11 +1,12 @@
-"""The span of each HTTP request to a function, when tracing is on.
+"""The span of each HTTP request to a function or to the admin API, when tracing is on.
 
 A pure ASGI middleware (no task of its own, so the span stays current for the whole
 request, inline invocations and worker threads included): it continues the caller's
 W3C ``traceparent``, names the span after the method and path, and records the
 status and the request id the gateway answered with. The platform makes each
-invocation's span a child of it (host/telemetry/tracing.py). Installed only when
-tracing is on; the admin API is not traced.
+invocation's span a child of it (host/telemetry/tracing.py), and what an admin
+request writes (a blob, an event, a message) carries it to the functions it starts.
+Installed only when tracing is on (the console is not traced).
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ _REQUEST_ID = REQUEST_ID.encode()
 
 
 class TracingMiddleware:
-    """Wraps every request outside ``/_admin`` in a server span."""
+    """Wraps every HTTP request to the app it is given in a server span."""
 
     def __init__(self, app: ASGIApp, tracing: Tracing) -> None:
         self.app, self.tracing = app, tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tracer = self.tracing.tracer
-        if tracer is None or scope["type"] != "http" or scope["path"].startswith("/_admin"):
+        if tracer is None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         traceparent = None

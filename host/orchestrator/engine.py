@@ -15,7 +15,7 @@ from typing import Any
 
 from host.common.clock import Clock, WallClock
 from host.common.ids import new_id
-from host.common.tracecontext import TRACEPARENT, current_traceparent
+from host.common.tracecontext import TRACEPARENT
 from host.errors import FunctionNotFound, InvalidRequest, NotFound, ServiceUnavailable
 from host.manifest.workflows import Step, Workflow
 from host.orchestrator.execution import StepRunner
@@ -58,7 +58,7 @@ class Orchestrator:
             raise NotFound(f"no workflow named {workflow!r} (deployed: {known})")
         now = self.clock.now_ms()
         # started under a span (a traced HTTP request): every step continues its trace
-        traceparent = current_traceparent() if self.platform.tracing.tracer else None
+        traceparent = self.platform.tracing.traceparent()
 
         def write(runs: RunWork) -> dict[str, Any]:
             if idempotency_key is not None:

@@ -214,17 +214,24 @@ class Effects:
             return self._b.blobs.get(txn, bucket, key, start, end)
 
     def blob_put(
-        self, bucket: str, key: bytes, data: bytes, content_type: str, metadata: dict[str, str]
+        self,
+        bucket: str,
+        key: bytes,
+        data: bytes,
+        content_type: str,
+        metadata: dict[str, str],
+        traceparent: str | None = None,
     ) -> BlobInfo:
-        """Stage an object (``TooLarge`` over the buckets' cap, before anything is kept)."""
+        """Stage an object (``TooLarge`` over the buckets' cap, before anything is kept);
+        ``traceparent`` goes with its storage event to the functions it starts."""
         check_size(len(data), self._b.blobs.max_object_bytes)
         info = make_info(key, data, content_type, metadata, _now_ms())
         self._blobs[(bucket, key)] = (info, data)
         self._storage_records.pop((bucket, key), None)  # one record per object: the last
-        self._storage_records[(bucket, key)] = storage_put(bucket, info)
+        self._storage_records[(bucket, key)] = storage_put(bucket, info, traceparent)
         return info
 
-    def blob_delete(self, bucket: str, key: bytes) -> bool:
+    def blob_delete(self, bucket: str, key: bytes, traceparent: str | None = None) -> bool:
         """Stage a delete; whether the object existed (as the invocation sees it)."""
         existed = self.blob_head(bucket, key) is not None
         self._blobs[(bucket, key)] = None
@@ -232,7 +239,9 @@ class Effects:
         with self._view as txn:
             committed = self._b.blobs.head(txn, bucket, key) is not None
         if committed:  # an object only this invocation had staged leaves no record
-            self._storage_records[(bucket, key)] = storage_delete(bucket, key, _now_ms())
+            self._storage_records[(bucket, key)] = storage_delete(
+                bucket, key, _now_ms(), traceparent
+            )
         return existed
 
     def blob_list(

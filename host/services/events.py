@@ -32,33 +32,44 @@ def event_record(
         "source": source,
         "time_ms": now_ms,
     }
+    return _traced(traceparent, record)
+
+
+def storage_put(bucket: str, info: BlobInfo, traceparent: str | None = None) -> Record:
+    """An object was written (created or replaced); a ``traceparent`` (the writer's
+    span, when tracing is on) travels to the storage envelope, as an event's does."""
+    return _traced(
+        traceparent,
+        {
+            "kind": "storage",
+            "id": sortable_id("evt", info.modified_ms),
+            "bucket": bucket,
+            "key": info.key,
+            "op": "put",
+            "size": info.size,
+            "content_type": info.content_type,
+            "etag": info.etag,
+            "time_ms": info.modified_ms,
+        },
+    )
+
+
+def storage_delete(bucket: str, key: bytes, now_ms: int, traceparent: str | None = None) -> Record:
+    """An object was deleted."""
+    return _traced(
+        traceparent,
+        {
+            "kind": "storage",
+            "id": sortable_id("evt", now_ms),
+            "bucket": bucket,
+            "key": key,
+            "op": "delete",
+            "time_ms": now_ms,
+        },
+    )
+
+
+def _traced(traceparent: str | None, record: Record) -> Record:
     if traceparent is not None:
         record["traceparent"] = traceparent
     return record
-
-
-def storage_put(bucket: str, info: BlobInfo) -> Record:
-    """An object was written (created or replaced)."""
-    return {
-        "kind": "storage",
-        "id": sortable_id("evt", info.modified_ms),
-        "bucket": bucket,
-        "key": info.key,
-        "op": "put",
-        "size": info.size,
-        "content_type": info.content_type,
-        "etag": info.etag,
-        "time_ms": info.modified_ms,
-    }
-
-
-def storage_delete(bucket: str, key: bytes, now_ms: int) -> Record:
-    """An object was deleted."""
-    return {
-        "kind": "storage",
-        "id": sortable_id("evt", now_ms),
-        "bucket": bucket,
-        "key": key,
-        "op": "delete",
-        "time_ms": now_ms,
-    }

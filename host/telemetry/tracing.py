@@ -18,11 +18,11 @@ and the host calls run on the guest's thread, inside the invocation's span.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from host.common.tracecontext import TRACEPARENT, context_from
+from host.common.tracecontext import TRACEPARENT, context_from, current_traceparent
 
 if TYPE_CHECKING:  # OpenTelemetry itself is imported only once tracing is on
     from opentelemetry.sdk.trace import TracerProvider
@@ -32,8 +32,16 @@ if TYPE_CHECKING:  # OpenTelemetry itself is imported only once tracing is on
 ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 SERVICE_NAME_ENV = "OTEL_SERVICE_NAME"
 #: the span kind of the trigger span that starts each kind of invocation
-_TRIGGER_KINDS = {"http": "SERVER", "queue": "CONSUMER", "event": "CONSUMER"}
+_TRIGGER_KINDS = {"http": "SERVER", "queue": "CONSUMER", "event": "CONSUMER", "storage": "CONSUMER"}
 ATTR_REQUEST_ID = "nimbus.request_id"
+#: where a writer outside an invocation (the admin API) finds the ``traceparent`` to
+#: store with what it starts: ``Tracing.traceparent``, or ``untraced``
+TraceparentOf = Callable[[], str | None]
+
+
+def untraced() -> str | None:
+    """No trace to carry on."""
+    return None
 
 
 class Tracing:
@@ -63,6 +71,11 @@ class Tracing:
     def close(self) -> None:
         if self.provider is not None:
             self.provider.shutdown()
+
+    def traceparent(self) -> str | None:
+        """The current span's ``traceparent``, for what an operation starts (a message,
+        an event, a run) to carry on; None when tracing is off or no span is current."""
+        return current_traceparent() if self.tracer is not None else None
 
     def span(
         self, name: str, kind: str = "internal", attributes: dict[str, Any] | None = None
