@@ -139,7 +139,10 @@ def test_cli_and_admin_api_never_show_a_value(
 
 
 def test_secrets_key_flag_on_serve_and_on_a_local_invoke(
-    start_server: Callable[..., Server], tmp_path: Path, build: Build, monkeypatch: pytest.MonkeyPatch
+    start_server: Callable[..., Server],
+    tmp_path: Path,
+    build: Build,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(KEY_FILE_ENV, raising=False)
     data, key = tmp_path / "data", tmp_path / "elsewhere" / "nimbus.key"

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -269,21 +270,31 @@ def test_otlp_over_http_when_the_environment_names_an_endpoint(
     assert {s.trace_id.hex() for s in spans} == {TRACE_ID}
 
 
+def writer_and_worker(
+    platform: Platform, build: Build, grants: dict[str, Any], triggers: dict[str, list[Any]]
+) -> TriggerManager:
+    """``writer`` (runs the service operations it is given) and ``worker`` (records what
+    starts it), with ``triggers`` (each of them ``worker``'s) driven by the manager."""
+    grants = {"tables": {"state": "read-write"}, **grants}
+    for name, guest in (("writer", "services_zig"), ("worker", "recorder_zig")):
+        spec = function_spec_from_dict(name, {"wasm": f"{name}.wasm", "grants": grants})
+        platform.deploy(spec, build(guest).read_bytes())
+    m = TriggerManager(platform)
+    kinds = {kind: [{**t, "function": "worker"} for t in ts] for kind, ts in triggers.items()}
+    m.build(triggers_from_dict(kinds))
+    return m
+
+
 def test_a_message_a_traced_function_sends_carries_the_trace_to_its_consumer(
     platform_traced: tuple[Platform, InMemorySpanExporter], build: Build
 ) -> None:
     platform, exporter = platform_traced
-    grants = {"tables": {"state": "read-write"}, "queues": {"jobs": "read-write"}}
-    sender = {"wasm": "s.wasm", "grants": grants}
-    platform.deploy(function_spec_from_dict("sender", sender), build("services_zig").read_bytes())
-    worker = {"wasm": "r.wasm", "grants": grants}
-    platform.deploy(function_spec_from_dict("worker", worker), build("recorder_zig").read_bytes())
-    raw = {"queue": [{"queue": "jobs", "function": "worker"}]}
-    m = TriggerManager(platform)
-    m.build(triggers_from_dict(raw))
+    m = writer_and_worker(
+        platform, build, {"queues": {"jobs": "read-write"}}, {"queue": [{"queue": "jobs"}]}
+    )
     ops = [{"op": "queue_send", "queue": "jobs", "body": {"n": 1}}]
     event = {"kind": "invoke", "input": {"ops": ops, "then": "ok"}, "traceparent": TRACEPARENT}
-    platform.invoke("sender", event)
+    platform.invoke("writer", event)
     (msg,) = platform.services.consumer.peek("jobs", 10)
     assert msg.traceparent is not None and TRACE_ID in msg.traceparent
     assert m.poll_once() == 1
@@ -300,13 +311,8 @@ def test_a_blob_a_traced_function_puts_carries_the_trace_to_the_function_it_star
     platform_traced: tuple[Platform, InMemorySpanExporter], build: Build
 ) -> None:
     platform, exporter = platform_traced
-    grants = {"tables": {"state": "read-write"}, "buckets": {"uploads": "read-write"}}
-    writer = {"wasm": "s.wasm", "grants": grants}
-    platform.deploy(function_spec_from_dict("writer", writer), build("services_zig").read_bytes())
-    worker = {"wasm": "r.wasm", "grants": grants}
-    platform.deploy(function_spec_from_dict("worker", worker), build("recorder_zig").read_bytes())
-    m = TriggerManager(platform)
-    m.build(triggers_from_dict({"storage": [{"bucket": "uploads", "function": "worker"}]}))
+    grants = {"buckets": {"uploads": "read-write"}}
+    m = writer_and_worker(platform, build, grants, {"storage": [{"bucket": "uploads"}]})
     put = {"op": "blob_put", "bucket": "uploads", "key": "a.txt", "data": "hi"}
     deleted = {"op": "blob_delete", "bucket": "uploads", "key": "a.txt"}
     for op, parent in ((put, TRACEPARENT), (deleted, None)):
@@ -337,7 +343,7 @@ def test_a_blob_a_traced_function_puts_carries_the_trace_to_the_function_it_star
 def test_admin_requests_are_traced_and_carry_the_trace_to_what_they_start(
     traced: tuple[str, Platform, InMemorySpanExporter],
 ) -> None:
-    url, platform, exporter = traced
+    url, _, exporter = traced
     headers = {"authorization": "Bearer t", "traceparent": TRACEPARENT}
     r = httpx.put(f"{url}/_admin/buckets/uploads/objects/a.txt", content=b"hi", headers=headers)
     assert r.status_code == 201, r.text
