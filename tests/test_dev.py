@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -30,12 +30,12 @@ pub fn handle(ev: *const nimbus.Event, res: *nimbus.Response) !void {
 class Dev:
     """A running `nimbus dev`, its output collected in a file."""
 
-    def __init__(self, app: Path, data: Path, log: Path) -> None:
+    def __init__(self, app: Path, data: Path, log: Path, args: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._out = log.open("wb")
-        port = ["--port", str(self.port)]
+        port = ["--port", str(self.port), *args]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "host.cli", "dev", str(app), "--data", str(data), *port],
             cwd=ROOT,
@@ -74,8 +74,7 @@ class Dev:
         self._out.close()
 
 
-@pytest.fixture
-def dev_app(tmp_path: Path) -> Iterator[tuple[Path, Dev]]:
+def greet_app(tmp_path: Path) -> Path:
     app = tmp_path / "app"
     (app / "greet").mkdir(parents=True)
     (app / "greet" / "main.zig").write_text(MAIN.replace("TEXT", "first"))
@@ -84,6 +83,12 @@ def dev_app(tmp_path: Path) -> Iterator[tuple[Path, Dev]]:
         '[functions.greet]\nsource = "greet"\n\n'
         '[[routes]]\nmethod = "GET"\npath = "/greet"\nfunction = "greet"\n'
     )
+    return app
+
+
+@pytest.fixture
+def dev_app(tmp_path: Path) -> Iterator[tuple[Path, Dev]]:
+    app = greet_app(tmp_path)
     dev = Dev(app, tmp_path / "data", tmp_path / "dev.log")
     try:
         dev.wait_for(lambda: dev.get("/greet").text == "first", "serving the first version")
@@ -144,3 +149,19 @@ def test_dev_on_a_taken_port_says_so(tmp_path: Path) -> None:
         r = nimbus("dev", str(tmp_path), "--data", str(tmp_path / "d"), "--port", str(port))
     assert r.returncode == 1
     assert "--port" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dev_seals_secrets_under_the_secrets_key_flag(tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "dev.key"
+    key.parent.mkdir()
+    flag = ["--secrets-key", str(key)]
+    dev = Dev(greet_app(tmp_path), tmp_path / "data", tmp_path / "dev.log", flag)
+    try:
+        dev.wait_for(lambda: dev.get("/greet").text == "first", "serving")
+        put = httpx.put(
+            f"{dev.url}/_admin/secrets/PAY", content=b"v", headers={"authorization": "Bearer t"}
+        )
+        assert put.is_success, put.text
+    finally:
+        dev.stop()
+    assert key.is_file() and not (tmp_path / "data" / "secrets.key").exists()
