@@ -70,6 +70,10 @@ function = "back"
 [[triggers.storage]]
 bucket = "uploads"
 function = "back"
+
+[[triggers.queue]]
+queue = "jobs"
+function = "back"
 """
 
 
@@ -349,11 +353,15 @@ def test_admin_requests_are_traced_and_carry_the_trace_to_what_they_start(
     assert r.status_code == 201, r.text
     r = httpx.post(f"{url}/_admin/functions/back/invoke", json={}, headers=headers)
     assert r.status_code == 200, r.text
+    r = httpx.post(f"{url}/_admin/events/order.placed", json={"n": 1}, headers=headers)
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{url}/_admin/queues/jobs/messages", json={"n": 2}, headers=headers)
+    assert r.status_code == 201, r.text
     deadline = time.monotonic() + 30
-    while len(by_name(exporter.get_finished_spans(), "invoke back")) < 2:
-        assert time.monotonic() < deadline, "the storage trigger never ran"
+    starters = ("storage uploads", "event order.placed", "queue jobs")  # end after their runs
+    while not all(by_name(exporter.get_finished_spans(), name) for name in starters):
+        assert time.monotonic() < deadline, "a trigger never ran"
         time.sleep(0.05)
-    time.sleep(0.2)  # the delivery span ends just after the invocation's
     spans = exporter.get_finished_spans()
     assert {f"{s.context.trace_id:032x}" for s in spans} == {TRACE_ID}
 
@@ -364,5 +372,12 @@ def test_admin_requests_are_traced_and_carry_the_trace_to_what_they_start(
     assert delivery.kind == SpanKind.CONSUMER and parent_of(delivery) == put.context.span_id
     (invoke,) = by_name(spans, "POST /_admin/functions/back/invoke")
     assert invoke.kind == SpanKind.SERVER and parent_of(invoke) == int(CALLER_SPAN, 16)
+    (publish,) = by_name(spans, "POST /_admin/events/order.placed")
+    (event,) = by_name(spans, "event order.placed")
+    assert parent_of(event) == publish.context.span_id
+    (send,) = by_name(spans, "POST /_admin/queues/jobs/messages")
+    (message,) = by_name(spans, "queue jobs")
+    assert parent_of(message) == send.context.span_id
     runs = by_name(spans, "invoke back")
-    assert {parent_of(s) for s in runs} == {delivery.context.span_id, invoke.context.span_id}
+    starts = (delivery, invoke, event, message)
+    assert sorted(parent_of(s) or 0 for s in runs) == sorted(s.context.span_id for s in starts)
