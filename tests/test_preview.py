@@ -10,7 +10,7 @@ from pathlib import Path
 from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import Platform
 from host.telemetry.preview import MAX_PREVIEW, mask, preview
-from host.telemetry.records import InvocationRecord, Telemetry
+from host.telemetry.records import InvocationRecord, PendingRecord, Telemetry
 
 
 def test_a_preview_is_bounded_and_redacted() -> None:
@@ -70,3 +70,23 @@ def test_previews_count_in_the_byte_budget() -> None:
         )
     assert telemetry.recent_bytes <= 64 * 1024
     assert 10 < len(telemetry.recent(None, 1000)) < 20
+
+
+def test_a_small_record_is_built_when_first_read_a_large_one_at_once(
+    platform: Platform, build: Callable[[str], Path]
+) -> None:
+    spec = function_spec_from_dict("hello", {"wasm": "h.wasm"})
+    platform.deploy(spec, build("hello").read_bytes())
+    small = {"kind": "http", "method": "GET", "path": "/hello/ada", "params": {"name": "ada"}}
+    platform.invoke("hello", small, request_id="req-small")
+    (kept, _) = platform.telemetry._recent[-1]
+    assert isinstance(kept, PendingRecord) and kept.function == "hello" and kept.outcome == "ok"
+    (rec,) = platform.telemetry.recent("hello", 1)
+    assert json.loads(rec.event)["params"] == {"name": "ada"}
+    assert json.loads(rec.response)["body"] == "hello, ada\n"
+    assert platform.telemetry.recent("hello", 1)[0] is rec  # built once
+    large = {**small, "body": b"x" * 5000, "request_id": "req-large"}
+    platform.invoke("hello", large, request_id="req-large")
+    (kept, size) = platform.telemetry._recent[-1]
+    assert isinstance(kept, InvocationRecord) and size < 5000  # its bounded preview, now
+    assert json.loads(kept.event)["body"].endswith("(5000 bytes)")

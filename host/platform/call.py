@@ -13,8 +13,12 @@ from host.platform.registry import Deployment
 from host.platform.request import InvocationRequest
 from host.runtime.invocation import Invocation
 from host.services.usage import UsageEntry
-from host.telemetry.preview import mask, preview
-from host.telemetry.records import InvocationRecord
+from host.telemetry.preview import MAX_PREVIEW, mask, preview
+from host.telemetry.records import RECORD_BYTES, RECORD_LINE_BYTES, InvocationRecord, PendingRecord
+
+#: an event and a response at most this big (msgpack bytes, body bytes) have their
+#: record built when it is read; a bigger one's preview is made at once
+DEFER_BYTES = MAX_PREVIEW // 2
 
 
 class Call:
@@ -75,6 +79,37 @@ class Call:
             function=dep.name,
             max_log_bytes=dep.spec.max_log_bytes,
             max_log_lines=dep.spec.max_log_lines,
+        )
+
+    def pending(self) -> InvocationRecord | PendingRecord:
+        """This invocation's record, built now or, for a small event and response and
+        no secret read, when it is first read (``PendingRecord``)."""
+        inv = self.inv
+        out = _small_response_bytes(self.response)
+        if (
+            self.bytes_in > DEFER_BYTES
+            or out > DEFER_BYTES
+            or (isinstance(inv.secrets, SecretAccess) and any(inv.secrets.seen))
+        ):
+            return self.record()
+        inv.services = None  # what it staged is not kept with the record
+        size = (
+            RECORD_BYTES
+            + inv.log_bytes
+            + len(inv.logs) * (RECORD_LINE_BYTES + 5)
+            + len(self.error or "")
+            + 2 * (self.bytes_in + out)
+        )
+        return PendingRecord(
+            self.dep.name,
+            self.dep.version,
+            self.trigger,
+            self.outcome,
+            self.cold,
+            self.duration_ms,
+            self.request_id,
+            size,
+            self.record,
         )
 
     def record(self) -> InvocationRecord:
@@ -138,6 +173,20 @@ class Call:
             out.requests if isinstance(out, OutboundAccess) else 0,
             inv.memory_bytes,
         )
+
+
+def _small_response_bytes(response: dict[str, Any] | None) -> int:
+    """About the bytes of an HTTP response (status, at most 16 headers, body), or
+    ``DEFER_BYTES + 1`` for any other shape (an ``output``, many headers): a size
+    worth knowing only when small."""
+    if response is None:
+        return 0
+    body, headers = response.get("body"), response.get("headers")
+    if len(response) > 3 or not isinstance(body, bytes) or not isinstance(headers, dict):
+        return DEFER_BYTES + 1
+    if len(headers) > 16:
+        return DEFER_BYTES + 1
+    return len(body) + sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
 def outbound_figures(inv: Invocation) -> dict[str, Any]:

@@ -292,7 +292,7 @@ class Platform:
         finally:
             call.duration_ms = (time.perf_counter() - call.t0) * 1000
             if call.recorded:
-                self.telemetry.record(call.record())
+                self.telemetry.record(call.pending())
                 # a throttled call never ran: counted in metrics, not billed (as Lambda)
                 if self.options.metering and call.outcome != "Throttled":
                     self.services.usage.record(call.usage())
