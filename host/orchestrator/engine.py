@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from host.common.clock import Clock, WallClock
+from host.common.idle import IdlePoll
 from host.common.ids import new_id
 from host.common.tracecontext import TRACEPARENT
 from host.errors import FunctionNotFound, InvalidRequest, NotFound, ServiceUnavailable
@@ -162,6 +163,7 @@ class Orchestrator:
     def run(self, stop: threading.Event) -> None:
         """Drive the runs until ``stop`` is set (a background thread of the host)."""
         last_cleanup = time.monotonic()
+        idle = IdlePoll()
         while not stop.is_set():
             try:
                 handled = self.poll_once()
@@ -174,7 +176,9 @@ class Orchestrator:
             except Exception:
                 log.exception("workflow engine step failed; retrying")
                 handled = 0
-            if handled and self.steps.faults.faults:  # the last commit met a storage fault
-                stop.wait(self.steps.faults.delay())
-            elif not handled and not stop.is_set():
-                self.platform.services.wait_for_commit(0.02)
+            if handled:
+                idle.found()
+                if self.steps.faults.faults:  # the last commit met a storage fault
+                    stop.wait(self.steps.faults.delay())
+            elif not stop.is_set():
+                idle.waited(self.platform.services.wait_for_commit(idle.wait_s))

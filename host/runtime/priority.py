@@ -99,8 +99,20 @@ class Demoter:
                 self._demoted.discard(token)
                 set_nice(token, 0)
 
+    def _next_look(self) -> float:
+        """When the watcher next has something to do: every ``interval_s`` while a
+        thread is demoted (its restore is due before its deadline), else when the
+        oldest running guest passes ``after_s`` (a guest that starts later is looked
+        at within ``after_s`` of its start, so it is never late by more than
+        ``interval_s``)."""
+        if self._demoted:
+            return self._interval_s
+        now = time.monotonic()
+        oldest = min((started for started, _ in list(self._running.values())), default=now)
+        return min(max(oldest + self._after_s - now, self._interval_s), self._after_s)
+
     def _watch(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        while not self._stop.wait(self._next_look()):
             if not self._enabled:
                 continue
             now = time.monotonic()

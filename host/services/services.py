@@ -95,11 +95,11 @@ class Services:
         """The typed operations of the write transaction ``txn`` (see ``work.py``)."""
         return Work(self.queues, self.runs.dbs, txn)
 
-    def wait_for_commit(self, timeout: float) -> None:
-        """Block until a commit in this process, or ``timeout`` (commits made by other
-        processes are only seen by polling)."""
+    def wait_for_commit(self, timeout: float) -> bool:
+        """Block until a commit in this process (True), or ``timeout`` (False); commits
+        made by other processes are only seen by polling."""
         with self.committed:
-            self.committed.wait(timeout)
+            return self.committed.wait(timeout)
 
     def begin(self, source: str = "") -> Effects:
         """A new staging area for one invocation of function ``source``."""

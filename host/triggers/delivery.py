@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from host.common.clock import Clock
+from host.common.idle import IdlePoll
 from host.errors import NimbusError, Overloaded, ServiceUnavailable
 from host.manifest.triggers import Delivery
 from host.platform.platform import Platform
@@ -36,8 +37,6 @@ from host.services.work import Ack
 
 log = logging.getLogger("nimbus.triggers")
 
-#: how long an idle deliverer waits before looking at its queue again
-IDLE_POLL_S = 0.02
 #: an overloaded function's messages come back after this long, without an attempt
 OVERLOADED_RETRY_MS = 100
 
@@ -184,6 +183,7 @@ class Deliverer:
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop`` is set; errors in the machinery are logged, not fatal."""
+        idle = IdlePoll()
         while not stop.is_set():
             try:
                 handled = self.poll_once()
@@ -193,7 +193,9 @@ class Deliverer:
             except Exception:
                 log.exception("deliverer %s failed; retrying", self.sub.name)
                 handled = 0
-            if handled and self.faults.faults:  # the last commit met a storage fault
-                stop.wait(self.faults.delay())
-            elif not handled and not stop.is_set():
-                self._services.wait_for_commit(IDLE_POLL_S)
+            if handled:
+                idle.found()
+                if self.faults.faults:  # the last commit met a storage fault
+                    stop.wait(self.faults.delay())
+            elif not stop.is_set():
+                idle.waited(self._services.wait_for_commit(idle.wait_s))

@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from host.common.clock import Clock
+from host.common.idle import IdlePoll
 from host.errors import ServiceUnavailable
 from host.manifest.triggers import Triggers
 from host.services.faults import FaultPacer
@@ -52,7 +53,8 @@ class Dispatcher:
                 out.append(record_queue("event", i, ev.function or ev.workflow))
         return out
 
-    def run(self, stop: threading.Event, idle_s: float = 0.02) -> None:
+    def run(self, stop: threading.Event) -> None:
+        idle = IdlePoll()
         while not stop.is_set():
             try:
                 moved = self.poll_once()
@@ -63,5 +65,7 @@ class Dispatcher:
             except Exception:
                 log.exception("outbox dispatch failed; retrying")
                 moved = 0
-            if not moved and not stop.is_set():
-                self.services.wait_for_commit(idle_s)
+            if moved:
+                idle.found()
+            elif not stop.is_set():
+                idle.waited(self.services.wait_for_commit(idle.wait_s))

@@ -101,10 +101,11 @@ class PgServices:
     def work(self, txn: Tx) -> PgWork:
         return PgWork(self.queues, txn)
 
-    def wait_for_commit(self, timeout: float) -> None:
-        """Block until a commit on any host (announced by ``NOTIFY``), or ``timeout``."""
+    def wait_for_commit(self, timeout: float) -> bool:
+        """Block until a commit on any host (announced by ``NOTIFY``: True), or
+        ``timeout`` (False)."""
         with self.committed:
-            self.committed.wait(timeout)
+            return self.committed.wait(timeout)
 
     def begin(self, source: str = "") -> Effects:
         return Effects(self, source)
