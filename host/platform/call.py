@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgpack
+
 from host.common.ids import new_id
 from host.hostcalls.http import OutboundAccess
 from host.hostcalls.secrets import SecretAccess
@@ -14,8 +16,11 @@ from host.platform.request import InvocationRequest
 from host.runtime.invocation import Invocation
 from host.services.usage import UsageEntry
 from host.telemetry.preview import MAX_PREVIEW, mask, preview
-from host.telemetry.records import RECORD_BYTES, RECORD_LINE_BYTES, InvocationRecord, PendingRecord
+from host.telemetry.records import RECORD_BYTES, RECORD_LINE_BYTES, InvocationRecord, Pending
 
+#: the keys the ABI envelope adds to an event (``Platform._call``); an event that has
+#: one of its own has its record built at once
+ENVELOPE_KEYS = frozenset({"request_id", "function", "deadline_ms", "env"})
 #: an event and a response at most this big (msgpack bytes, body bytes) have their
 #: record built when it is read; a bigger one's preview is made at once
 DEFER_BYTES = MAX_PREVIEW // 2
@@ -34,6 +39,7 @@ class Call:
         "duration_ms",
         "effects",
         "effects_described",
+        "envelope",
         "error",
         "event",
         "event_id",
@@ -65,6 +71,8 @@ class Call:
         self.t0 = time.perf_counter()
         self.cold = False
         self.bytes_in = 0
+        #: the ABI envelope the guest was given (msgpack), once made
+        self.envelope = b""
         self.bytes_out = 0
         self.cpu_ms = 0.0
         self.recorded = True
@@ -81,18 +89,23 @@ class Call:
             max_log_lines=dep.spec.max_log_lines,
         )
 
-    def pending(self) -> InvocationRecord | PendingRecord:
-        """This invocation's record, built now or, for a small event and response and
-        no secret read, when it is first read (``PendingRecord``)."""
+    def pending(self) -> tuple[Pending, int] | None:
+        """This invocation's record to be built when first read, with its size (for a
+        small event and response, no secret read and no outbound call); None when it
+        must be built now (``record``)."""
         inv = self.inv
-        out = _small_response_bytes(self.response)
+        response = self.response
+        out = _small_response_bytes(response)
         if (
             self.bytes_in > DEFER_BYTES
             or out > DEFER_BYTES
+            or not self.envelope
+            or inv.outbound is not None
+            or not ENVELOPE_KEYS.isdisjoint(self.event)
             or (isinstance(inv.secrets, SecretAccess) and any(inv.secrets.seen))
         ):
-            return self.record()
-        inv.services = None  # what it staged is not kept with the record
+            return None
+        logs = tuple(text for line in inv.logs for text in (line.level, line.message))
         size = (
             RECORD_BYTES
             + inv.log_bytes
@@ -100,17 +113,27 @@ class Call:
             + len(self.error or "")
             + 2 * (self.bytes_in + out)
         )
-        return PendingRecord(
-            self.dep.name,
-            self.dep.version,
-            self.trigger,
-            self.outcome,
-            self.cold,
-            self.duration_ms,
+        dep = self.dep
+        pending: Pending = (
             self.request_id,
-            size,
-            self.record,
+            dep.name,
+            dep.version,
+            self.trigger,
+            self.cold,
+            int(self.started * 1000),
+            self.duration_ms,
+            self.outcome,
+            self.error,
+            self.event_id,
+            logs,
+            self.status,
+            inv.memory_bytes,
+            tuple(x for kind_count in self.effects.items() for x in kind_count),
+            self.envelope,
+            tuple(self.event),
+            None if response is None else msgpack.packb(response),
         )
+        return pending, size
 
     def record(self) -> InvocationRecord:
         access = self.inv.secrets

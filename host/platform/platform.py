@@ -292,7 +292,11 @@ class Platform:
         finally:
             call.duration_ms = (time.perf_counter() - call.t0) * 1000
             if call.recorded:
-                self.telemetry.record(call.pending())
+                pending = call.pending()
+                if pending is None:
+                    self.telemetry.record(call.record())
+                else:
+                    self.telemetry.record_pending(*pending)
                 # a throttled call never ran: counted in metrics, not billed (as Lambda)
                 if self.options.metering and call.outcome != "Throttled":
                     self.services.usage.record(call.usage())
@@ -340,7 +344,7 @@ class Platform:
             "env": dict(dep.spec.env),
         }
         hook = request.commit
-        packed = msgpack.packb(envelope)
+        packed = call.envelope = msgpack.packb(envelope)
         call.bytes_in = len(packed)
         with self.slots.hold(dep.spec, call.run_s, request.budget_s is not None):
             effects = self.services.begin(dep.name)

@@ -14,12 +14,14 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import msgpack
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from host.telemetry.preview import preview
 
 log = logging.getLogger("nimbus.invocations")
 
@@ -72,70 +74,81 @@ class InvocationRecord:
         return RECORD_BYTES + logs + len(self.error or "") + previews
 
 
-class PendingRecord:
-    """A record as the invoke path leaves it: the figures the metrics need at once,
-    and a maker that builds the ``InvocationRecord`` (its previews' JSON and all) the
-    first time someone reads it. Most records are never read, and for a small
-    invocation the previews cost a tenth of the whole call. The invoke path defers
-    only small events and responses (what the maker keeps is about their size,
-    counted in ``size_bytes``); a large one gets its bounded preview at once."""
+#: A record as the invoke path leaves it, made into an ``InvocationRecord`` (its
+#: previews' JSON and all) only when someone reads it: most records are never read,
+#: and for a small invocation the previews cost a tenth of the whole call. It is a
+#: plain tuple of scalars, strings, bytes and tuples of them, which the garbage
+#: collector stops tracking after its first pass: ten thousand kept records of
+#: objects and nested dicts made every full collection walk them (pauses of 10-30 ms
+#: under load). Fields, in order: request id, function, version, trigger, cold,
+#: started (ms), duration (ms), outcome, error, event id, logs (level, message, level,
+#: message, …), HTTP status, memory bytes, effects (kind, count, …), the ABI envelope the guest
+#: got (msgpack), the keys of it that were the event's, the response (msgpack) or
+#: None. The invoke path makes one only for a small event and response
+#: (``platform/call.py``); a large one gets its bounded preview at once.
+Pending = tuple[
+    str,
+    str,
+    int,
+    str,
+    bool,
+    int,
+    float,
+    str,
+    str | None,
+    str,
+    tuple[str, ...],
+    int | None,
+    int,
+    tuple[str | int, ...],
+    bytes,
+    tuple[str, ...],
+    bytes | None,
+]
 
-    __slots__ = (
-        "_built",
-        "_make",
-        "cold",
-        "duration_ms",
-        "function",
-        "outcome",
-        "request_id",
-        "size_bytes",
-        "trigger",
-        "version",
+
+def build_pending(p: Pending) -> InvocationRecord:
+    """The record a ``Pending`` stands for."""
+    (rid, function, version, trigger, cold, started, duration, outcome, error, event_id) = p[:10]
+    logs, status, memory, effects, envelope, event_keys, packed = p[10:]
+    whole = msgpack.unpackb(envelope, raw=False, strict_map_key=False)
+    event = {k: v for k, v in whole.items() if k in event_keys}
+    response = (
+        "" if packed is None else preview(msgpack.unpackb(packed, raw=False), size_hint=len(packed))
+    )
+    return InvocationRecord(
+        request_id=rid,
+        function=function,
+        version=version,
+        trigger=trigger,
+        cold=cold,
+        started_ms=started,
+        duration_ms=duration,
+        outcome=outcome,
+        error=error,
+        logs=list(zip(logs[::2], logs[1::2], strict=True)),
+        event_id=event_id,
+        status=status,
+        memory_bytes=memory,
+        effects={str(k): int(n) for k, n in zip(effects[::2], effects[1::2], strict=True)},
+        event=preview(event, size_hint=len(envelope)),
+        response=response,
     )
 
-    def __init__(
-        self,
-        function: str,
-        version: int,
-        trigger: str,
-        outcome: str,
-        cold: bool,
-        duration_ms: float,
-        request_id: str,
-        size_bytes: int,
-        make: Callable[[], InvocationRecord],
-    ) -> None:
-        self.function, self.version, self.trigger = function, version, trigger
-        self.outcome, self.cold, self.duration_ms = outcome, cold, duration_ms
-        self.request_id, self.size_bytes = request_id, size_bytes
-        self._make: Callable[[], InvocationRecord] | None = make
-        self._built: InvocationRecord | None = None
 
-    def size(self) -> int:
-        return self.size_bytes
-
-    def build(self) -> InvocationRecord:
-        """The record (built once; what it was made from is let go)."""
-        built = self._built
-        if built is None:
-            make = self._make
-            if make is None:  # another thread built it meanwhile
-                assert self._built is not None
-                return self._built
-            built = self._built = make()  # (two readers at once may both build it)
-            self._make = None
-        return built
+def _function(rec: InvocationRecord | Pending) -> str:
+    return rec.function if isinstance(rec, InvocationRecord) else rec[1]
 
 
-def _read(rec: InvocationRecord | PendingRecord) -> InvocationRecord:
-    return rec if isinstance(rec, InvocationRecord) else rec.build()
+def _read(rec: InvocationRecord | Pending) -> InvocationRecord:
+    return rec if isinstance(rec, InvocationRecord) else build_pending(rec)
 
 
 class Telemetry:
     """Keeps recent records and the metrics derived from them."""
 
     def __init__(self, keep: int = 10000, max_bytes: int = MAX_RECENT_BYTES) -> None:
-        self._recent: deque[tuple[InvocationRecord | PendingRecord, int]] = deque()
+        self._recent: deque[tuple[InvocationRecord | Pending, int]] = deque()
         #: how many records were ever kept: the position of the newest, for tailing
         self._seq = 0
         self._keep = keep
@@ -176,48 +189,73 @@ class Telemetry:
         MultiProcessCollector(merged, path)  # type: ignore[no-untyped-call]
         return merged
 
-    def record(self, rec: InvocationRecord | PendingRecord) -> None:
-        size = rec.size()
+    def record(self, rec: InvocationRecord) -> None:
+        """Keep ``rec`` and count it."""
+        self._keep_one(rec, rec.size())
+        self._count_one(
+            rec.function,
+            rec.trigger,
+            rec.outcome,
+            rec.duration_ms,
+            rec.cold,
+            rec.request_id,
+            rec.version,
+        )
+
+    def record_pending(self, p: Pending, size: int) -> None:
+        """Keep ``p`` (about ``size`` bytes once built) and count it."""
+        self._keep_one(p, size)
+        self._count_one(p[1], p[3], p[7], p[6], p[4], p[0], p[2])
+
+    def _keep_one(self, item: InvocationRecord | Pending, size: int) -> None:
         with self._lock:
-            self._recent.append((rec, size))
+            self._recent.append((item, size))
             self._seq += 1
             self.recent_bytes += size
             while len(self._recent) > self._keep or (
                 self.recent_bytes > self._max_bytes and len(self._recent) > 1
             ):
                 self.recent_bytes -= self._recent.popleft()[1]
-        labels = (rec.function, rec.trigger, rec.outcome)
+
+    def _count_one(
+        self,
+        function: str,
+        trigger: str,
+        outcome: str,
+        duration_ms: float,
+        cold: bool,
+        request_id: str,
+        version: int,
+    ) -> None:
+        labels = (function, trigger, outcome)
         children = self._children.get(labels)
         if children is None:
             children = self._children[labels] = (
                 self._count.labels(*labels),
-                self._duration.labels(rec.function),
+                self._duration.labels(function),
             )
         children[0].inc()
-        children[1].observe(rec.duration_ms / 1000)
-        if rec.cold:
-            self._cold.labels(rec.function).inc()
+        children[1].observe(duration_ms / 1000)
+        if cold:
+            self._cold.labels(function).inc()
         if log.isEnabledFor(logging.INFO):
-            self._log(rec)
-
-    def _log(self, rec: InvocationRecord | PendingRecord) -> None:
-        log.info(
-            "%s %s@%d %s %s %.2fms%s",
-            rec.request_id,
-            rec.function,
-            rec.version,
-            rec.trigger,
-            rec.outcome,
-            rec.duration_ms,
-            " cold" if rec.cold else "",
-            extra={"request_id": rec.request_id},
-        )
+            log.info(
+                "%s %s@%d %s %s %.2fms%s",
+                request_id,
+                function,
+                version,
+                trigger,
+                outcome,
+                duration_ms,
+                " cold" if cold else "",
+                extra={"request_id": request_id},
+            )
 
     def recent(self, function: str | None = None, limit: int = 100) -> list[InvocationRecord]:
         with self._lock:
             kept = [rec for rec, _ in self._recent]
         if function is not None:
-            kept = [r for r in kept if r.function == function]
+            kept = [r for r in kept if _function(r) == function]
         return [_read(r) for r in kept[-limit:]]
 
     def since(self, seq: int) -> tuple[int, list[InvocationRecord]]:
