@@ -207,3 +207,52 @@ def test_pure_python_requirements_just_work(tmp_path: Path, fresh: Platform) -> 
     )
     fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
     assert call(fresh, "f0") == {"six": True, "attrs": 3}
+
+
+def test_every_byte_crosses_both_ways(tmp_path: Path, fresh: Platform) -> None:
+    """Code, event and reply cross as strings of characters U+0000..U+00FF: every byte
+    value arrives and comes back as it was, in a body of a few hundred KiB."""
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(
+        "# non-ASCII in the code bundle too: é€\n"
+        "import nimbus\n"
+        "def handle(event):\n"
+        "    return nimbus.Response.bytes(event.body[::-1] + 'é€'.encode(), 'x/y')\n"
+    )
+    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
+    body = bytes(range(256)) * 1024
+    out = fresh.invoke("f0", {"kind": "http", "method": "POST", "path": "/", "body": body})
+    assert out.response["body"] == body[::-1] + "é€".encode()
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        ("'\\u0100'", r"character above U\+00FF"),  # not bytes at all
+        ("'\\xc1'", r"refused|msgpack"),  # bytes, but not msgpack
+    ],
+)
+def test_a_reply_that_is_not_a_response_is_refused(
+    tmp_path: Path, fresh: Platform, reply: str, message: str
+) -> None:
+    """A handler that tampers with the runtime so that ``handle`` replies with what the
+    host never accepts: a clear error, and the host serves on."""
+    from host.errors import AbiError
+
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(
+        "import nimbus._pack\n"
+        "class Reply:\n"
+        "    def decode(self, encoding):\n"
+        f"        return {reply}\n"
+        "def handle(event):\n"
+        "    nimbus._pack.packb = lambda value: Reply()\n"
+        "    return 1\n"
+    )
+    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
+    with pytest.raises(AbiError, match=message):
+        fresh.invoke("f0", {"kind": "invoke", "input": None})
+    with pytest.raises(AbiError, match=message):  # a fresh instance: it fails the same way
+        fresh.invoke("f0", {"kind": "invoke", "input": None})

@@ -48,7 +48,7 @@ from host.errors import (
 )
 from host.runtime import native, response
 from host.runtime.cache import ModuleCache
-from host.runtime.component_call import call_bytes
+from host.runtime.component_call import call_bytes, call_text
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
@@ -260,11 +260,13 @@ class PythonHost:
                 inst = self.linker.instantiate(store, runtime)
                 func = inst.get_func(store, self._exports[EXPORT])
                 del inst
-            raw = call_bytes(store, func, code, _for_guest(event))
+            raw = call_text(store, func, code, _for_guest(event))
         except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
             if inv.error is not None:
                 raise inv.error from None
             raise classify(native.GuestTrap(t), name) from None
+        except TypeError as e:  # a reply that is not bytes (see call_text)
+            raise AbiError(f"function {name}: {e}") from None
         finally:
             self._current.inv = None
             if pool is not None:

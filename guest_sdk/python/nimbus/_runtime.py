@@ -232,8 +232,9 @@ class WitWorld(wit_world.WitWorld):
     def compile(self, sources: bytes) -> bytes:
         return compile_sources(sources)
 
-    def handle(self, code: bytes, event: bytes) -> bytes:
-        return run(code, event)
+    def handle(self, code: str, event: str) -> str:
+        # bytes carried as characters U+0000 to U+00FF (see the world in nimbus.wit)
+        return run(code.encode("latin-1"), event.encode("latin-1")).decode("latin-1")
 
 
 def run(code: bytes, event: bytes) -> bytes:
