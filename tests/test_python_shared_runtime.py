@@ -256,3 +256,59 @@ def test_a_reply_that_is_not_a_response_is_refused(
         fresh.invoke("f0", {"kind": "invoke", "input": None})
     with pytest.raises(AbiError, match=message):  # a fresh instance: it fails the same way
         fresh.invoke("f0", {"kind": "invoke", "input": None})
+
+
+STATE_PROBE = """
+import linecache, random, sys
+
+def handle(event):
+    return {
+        "modules": sorted(sys.modules),
+        "meta_path": [type(f).__name__ for f in sys.meta_path],
+        "linecache": sorted(linecache.cache),
+        "random": random.random(),
+    }
+"""
+
+
+def test_a_warmed_instance_looks_like_a_new_one(tmp_path: Path, python_cache: Path) -> None:
+    """An instance made ahead runs the SDK's warm-up before it serves: the function
+    then finds the interpreter exactly as in an instance made for it inline (no module,
+    importer or cached line of the warm-up), and its own fresh random seed."""
+    import time
+
+    from bench.runtime import hello_event
+    from host.hostcalls.catalog import component_imports
+    from host.runtime.components import PythonHost
+    from host.runtime.invocation import Invocation
+    from host.runtime.limits import Limits
+    from host.toolchain.python_runtime import runtime_wasm
+
+    (tmp_path / "handler.py").write_text(STATE_PROBE)
+    wasm = build_function(tmp_path).wasm.read_bytes()
+
+    def classify(trap: Any, name: str) -> Exception:
+        raise AssertionError(f"{name}: {trap}")
+
+    seen = []
+    for ahead in (True, False):
+        ph = PythonHost(python_cache, component_imports(), 1.0, 512 * 1024, runtime_wasm, ahead)
+        try:
+            code = ph.load("probe", wasm)[0]
+            if ahead:  # wait for the instances made ahead, so the call takes one
+                ready = ph._ready
+                deadline = time.monotonic() + 30
+                while ready is not None and len(ready._ready) < 2:
+                    assert time.monotonic() < deadline, "no instance was made ahead"
+                    time.sleep(0.01)
+            out = ph.invoke(
+                "probe", code, Limits(), hello_event(), Invocation("r", "probe"), None, classify
+            )
+            seen.append(out["output"])
+        finally:
+            ph.close()
+    warmed, inline = seen
+    assert warmed["random"] != inline["random"]
+    del warmed["random"], inline["random"]
+    assert warmed == inline
+    assert "warm" not in str(warmed)

@@ -232,6 +232,9 @@ class WitWorld(wit_world.WitWorld):
     def compile(self, sources: bytes) -> bytes:
         return compile_sources(sources)
 
+    def warm(self) -> None:
+        warm_up()
+
     def handle(self, code: str, event: str) -> str:
         # bytes carried as characters U+0000 to U+00FF (see the world in nimbus.wit)
         return run(code.encode("latin-1"), event.encode("latin-1")).decode("latin-1")
@@ -273,22 +276,37 @@ def _default(value: object) -> object:
     raise TypeError(f"cannot send a {type(value).__name__} to the host")
 
 
-def _warm_up() -> None:
-    """Run one invocation while the snapshot is taken, so that the code every call
-    runs is already specialised and its memory already laid out; then undo it."""
+def _warm_up_bundle() -> tuple[bytes, bytes]:
+    """The code and event of the warm-up invocation: a handler doing what most do,
+    and an event as the host hands it in (marshalled)."""
     source = b"import nimbus\ndef handle(event):\n    return nimbus.Response.text('hi')\n"
     error, code = msgpack.unpackb(
         compile_sources(msgpack.packb({"handler": [False, "warm.py", source]}))
     )
     if error:
         raise RuntimeError(f"warm-up failed: {error}")
-    event = msgpack.packb({"kind": "http", "method": "GET", "path": "/", "headers": {}})
+    envelope = {"kind": "http", "id": "", "request_id": "", "function": "", "deadline_ms": 0}
+    envelope |= {"env": {}, "method": "GET", "path": "/", "params": {}, "query": {}}
+    envelope |= {"raw_query": "", "headers": {"host": "localhost"}, "body": b""}
+    return code, MARSHALLED_EVENT + marshal.dumps(envelope)
+
+
+#: compiled once, in the snapshot
+WARM_UP = _warm_up_bundle()
+
+
+def warm_up() -> None:
+    """Run the warm-up invocation, then undo it: once while the snapshot is taken (so
+    the code every call runs is already specialised and its memory laid out), and
+    again in each instance the host makes ahead of a request (so the pages every
+    call writes are already written when the request comes). No function's code or
+    data is involved, and what it leaves is what the snapshot holds already."""
     saved = list(sys.meta_path)
-    run(code, event)
+    run(*WARM_UP)
     sys.meta_path[:] = saved
     sys.modules.pop("handler", None)
 
 
-_warm_up()
+warm_up()
 gc.collect()
 gc.freeze()  # the snapshot's objects are never scanned by a collection again
