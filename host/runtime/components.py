@@ -9,9 +9,10 @@ A function adds only its code bundle: its sources, compiled to this interpreter'
 bytecode by the runtime's ``compile`` export when the function is loaded (and kept in
 the cache beside the compiled runtime, so a new process reads it in microseconds).
 Each invocation gets a never-used instance of the runtime (made ahead between
-invocations by ``runtime/ready.py``, or inline when none is ready) and calls
-``handle(code, event)`` on it once: nothing of one call or one function survives into
-another.
+invocations by ``runtime/ready.py`` and warmed by the SDK's own warm-up, or made inline
+when none is ready) and calls ``handle(code, event)`` on it once: nothing of one call
+or one function survives into another. Code, event and reply cross as strings of
+characters U+0000 to U+00FF (``component_call.call_text``).
 
 The guest's imports are ``log``, ``now``, ``random-bytes`` and ``call`` (every service
 operation by name, served by the same host code as the core imports). Components
