@@ -49,14 +49,8 @@ def _pack(v: object, out: bytearray, limit: int) -> None:
         n = len(b)
         if n < 0x20:
             out.append(0xA0 | n)
-        elif n < 0x100:
-            out += bytes((0xD9, n))
-        elif n < 0x10000:
-            out += _U16(0xDA, n)
-        elif n < 0x100000000:
-            out += _U32(0xDB, n)
         else:
-            raise Unsupported
+            _sized(n, 0xD9, out)
         out += b
     elif t is dict:
         n = len(v)
@@ -65,15 +59,7 @@ def _pack(v: object, out: bytearray, limit: int) -> None:
             _pack(key, out, limit - 1)
             _pack(item, out, limit - 1)
     elif t is bytes or t is bytearray:
-        n = len(v)
-        if n < 0x100:
-            out += bytes((0xC4, n))
-        elif n < 0x10000:
-            out += _U16(0xC5, n)
-        elif n < 0x100000000:
-            out += _U32(0xC6, n)
-        else:
-            raise Unsupported
+        _sized(len(v), 0xC4, out)
         out += v
     elif v is None:
         out.append(0xC0)
@@ -87,6 +73,18 @@ def _pack(v: object, out: bytearray, limit: int) -> None:
             _pack(item, out, limit - 1)
     elif t is float:
         out += _F64(0xCB, v)
+    else:
+        raise Unsupported
+
+
+def _sized(n: int, tag8: int, out: bytearray) -> None:
+    """A string's or a binary's length (``tag8 + 1`` and ``+ 2``: the 16- and 32-bit forms)."""
+    if n < 0x100:
+        out += bytes((tag8, n))
+    elif n < 0x10000:
+        out += _U16(tag8 + 1, n)
+    elif n < 0x100000000:
+        out += _U32(tag8 + 2, n)
     else:
         raise Unsupported
 
