@@ -312,3 +312,37 @@ def test_a_warmed_instance_looks_like_a_new_one(tmp_path: Path, python_cache: Pa
     del warmed["random"], inline["random"]
     assert warmed == inline
     assert "warm" not in str(warmed)
+
+
+def test_service_values_cross_whole(tmp_path: Path, fresh: Platform) -> None:
+    """A service request and reply, and random bytes, cross as strings of characters
+    U+0000..U+00FF: every byte value of a few hundred KiB survives a put and a get."""
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(
+        "import nimbus\n"
+        "def handle(event):\n"
+        "    value = bytes(range(256)) * 1024\n"
+        "    nimbus.tables.put('t', 'k', value)\n"
+        "    got = nimbus.tables.get('t', 'k')[0]\n"
+        "    noise = nimbus.random_bytes(70000)\n"
+        "    return [got == value, len(noise), len(set(noise))]\n"
+    )
+    fresh.deploy(_spec(0, memory="128MiB"), build_function(src).wasm.read_bytes())
+    same, n, distinct = call(fresh, "f0")
+    assert same and n == 70000 and distinct > 200
+
+
+def test_a_request_that_is_not_bytes_is_refused(tmp_path: Path, fresh: Platform) -> None:
+    from host.errors import AbiError
+
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(
+        "from nimbus import host\n"
+        "def handle(event):\n"
+        "    return host._host.call('kv_get', '\\u0100')\n"
+    )
+    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
+    with pytest.raises(AbiError, match=r"character above U\+00FF"):
+        fresh.invoke("f0", {"kind": "invoke", "input": None})
