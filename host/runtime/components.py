@@ -49,7 +49,7 @@ from host.errors import (
 )
 from host.runtime import native, response
 from host.runtime.cache import ModuleCache
-from host.runtime.component_call import call_bytes, call_text
+from host.runtime.component_call import call_text
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
@@ -227,8 +227,8 @@ class PythonHost:
         self._current.inv = Invocation(request_id="compile", function=name)
         try:
             inst = self.linker.instantiate(store, self._runtime)
-            reply = call_bytes(store, inst.get_func(store, self._exports[COMPILE]), sources)
-        except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
+            reply = call_text(store, inst.get_func(store, self._exports[COMPILE]), sources)
+        except (wasmtime.Trap, wasmtime.WasmtimeError, TypeError) as t:
             raise DeployError(f"function {name}: compiling its sources failed: {t}") from None
         finally:
             self._current.inv = None

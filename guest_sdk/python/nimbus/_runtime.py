@@ -229,8 +229,9 @@ def _install(code: bytes) -> _Importer:
 
 
 class WitWorld(wit_world.WitWorld):
-    def compile(self, sources: bytes) -> bytes:
-        return compile_sources(sources)
+    def compile(self, sources: str) -> str:
+        # bytes carried as characters U+0000 to U+00FF (see the world in nimbus.wit)
+        return compile_sources(sources.encode("latin-1")).decode("latin-1")
 
     def warm(self) -> None:
         warm_up()
