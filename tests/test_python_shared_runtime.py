@@ -87,6 +87,14 @@ def call(p: Platform, name: str, **input: Any) -> Any:
     return p.invoke(name, {"kind": "invoke", "input": input}).response["output"]
 
 
+def deploy_source(root: Path, p: Platform, source: str, **over: Any) -> None:
+    """Deploy, as f0, a function whose handler.py is ``source``."""
+    src = root / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(source)
+    p.deploy(_spec(0, **over), build_function(src).wasm.read_bytes())
+
+
 def test_each_function_answers_from_its_own_modules(ten: tuple[Platform, Path]) -> None:
     p, _ = ten
     for i in range(COUNT):
@@ -212,15 +220,14 @@ def test_pure_python_requirements_just_work(tmp_path: Path, fresh: Platform) -> 
 def test_every_byte_crosses_both_ways(tmp_path: Path, fresh: Platform) -> None:
     """Code, event and reply cross as strings of characters U+0000..U+00FF: every byte
     value arrives and comes back as it was, in a body of a few hundred KiB."""
-    src = tmp_path / "fn"
-    src.mkdir()
-    (src / "handler.py").write_text(
+    deploy_source(
+        tmp_path,
+        fresh,
         "# non-ASCII in the code bundle too: é€\n"
         "import nimbus\n"
         "def handle(event):\n"
-        "    return nimbus.Response.bytes(event.body[::-1] + 'é€'.encode(), 'x/y')\n"
+        "    return nimbus.Response.bytes(event.body[::-1] + 'é€'.encode(), 'x/y')\n",
     )
-    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
     body = bytes(range(256)) * 1024
     out = fresh.invoke("f0", {"kind": "http", "method": "POST", "path": "/", "body": body})
     assert out.response["body"] == body[::-1] + "é€".encode()
@@ -240,18 +247,17 @@ def test_a_reply_that_is_not_a_response_is_refused(
     host never accepts: a clear error, and the host serves on."""
     from host.errors import AbiError
 
-    src = tmp_path / "fn"
-    src.mkdir()
-    (src / "handler.py").write_text(
+    deploy_source(
+        tmp_path,
+        fresh,
         "import nimbus._pack\n"
         "class Reply:\n"
         "    def decode(self, encoding):\n"
         f"        return {reply}\n"
         "def handle(event):\n"
         "    nimbus._pack.packb = lambda value: Reply()\n"
-        "    return 1\n"
+        "    return 1\n",
     )
-    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
     with pytest.raises(AbiError, match=message):
         fresh.invoke("f0", {"kind": "invoke", "input": None})
     with pytest.raises(AbiError, match=message):  # a fresh instance: it fails the same way
@@ -317,18 +323,18 @@ def test_a_warmed_instance_looks_like_a_new_one(tmp_path: Path, python_cache: Pa
 def test_service_values_cross_whole(tmp_path: Path, fresh: Platform) -> None:
     """A service request and reply, and random bytes, cross as strings of characters
     U+0000..U+00FF: every byte value of a few hundred KiB survives a put and a get."""
-    src = tmp_path / "fn"
-    src.mkdir()
-    (src / "handler.py").write_text(
+    deploy_source(
+        tmp_path,
+        fresh,
         "import nimbus\n"
         "def handle(event):\n"
         "    value = bytes(range(256)) * 1024\n"
         "    nimbus.tables.put('t', 'k', value)\n"
         "    got = nimbus.tables.get('t', 'k')[0]\n"
         "    noise = nimbus.random_bytes(70000)\n"
-        "    return [got == value, len(noise), len(set(noise))]\n"
+        "    return [got == value, len(noise), len(set(noise))]\n",
+        memory="128MiB",
     )
-    fresh.deploy(_spec(0, memory="128MiB"), build_function(src).wasm.read_bytes())
     same, n, distinct = call(fresh, "f0")
     assert same and n == 70000 and distinct > 200
 
@@ -336,13 +342,12 @@ def test_service_values_cross_whole(tmp_path: Path, fresh: Platform) -> None:
 def test_a_request_that_is_not_bytes_is_refused(tmp_path: Path, fresh: Platform) -> None:
     from host.errors import AbiError
 
-    src = tmp_path / "fn"
-    src.mkdir()
-    (src / "handler.py").write_text(
+    deploy_source(
+        tmp_path,
+        fresh,
         "from nimbus import host\n"
         "def handle(event):\n"
-        "    return host._host.call('kv_get', '\\u0100')\n"
+        "    return host._host.call('kv_get', '\\u0100')\n",
     )
-    fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
     with pytest.raises(AbiError, match=r"character above U\+00FF"):
         fresh.invoke("f0", {"kind": "invoke", "input": None})
