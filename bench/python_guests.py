@@ -9,6 +9,7 @@ datetime and dataclasses; back to back, and spaced 5 ms apart), and disk, compil
 time and RSS for 1 and for N functions::
 
     python -m bench.python_guests [--count 10] [--calls 300]
+    python -m bench.python_guests --fresh-only [--calls 300]   # fresh instance + call only
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def handle(event):
     order = Order(int(re.sub(r"\\D", "", "order-42")), when)
     return json.loads(json.dumps(dataclasses.asdict(order)))
 """
+#: the floor: instantiate, call and tear down around a handler that does nothing
+RETURNS_AT_ONCE = "def handle(event):\n    return None\n"
 _LOAD_PROBE = """
 import sys, time
 import msgpack
@@ -135,19 +138,24 @@ def _fresh_calls(
 
 
 def _made_ahead_or_not(cache: Path, wasm: bytes, calls: int) -> dict[str, Any]:
-    """Fresh instance + call of the hello with instances made ahead and without, in
-    one process, in alternating blocks (so both see the same machine load): back to
-    back, and spaced 5 ms apart."""
+    """Fresh instance + call of the hello with instances made ahead and warmed (the
+    default), made ahead only, and made inline, in one process, in alternating blocks
+    (so all see the same machine load): back to back, and spaced 5 ms apart."""
     from bench.runtime import hello_event
     from host.hostcalls.catalog import component_imports
     from host.runtime.components import PythonHost
     from host.runtime.limits import Limits
 
     event, limits = hello_event(), Limits()
+    modes = {
+        "made_ahead": (True, True),
+        "made_ahead_unwarmed": (True, False),
+        "inline": (False, False),
+    }
     hosts = {}
-    for ahead in (True, False):
-        ph = PythonHost(cache, component_imports(), 1.0, 512 * 1024, runtime_wasm, ahead)
-        hosts[ahead] = (ph, ph.load("hello", wasm)[0])
+    for mode, (ahead, warm) in modes.items():
+        ph = PythonHost(cache, component_imports(), 1.0, 512 * 1024, runtime_wasm, ahead, warm)
+        hosts[mode] = (ph, ph.load("hello", wasm)[0])
 
     def classify(trap: Any, name: str) -> Exception:
         raise RuntimeError(f"{name}: {trap}")
@@ -155,11 +163,11 @@ def _made_ahead_or_not(cache: Path, wasm: bytes, calls: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         for gap in (0.0, SPACING_S):
-            wall: dict[bool, list[float]] = {True: [], False: []}
-            cpu: dict[bool, list[float]] = {True: [], False: []}
+            wall: dict[str, list[float]] = {mode: [] for mode in modes}
+            cpu: dict[str, list[float]] = {mode: [] for mode in modes}
             for block in range(max(2, calls // 25)):
-                for ahead in (True, False) if block % 2 else (False, True):
-                    ph, code = hosts[ahead]
+                for mode in list(modes)[:: 1 if block % 2 else -1]:
+                    ph, code = hosts[mode]
                     for i in range(25):
                         time.sleep(gap)
                         t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
@@ -167,14 +175,14 @@ def _made_ahead_or_not(cache: Path, wasm: bytes, calls: int) -> dict[str, Any]:
                             "hello", code, limits, event, Invocation("r", "hello"), None, classify
                         )
                         if i >= 3:  # the block's first calls find the other's leftovers
-                            cpu[ahead].append((time.thread_time_ns() - c0) / 1000)
-                            wall[ahead].append((time.perf_counter_ns() - t0) / 1000)
-            for ahead, label in ((True, "made_ahead"), (False, "inline")):
-                key = f"{label}_{'back_to_back' if not gap else 'spaced_5ms'}"
+                            cpu[mode].append((time.thread_time_ns() - c0) / 1000)
+                            wall[mode].append((time.perf_counter_ns() - t0) / 1000)
+            for mode in modes:
+                key = f"{mode}_{'back_to_back' if not gap else 'spaced_5ms'}"
                 out[key] = {
-                    "median_us": statistics.median(wall[ahead]),
-                    "p99_us": percentile(wall[ahead], 0.99),
-                    "cpu_median_us": statistics.median(cpu[ahead]),
+                    "median_us": statistics.median(wall[mode]),
+                    "p99_us": percentile(wall[mode], 0.99),
+                    "cpu_median_us": statistics.median(cpu[mode]),
                 }
     finally:
         for ph, _ in hosts.values():
@@ -315,12 +323,49 @@ def run(count: int, calls: int) -> dict[str, Any]:
     return out
 
 
+def fresh_only(calls: int) -> dict[str, Any]:
+    """Only fresh instance + call, back to back (the hello, the import-heavy handler,
+    one that returns at once, and the Zig hello in the same harness): a minute where
+    the whole run takes several."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        # compiled by one platform, measured in another loading it from the cache, as a
+        # host does after its first deploy (a process that has just compiled the runtime
+        # instantiates it slower)
+        compiling = Platform(tmp / "data")
+        try:
+            compiling.runtime.python().start()
+        finally:
+            compiling.close()
+        platform = Platform(tmp / "data")
+        try:
+            rt = platform.runtime
+            sources = {
+                "hello": None,
+                "import_heavy": IMPORT_HEAVY,
+                "returns_at_once": RETURNS_AT_ONCE,
+            }
+            for i, (name, source) in enumerate(sources.items()):
+                fn = rt.load(name, build_function(_function(tmp, i, source)).wasm.read_bytes())
+                out[f"fresh_call_{name}"] = _fresh_calls(rt, fn, calls)
+            zig = rt.load("zig", build_function(ROOT / "functions" / "hello").wasm.read_bytes())
+            out["fresh_call_zig_same_harness"] = _fresh_calls(rt, zig, calls * 10)
+        finally:
+            platform.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument(
+        "--fresh-only", action="store_true", help="measure only fresh instance + call"
+    )
     args = parser.parse_args()
-    print(json.dumps(run(args.count, args.calls), indent=2))
+    result = fresh_only(args.calls) if args.fresh_only else run(args.count, args.calls)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -87,6 +87,14 @@ def call(p: Platform, name: str, **input: Any) -> Any:
     return p.invoke(name, {"kind": "invoke", "input": input}).response["output"]
 
 
+def deploy_source(root: Path, p: Platform, source: str, **over: Any) -> None:
+    """Deploy, as f0, a function whose handler.py is ``source``."""
+    src = root / "fn"
+    src.mkdir()
+    (src / "handler.py").write_text(source)
+    p.deploy(_spec(0, **over), build_function(src).wasm.read_bytes())
+
+
 def test_each_function_answers_from_its_own_modules(ten: tuple[Platform, Path]) -> None:
     p, _ = ten
     for i in range(COUNT):
@@ -207,3 +215,139 @@ def test_pure_python_requirements_just_work(tmp_path: Path, fresh: Platform) -> 
     )
     fresh.deploy(_spec(0), build_function(src).wasm.read_bytes())
     assert call(fresh, "f0") == {"six": True, "attrs": 3}
+
+
+def test_every_byte_crosses_both_ways(tmp_path: Path, fresh: Platform) -> None:
+    """Code, event and reply cross as strings of characters U+0000..U+00FF: every byte
+    value arrives and comes back as it was, in a body of a few hundred KiB."""
+    deploy_source(
+        tmp_path,
+        fresh,
+        "# non-ASCII in the code bundle too: é€\n"
+        "import nimbus\n"
+        "def handle(event):\n"
+        "    return nimbus.Response.bytes(event.body[::-1] + 'é€'.encode(), 'x/y')\n",
+    )
+    body = bytes(range(256)) * 1024
+    out = fresh.invoke("f0", {"kind": "http", "method": "POST", "path": "/", "body": body})
+    assert out.response["body"] == body[::-1] + "é€".encode()
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        ("'\\u0100'", r"character above U\+00FF"),  # not bytes at all
+        ("'\\xc1'", r"refused|msgpack"),  # bytes, but not msgpack
+    ],
+)
+def test_a_reply_that_is_not_a_response_is_refused(
+    tmp_path: Path, fresh: Platform, reply: str, message: str
+) -> None:
+    """A handler that tampers with the runtime so that ``handle`` replies with what the
+    host never accepts: a clear error, and the host serves on."""
+    from host.errors import AbiError
+
+    deploy_source(
+        tmp_path,
+        fresh,
+        "import nimbus._pack\n"
+        "class Reply:\n"
+        "    def decode(self, encoding):\n"
+        f"        return {reply}\n"
+        "def handle(event):\n"
+        "    nimbus._pack.packb = lambda value: Reply()\n"
+        "    return 1\n",
+    )
+    with pytest.raises(AbiError, match=message):
+        fresh.invoke("f0", {"kind": "invoke", "input": None})
+    with pytest.raises(AbiError, match=message):  # a fresh instance: it fails the same way
+        fresh.invoke("f0", {"kind": "invoke", "input": None})
+
+
+STATE_PROBE = """
+import linecache, random, sys
+
+def handle(event):
+    return {
+        "modules": sorted(sys.modules),
+        "meta_path": [type(f).__name__ for f in sys.meta_path],
+        "linecache": sorted(linecache.cache),
+        "random": random.random(),
+    }
+"""
+
+
+def test_a_warmed_instance_looks_like_a_new_one(tmp_path: Path, python_cache: Path) -> None:
+    """An instance made ahead runs the SDK's warm-up before it serves: the function
+    then finds the interpreter exactly as in an instance made for it inline (no module,
+    importer or cached line of the warm-up), and its own fresh random seed."""
+    import time
+
+    from bench.runtime import hello_event
+    from host.hostcalls.catalog import component_imports
+    from host.runtime.components import PythonHost
+    from host.runtime.invocation import Invocation
+    from host.runtime.limits import Limits
+    from host.toolchain.python_runtime import runtime_wasm
+
+    (tmp_path / "handler.py").write_text(STATE_PROBE)
+    wasm = build_function(tmp_path).wasm.read_bytes()
+
+    def classify(trap: Any, name: str) -> Exception:
+        raise AssertionError(f"{name}: {trap}")
+
+    seen = []
+    for ahead in (True, False):
+        ph = PythonHost(python_cache, component_imports(), 1.0, 512 * 1024, runtime_wasm, ahead)
+        try:
+            code = ph.load("probe", wasm)[0]
+            if ahead:  # wait for the instances made ahead, so the call takes one
+                ready = ph._ready
+                deadline = time.monotonic() + 30
+                while ready is not None and len(ready._ready) < 2:
+                    assert time.monotonic() < deadline, "no instance was made ahead"
+                    time.sleep(0.01)
+            out = ph.invoke(
+                "probe", code, Limits(), hello_event(), Invocation("r", "probe"), None, classify
+            )
+            seen.append(out["output"])
+        finally:
+            ph.close()
+    warmed, inline = seen
+    assert warmed["random"] != inline["random"]
+    del warmed["random"], inline["random"]
+    assert warmed == inline
+    assert "warm" not in str(warmed)
+
+
+def test_service_values_cross_whole(tmp_path: Path, fresh: Platform) -> None:
+    """A service request and reply, and random bytes, cross as strings of characters
+    U+0000..U+00FF: every byte value of a few hundred KiB survives a put and a get."""
+    deploy_source(
+        tmp_path,
+        fresh,
+        "import nimbus\n"
+        "def handle(event):\n"
+        "    value = bytes(range(256)) * 1024\n"
+        "    nimbus.tables.put('t', 'k', value)\n"
+        "    got = nimbus.tables.get('t', 'k')[0]\n"
+        "    noise = nimbus.random_bytes(70000)\n"
+        "    return [got == value, len(noise), len(set(noise))]\n",
+        memory="128MiB",
+    )
+    same, n, distinct = call(fresh, "f0")
+    assert same and n == 70000 and distinct > 200
+
+
+def test_a_request_that_is_not_bytes_is_refused(tmp_path: Path, fresh: Platform) -> None:
+    from host.errors import AbiError
+
+    deploy_source(
+        tmp_path,
+        fresh,
+        "from nimbus import host\n"
+        "def handle(event):\n"
+        "    return host._host.call('kv_get', '\\u0100')\n",
+    )
+    with pytest.raises(AbiError, match=r"character above U\+00FF"):
+        fresh.invoke("f0", {"kind": "invoke", "input": None})

@@ -9,9 +9,10 @@ A function adds only its code bundle: its sources, compiled to this interpreter'
 bytecode by the runtime's ``compile`` export when the function is loaded (and kept in
 the cache beside the compiled runtime, so a new process reads it in microseconds).
 Each invocation gets a never-used instance of the runtime (made ahead between
-invocations by ``runtime/ready.py``, or inline when none is ready) and calls
-``handle(code, event)`` on it once: nothing of one call or one function survives into
-another.
+invocations by ``runtime/ready.py`` and warmed by the SDK's own warm-up, or made inline
+when none is ready) and calls ``handle(code, event)`` on it once: nothing of one call
+or one function survives into another. Code, event and reply cross as strings of
+characters U+0000 to U+00FF (``component_call.call_text``).
 
 The guest's imports are ``log``, ``now``, ``random-bytes`` and ``call`` (every service
 operation by name, served by the same host code as the core imports). Components
@@ -48,7 +49,7 @@ from host.errors import (
 )
 from host.runtime import native, response
 from host.runtime.cache import ModuleCache
-from host.runtime.component_call import call_bytes
+from host.runtime.component_call import call_text
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
@@ -61,6 +62,8 @@ GUEST_CRASHED = "nimbus.UnhandledException"
 GUEST_OUT_OF_MEMORY = "nimbus.MemoryError"
 EXPORT = "handle"
 COMPILE = "compile"
+#: run in each instance made ahead (see ``_make_ready``)
+WARM = "warm"
 #: what compiling a function's sources may use (a large requirement takes a while)
 _COMPILE_LIMITS = Limits(memory_bytes=1 << 30, timeout_s=120.0)
 #: instances made ahead are made under this memory cap, and serve invocations whose cap
@@ -92,9 +95,11 @@ class PythonHost:
         max_wasm_stack: int,
         runtime_wasm: Callable[[], Path],
         make_ahead: bool = True,
+        warm_ahead: bool = True,
     ) -> None:
         """``make_ahead``: keep instances ready (``runtime/ready.py``); off, every
-        invocation instantiates and tears down inline (the bench compares the two)."""
+        invocation instantiates and tears down inline. ``warm_ahead``: run the
+        runtime's warm-up in each instance made ahead (the bench compares all three)."""
         cfg = wasmtime.Config()
         cfg.wasm_component_model = True
         cfg.epoch_interruption = True
@@ -118,6 +123,7 @@ class PythonHost:
         self._runtime: Any = None
         self._ready: ReadyInstances | None = None
         self._make_ahead = make_ahead
+        self._warm_ahead = warm_ahead
         self._exports: dict[str, Any] = {}  # export name -> its index, looked up once
         self.runtime_key = ""
         self.runtime_cache_hit = False
@@ -171,7 +177,7 @@ class PythonHost:
                 inst = self.linker.instantiate(store, cached.module)
             except wasmtime.WasmtimeError as e:
                 raise DeployError(f"the Python runtime {path} cannot be linked: {e}") from None
-            for export in (EXPORT, COMPILE):
+            for export in (EXPORT, COMPILE, WARM):
                 index = cached.module.get_export_index(export)
                 if index is None or inst.get_func(store, index) is None:
                     raise DeployError(f"the Python runtime {path} does not export {export!r}")
@@ -184,8 +190,18 @@ class PythonHost:
             return self._runtime
 
     def _make_ready(self) -> tuple[wasmtime.Store, Any]:
+        """A new instance for one invocation, with the SDK's warm-up invocation run in
+        it: the pages every call writes (interpreter state, the SDK's objects, the
+        allocator's) are then written here, off the request's path, instead of faulting
+        one by one during the call. The warm-up runs no function's code and leaves
+        the interpreter as the snapshot has it (``warm_up`` in ``nimbus/_runtime.py``)."""
         store = self._store(Limits(memory_bytes=READY_MEMORY_BYTES), _COMPILE_LIMITS.timeout_s)
         inst = self.linker.instantiate(store, self._runtime)
+        if self._warm_ahead:
+            warm = inst.get_func(store, self._exports[WARM])
+            assert warm is not None  # checked at start
+            warm(store)
+            warm.post_return(store)
         return store, inst.get_func(store, self._exports[EXPORT])
 
     def load(self, name: str, wasm: bytes) -> tuple[bytes, str, bool]:
@@ -211,8 +227,8 @@ class PythonHost:
         self._current.inv = Invocation(request_id="compile", function=name)
         try:
             inst = self.linker.instantiate(store, self._runtime)
-            reply = call_bytes(store, inst.get_func(store, self._exports[COMPILE]), sources)
-        except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
+            reply = call_text(store, inst.get_func(store, self._exports[COMPILE]), sources)
+        except (wasmtime.Trap, wasmtime.WasmtimeError, TypeError) as t:
             raise DeployError(f"function {name}: compiling its sources failed: {t}") from None
         finally:
             self._current.inv = None
@@ -260,11 +276,13 @@ class PythonHost:
                 inst = self.linker.instantiate(store, runtime)
                 func = inst.get_func(store, self._exports[EXPORT])
                 del inst
-            raw = call_bytes(store, func, code, _for_guest(event))
+            raw = call_text(store, func, code, _for_guest(event))
         except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
             if inv.error is not None:
                 raise inv.error from None
             raise classify(native.GuestTrap(t), name) from None
+        except TypeError as e:  # a reply that is not bytes (see call_text)
+            raise AbiError(f"function {name}: {e}") from None
         finally:
             self._current.inv = None
             if pool is not None:

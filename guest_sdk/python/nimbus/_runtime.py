@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 import wit_world
 
-from nimbus import log
+from nimbus import _pack, log
 from nimbus.events import Event, decode, from_map
 from nimbus.response import to_map
 
@@ -59,6 +59,8 @@ MARSHALLED_EVENT = b"\0"
 #: marshalled index {module: (is_package, filename, code_at, code_len, src_at, src_len)}
 #: and the code and sources it points into
 BUNDLE_MAGIC = b"NPYB"
+#: what a bundle compiled by this interpreter starts with
+_BUNDLE_HEAD = BUNDLE_MAGIC + importlib.util.MAGIC_NUMBER
 #: standard-library modules a function never imports or that cannot work in wasm
 #: (no processes, no threads, no C libraries): left out of the snapshot
 _SKIP = {"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3"}
@@ -109,11 +111,20 @@ class _Importer(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         exec(marshal.loads(zlib.decompress(code) if self.packed else code), module.__dict__)  # noqa: S102
 
     def load(self, name: str) -> ModuleType:
-        """Import ``name`` straight from this bundle (what ``import`` would do, faster)."""
-        spec = self.find_spec(name)
-        if spec is None:
+        """Import ``name``, a top-level module, straight from this bundle: what
+        ``import`` would do, without the import system's general machinery (in a
+        fresh instance each of its steps touches memory for the first time)."""
+        entry = self.index.get(name)
+        if entry is None:
             raise ImportError(f"the function has no module {name!r}")
-        module = importlib.util.module_from_spec(spec)
+        if entry[0]:  # a package: __path__ and the rest, as import sets them
+            module = importlib.util.module_from_spec(self.find_spec(name))
+        else:
+            module = ModuleType(name)
+            module.__spec__ = spec = importlib.machinery.ModuleSpec(name, self, origin=entry[1])
+            spec.has_location = True
+            module.__loader__ = self
+            module.__package__ = ""
         sys.modules[name] = module
         self.exec_module(module)
         return module
@@ -140,8 +151,7 @@ def _pack_bundle(modules: dict[str, tuple[bool, str, bytes, bytes]], packed: boo
 
 
 def _open_bundle(bundle: bytes) -> _Importer:
-    magic = importlib.util.MAGIC_NUMBER
-    if bundle[:4] != BUNDLE_MAGIC or bundle[4:8] != magic:
+    if not bundle.startswith(_BUNDLE_HEAD):
         raise ImportError("the code bundle was compiled for another runtime: redeploy it")
     n = int.from_bytes(bundle[9:13], "big")
     data = memoryview(bundle)
@@ -219,11 +229,16 @@ def _install(code: bytes) -> _Importer:
 
 
 class WitWorld(wit_world.WitWorld):
-    def compile(self, sources: bytes) -> bytes:
-        return compile_sources(sources)
+    def compile(self, sources: str) -> str:
+        # bytes carried as characters U+0000 to U+00FF (see the world in nimbus.wit)
+        return compile_sources(sources.encode("latin-1")).decode("latin-1")
 
-    def handle(self, code: bytes, event: bytes) -> bytes:
-        return run(code, event)
+    def warm(self) -> None:
+        warm_up()
+
+    def handle(self, code: str, event: str) -> str:
+        # bytes carried as characters U+0000 to U+00FF (see the world in nimbus.wit)
+        return run(code.encode("latin-1"), event.encode("latin-1")).decode("latin-1")
 
 
 def run(code: bytes, event: bytes) -> bytes:
@@ -236,6 +251,10 @@ def run(code: bytes, event: bytes) -> bytes:
     except BaseException as e:  # the function crashed: its traceback goes to the log
         log.error("".join(traceback.format_exception(e)).strip())
         result = {"error": {"kind": CRASHED, "message": f"{type(e).__name__}: {e}"}}
+    try:
+        return _pack.packb(result)
+    except Exception:  # a type only msgpack converts (or refuses): it decides
+        pass
     try:
         return msgpack.packb(result, use_bin_type=True, default=_default)
     except Exception as e:  # a result msgpack cannot carry
@@ -258,22 +277,37 @@ def _default(value: object) -> object:
     raise TypeError(f"cannot send a {type(value).__name__} to the host")
 
 
-def _warm_up() -> None:
-    """Run one invocation while the snapshot is taken, so that the code every call
-    runs is already specialised and its memory already laid out; then undo it."""
+def _warm_up_bundle() -> tuple[bytes, bytes]:
+    """The code and event of the warm-up invocation: a handler doing what most do,
+    and an event as the host hands it in (marshalled)."""
     source = b"import nimbus\ndef handle(event):\n    return nimbus.Response.text('hi')\n"
     error, code = msgpack.unpackb(
         compile_sources(msgpack.packb({"handler": [False, "warm.py", source]}))
     )
     if error:
         raise RuntimeError(f"warm-up failed: {error}")
-    event = msgpack.packb({"kind": "http", "method": "GET", "path": "/", "headers": {}})
+    envelope = {"kind": "http", "id": "", "request_id": "", "function": "", "deadline_ms": 0}
+    envelope |= {"env": {}, "method": "GET", "path": "/", "params": {}, "query": {}}
+    envelope |= {"raw_query": "", "headers": {"host": "localhost"}, "body": b""}
+    return code, MARSHALLED_EVENT + marshal.dumps(envelope)
+
+
+#: compiled once, in the snapshot
+WARM_UP = _warm_up_bundle()
+
+
+def warm_up() -> None:
+    """Run the warm-up invocation, then undo it: once while the snapshot is taken (so
+    the code every call runs is already specialised and its memory laid out), and
+    again in each instance the host makes ahead of a request (so the pages every
+    call writes are already written when the request comes). No function's code or
+    data is involved, and what it leaves is what the snapshot holds already."""
     saved = list(sys.meta_path)
-    run(code, event)
+    run(*WARM_UP)
     sys.meta_path[:] = saved
     sys.modules.pop("handler", None)
 
 
-_warm_up()
+warm_up()
 gc.collect()
 gc.freeze()  # the snapshot's objects are never scanned by a collection again

@@ -1,4 +1,5 @@
-"""The host's imports, as the generated bindings expose them."""
+"""The host's imports, as the generated bindings expose them (bytes cross as strings
+of characters U+0000 to U+00FF, one per byte: see nimbus.wit)."""
 
 from wit_world.imports import host as _host
 
@@ -16,9 +17,9 @@ def random_bytes(n: int) -> bytes:
     """``n`` bytes from the host's CSPRNG."""
     out = b""
     while len(out) < n:
-        out += _host.random_bytes(min(n - len(out), 65536))
+        out += _host.random_bytes(min(n - len(out), 65536)).encode("latin-1")
     return out
 
 
 def call(op: str, request: bytes) -> bytes:
-    return _host.call(op, request)
+    return _host.call(op, request.decode("latin-1")).encode("latin-1")
