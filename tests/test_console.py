@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
-import uvicorn
 
 from host.gateway.app import create_app
 from host.manifest.app import load_manifest
@@ -28,7 +26,7 @@ from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
 from host.triggers.manager import TriggerManager
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, serve_in_thread
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -153,20 +151,8 @@ def console(tmp_path_factory: pytest.TempPathFactory, build: Build) -> Iterator[
     # the test makes stays put until the test replays it
     triggers = TriggerManager(platform, start_workflow=runner.start_run)
     app = create_app(platform, runner, triggers, admin_token=TOKEN, background=[runner])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield Console(url, platform, runner)
-    server.should_exit = True
-    thread.join(timeout=20)
+    with serve_in_thread(app) as url:
+        yield Console(url, platform, runner)
 
 
 @pytest.fixture(scope="module")

@@ -44,39 +44,41 @@ def eventually(check: Callable[[], bool], within_s: float = 3.0) -> bool:
     return False
 
 
-def run_guest(demoter: Demoter, timeout_s: float, seen: dict[str, object]) -> threading.Thread:
-    """A thread that runs a 'guest' with a deadline ``timeout_s`` away, between
-    ``enter`` and ``leave``, until ``seen["go_on"]`` is set."""
-    go_on = threading.Event()
-    seen["go_on"] = go_on
+class Guest:
+    """A thread that runs a 'guest' between ``enter`` and ``leave`` with a deadline
+    ``timeout_s`` away, until ``finish()``."""
 
-    def run() -> None:
-        tid = threading.get_native_id()
-        seen["tid"] = tid
+    def __init__(self, demoter: Demoter, timeout_s: float) -> None:
+        self._go_on = threading.Event()
+        self.after: int | None = None  # the thread's nice value once it left
+        self.tid = 0
+        self._thread = threading.Thread(target=self._run, args=(demoter, timeout_s))
+        self._thread.start()
+        assert eventually(lambda: self.tid != 0)
+
+    def _run(self, demoter: Demoter, timeout_s: float) -> None:
+        self.tid = threading.get_native_id()
         token = demoter.enter(timeout_s)
-        go_on.wait(10)
+        self._go_on.wait(10)
         demoter.leave(token)
-        seen["after"] = nice_of(tid)
+        self.after = nice_of(self.tid)
 
-    t = threading.Thread(target=run)
-    t.start()
-    assert eventually(lambda: "tid" in seen)
-    return t
+    def nice(self) -> int:
+        return nice_of(self.tid)
+
+    def finish(self) -> int | None:
+        """End the run; the thread's nice value after ``leave``."""
+        self._go_on.set()
+        self._thread.join()
+        return self.after
 
 
 def test_a_long_run_is_demoted_then_restored_when_it_ends() -> None:
     demoter = Demoter(after_s=0.05, interval_s=0.01)
     try:
-        seen: dict[str, object] = {}
-        t = run_guest(demoter, 10.0, seen)
-        tid = seen["tid"]
-        assert isinstance(tid, int)
-        assert eventually(lambda: nice_of(tid) == DEMOTED_NICE)
-        go_on = seen["go_on"]
-        assert isinstance(go_on, threading.Event)
-        go_on.set()
-        t.join()
-        assert seen["after"] == 0
+        guest = Guest(demoter, 10.0)
+        assert eventually(lambda: guest.nice() == DEMOTED_NICE)
+        assert guest.finish() == 0
     finally:
         demoter.stop()
 
@@ -84,20 +86,13 @@ def test_a_long_run_is_demoted_then_restored_when_it_ends() -> None:
 def test_a_demoted_run_gets_its_priority_back_before_its_deadline() -> None:
     demoter = Demoter(after_s=0.05, interval_s=0.01)
     try:
-        seen: dict[str, object] = {}
-        t = run_guest(demoter, 0.3, seen)
-        tid = seen["tid"]
-        assert isinstance(tid, int)
-        assert eventually(lambda: nice_of(tid) == DEMOTED_NICE)
+        guest = Guest(demoter, 0.3)
+        assert eventually(lambda: guest.nice() == DEMOTED_NICE)
         # restored while the guest still runs: near its deadline, so it reaches the
         # epoch check on time instead of waiting for a core
-        assert eventually(lambda: nice_of(tid) == 0)
-        assert "after" not in seen
-        go_on = seen["go_on"]
-        assert isinstance(go_on, threading.Event)
-        go_on.set()
-        t.join()
-        assert seen["after"] == 0
+        assert eventually(lambda: guest.nice() == 0)
+        assert guest.after is None
+        assert guest.finish() == 0
     finally:
         demoter.stop()
 
@@ -106,15 +101,9 @@ def test_a_short_run_is_never_demoted() -> None:
     demoter = Demoter(after_s=0.2, interval_s=0.01)
     try:
         for _ in range(5):
-            seen: dict[str, object] = {}
-            t = run_guest(demoter, 10.0, seen)
-            tid = seen["tid"]
-            assert isinstance(tid, int)
+            guest = Guest(demoter, 10.0)
             time.sleep(0.02)
-            assert nice_of(tid) == 0
-            go_on = seen["go_on"]
-            assert isinstance(go_on, threading.Event)
-            go_on.set()
-            t.join()
+            assert guest.nice() == 0
+            assert guest.finish() == 0
     finally:
         demoter.stop()

@@ -8,15 +8,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from host.server import OneWriteHttp
-from tests.conftest import free_port
+from tests.conftest import serve_in_thread
 
 WRITES: list[bytes] = []
 STREAM_GO_ON = threading.Event()
@@ -58,18 +56,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=CountedHttp, log_level="error")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app, http=CountedHttp, lifespan="off") as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def read_responses(sock: socket.socket, count: int) -> list[bytes]:

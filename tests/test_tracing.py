@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -30,7 +28,7 @@ from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform, PlatformOptions
 from host.triggers.manager import TriggerManager
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, serve_in_thread
 from tests.payment_server import PaymentServer
 
 Build = Callable[[str], Path]
@@ -87,19 +85,8 @@ def traced(tmp_path: Path, build: Build) -> Iterator[tuple[str, Platform, InMemo
     runner = WorkflowRunner(platform)
     triggers = TriggerManager(platform, start_workflow=runner.start_run)
     app = create_app(platform, runner, triggers, admin_token="t", background=[triggers, runner])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", platform, exporter
-    server.should_exit = True
-    thread.join(timeout=20)
+    with serve_in_thread(app) as url:
+        yield url, platform, exporter
 
 
 def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
