@@ -96,6 +96,7 @@ class PythonHost:
         runtime_wasm: Callable[[], Path],
         make_ahead: bool = True,
         warm_ahead: bool = True,
+        ticker: EpochTicker | None = None,
     ) -> None:
         """``make_ahead``: keep instances ready (``runtime/ready.py``); off, every
         invocation instantiates and tears down inline. ``warm_ahead``: run the
@@ -128,7 +129,14 @@ class PythonHost:
         self.runtime_key = ""
         self.runtime_cache_hit = False
         self._start_lock = threading.Lock()
-        self._ticker = EpochTicker(self.engine, time_scale=time_scale)
+        # the runtime's ticker advances this engine's epoch too (one thread, not two,
+        # waking every tick); standing alone (tests, benchmarks), it has its own
+        self._own_ticker = ticker is None
+        if ticker is None:
+            ticker = EpochTicker(self.engine, time_scale=time_scale)
+        else:
+            ticker.add(self.engine)
+        self._ticker = ticker
         self._current = threading.local()
         self.linker = wc.Linker(self.engine)
         self.linker.add_wasip2()
@@ -139,7 +147,8 @@ class PythonHost:
     def close(self) -> None:
         if self._ready is not None:
             self._ready.close()
-        self._ticker.stop()
+        if self._own_ticker:
+            self._ticker.stop()
 
     def _bind(self, name: str, impl: ComponentImport) -> Callable[..., Any]:
         current = self._current

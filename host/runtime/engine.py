@@ -88,7 +88,8 @@ def fingerprint(settings: EngineSettings) -> str:
 
 
 class EpochTicker:
-    """A daemon thread that advances the engine's epoch so deadlines can fire.
+    """A daemon thread that advances the engines' epochs so deadlines can fire (the
+    runtime's engine, and the Python runtime's once it is made: ``add``).
 
     The epoch follows the clock, not the number of wake-ups: each time the thread runs
     it advances the epoch to ``elapsed / tick``, catching up on every tick it missed.
@@ -101,7 +102,10 @@ class EpochTicker:
     def __init__(
         self, engine: wasmtime.Engine, tick_s: float = EPOCH_TICK_S, time_scale: float = 1.0
     ) -> None:
-        self._engine = engine
+        #: the engines ticked (a deadline is set relative to its engine's epoch at the
+        #: time, so an engine added later needs no catching up); held here, so none is
+        #: freed while the thread ticks it
+        self._engines: list[wasmtime.Engine] = [engine]
         self._tick_s = tick_s
         self._scale = time_scale
         self._ticks: dict[float, int] = {}
@@ -127,13 +131,18 @@ class EpochTicker:
         # time_scale > 1 makes time limits pass faster than real time (tests of a 30 s
         # timeout need not wait 30 s); production runs at 1
         set_nice(threading.get_native_id(), TICKER_NICE)  # deadlines depend on it
-        engine = self._engine.ptr()
         period, start = self._period, self._start
         while not self._stop.wait(period):
             due = int((time.monotonic() - start) / period)
+            engines = [e.ptr() for e in self._engines]
             while self._epoch < due:
-                increment_epoch(engine)
+                for engine in engines:
+                    increment_epoch(engine)
                 self._epoch += 1
+
+    def add(self, engine: wasmtime.Engine) -> None:
+        """Tick ``engine`` too, from now on."""
+        self._engines = [*self._engines, engine]
 
     def stop(self) -> None:
         self._stop.set()

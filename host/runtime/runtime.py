@@ -93,6 +93,7 @@ class Runtime:
                     self._time_scale,
                     self._settings.max_wasm_stack,
                     self._python_runtime,
+                    ticker=self._ticker,
                 )
             return self._component_host
 
