@@ -86,7 +86,7 @@ def test_a_long_run_is_demoted_then_restored_when_it_ends() -> None:
 def test_a_demoted_run_gets_its_priority_back_before_its_deadline() -> None:
     demoter = Demoter(after_s=0.05, interval_s=0.01)
     try:
-        guest = Guest(demoter, 0.3)
+        guest = Guest(demoter, 1.0)  # demoted from 50 ms, restored from 970 ms
         assert eventually(lambda: guest.nice() == DEMOTED_NICE)
         # restored while the guest still runs: near its deadline, so it reaches the
         # epoch check on time instead of waiting for a core
@@ -98,7 +98,7 @@ def test_a_demoted_run_gets_its_priority_back_before_its_deadline() -> None:
 
 
 def test_a_short_run_is_never_demoted() -> None:
-    demoter = Demoter(after_s=0.2, interval_s=0.01)
+    demoter = Demoter(after_s=2.0, interval_s=0.01)  # far above the 20 ms each run takes
     try:
         for _ in range(5):
             guest = Guest(demoter, 10.0)
