@@ -73,6 +73,20 @@ policies = ["limit"]
 """
 
 
+def _request(headers: list[tuple[bytes, bytes]]) -> Request:
+    """A GET /x from 127.0.0.1 with ``headers``, as the policy steps see it."""
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/x",
+            "query_string": b"",
+            "client": ("127.0.0.1", 1),
+            "headers": headers,
+        }
+    )
+
+
 def _step_costs(tmp: Path, calls: int) -> dict[str, float]:
     """Microseconds per call of each policy step alone, in this process (a cached key,
     a cached JWT, a charge of the shared counters)."""
@@ -81,15 +95,9 @@ def _step_costs(tmp: Path, calls: int) -> dict[str, float]:
     keys = ApiKeys(storage)
     _, text = keys.create("bench")
     token = jwt.encode({"sub": "b", "aud": "bench", "exp": int(time.time()) + 3600}, SECRET)
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/x",
-        "query_string": b"",
-        "client": ("127.0.0.1", 1),
-        "headers": [(b"x-api-key", text.encode()), (b"authorization", f"Bearer {token}".encode())],
-    }
-    request = Request(scope)
+    request = _request(
+        [(b"x-api-key", text.encode()), (b"authorization", f"Bearer {token}".encode())]
+    )
     key_check = ApiKeyCheck(ApiKeyAuth(), KeyCache(keys), "/x", ("key",))
     jwt_check = JwtCheck(JwtAuth(algorithms=("HS256",), secret=SECRET, audience=("bench",)))
     limiter = Limiter(counters, "GET /x", RateLimit(1e9, 1.0, 10**9, "ip"), "limit", None, "")
@@ -141,15 +149,7 @@ def _pg_step_costs(calls: int) -> dict[str, float]:
             migrate(conn, schema)
         keys = PgApiKeys(store)
         _, text = keys.create("bench")
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": "/x",
-            "query_string": b"",
-            "client": ("127.0.0.1", 1),
-            "headers": [(b"x-api-key", text.encode())],
-        }
-        request = Request(scope)
+        request = _request([(b"x-api-key", text.encode())])
         key_check = ApiKeyCheck(ApiKeyAuth(), KeyCache(keys), "/x", ("key",))
         limit = RateLimit(1e9, 1.0, 10**9, "ip")
         limiter = Limiter(PgCounters(store), "GET /x", limit, "limit", None, "")

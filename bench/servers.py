@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from host.toolchain.zig import FLAGS as ZIG_FLAGS
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
 
@@ -118,12 +120,7 @@ def peer_wasm(out_dir: Path) -> Path:
             "ziglang",
             "build-exe",
             str(PEERS / "hello.zig"),
-            "-target",
-            "wasm32-freestanding",
-            "-fno-entry",
-            "-rdynamic",
-            "-O",
-            "ReleaseSmall",
+            *ZIG_FLAGS,  # the flags a function is built with
             f"-femit-bin={wasm}",
         ],
         cwd=out_dir,

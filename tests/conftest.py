@@ -198,6 +198,24 @@ def serve_unwaited(data: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def wait_healthy(url: str, exited: Callable[[], str | None], timeout: float = 60) -> bool:
+    """Poll ``url``'s ``/_admin/health`` until it answers 200 (True) or ``timeout``
+    passes (False); ``exited()`` says why the process ended (its output) once it has,
+    and that fails the wait at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        why = exited()
+        if why is not None:
+            raise RuntimeError(f"server exited:\n{why}")
+        try:
+            if httpx.get(f"{url}/_admin/health", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 class Server:
     """A real ``nimbus`` server process on a loopback port."""
 
@@ -213,19 +231,15 @@ class Server:
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{out}")
-            try:
-                if httpx.get(f"{self.url}/_admin/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not become ready")
+        if not wait_healthy(self.url, self._exited, timeout):
+            self.stop()
+            raise RuntimeError("server did not become ready")
+
+    def _exited(self) -> str | None:
+        if self.proc.poll() is None:
+            return None
+        out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+        return f"exit status {self.proc.returncode}\n{out}"
 
     def pin_workers(self, workers: int = 2) -> dict[int, httpx.Client]:
         """One keep-alive client per worker process, by pid (a connection stays with the

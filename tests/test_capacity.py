@@ -119,13 +119,18 @@ def deploy(platform: Platform, build: Build, name: str, **config: Any) -> None:
     platform.deploy(spec, build("recorder_zig").read_bytes())
 
 
-def test_a_trigger_backs_off_when_throttled_without_spending_an_attempt(
-    platform: Platform, build: Build
-) -> None:
+def deploy_one_slow_slot(platform: Platform, build: Build) -> None:
+    """``one``: a single concurrency slot, 50 ms to wait for it, 800 ms a run."""
     deploy(
         platform, build, "one", max_concurrency=1, max_concurrency_wait="50ms",
         env={"SLEEP_MS": "800"},
     )  # fmt: skip
+
+
+def test_a_trigger_backs_off_when_throttled_without_spending_an_attempt(
+    platform: Platform, build: Build
+) -> None:
+    deploy_one_slow_slot(platform, build)
     raw = {"queue": [{"queue": "jobs", "function": "one", "max_attempts": 1}]}
     clock = ManualClock(1_800_000_000_000)
     m = TriggerManager(platform, clock)
@@ -185,10 +190,7 @@ def test_min_warm_keeps_a_function_loaded_while_its_neighbour_scales_to_zero(
 def test_a_workflow_step_waits_when_throttled_without_spending_an_attempt(
     platform: Platform, build: Build
 ) -> None:
-    deploy(
-        platform, build, "one", max_concurrency=1, max_concurrency_wait="50ms",
-        env={"SLEEP_MS": "800"},
-    )  # fmt: skip
+    deploy_one_slow_slot(platform, build)
     workflows = parse_workflows({"W": {"start": "s", "steps": {"s": {"function": "one"}}}}, {"one"})
     clock = ManualClock(1_800_000_000_000)
     engine = Orchestrator(platform, workflows, clock)

@@ -24,7 +24,7 @@ from host.manifest.app import load_manifest
 from host.orchestrator.engine import Orchestrator
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform, PlatformOptions
-from tests.conftest import PG_URL, ROOT, free_port
+from tests.conftest import PG_URL, ROOT, free_port, wait_healthy
 
 Build = Callable[[str], Path]
 TOKEN = "t"
@@ -69,16 +69,10 @@ class Host:
             )
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/_admin/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"host on {self.port} did not start")
+        def exited() -> str | None:
+            return None if self.proc.poll() is None else self.log.read_text()[-3000:]
+
+        assert wait_healthy(self.url, exited, timeout), f"host on {self.port} did not start"
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -31,7 +31,6 @@ class Call:
 
     __slots__ = (
         "budgeted",
-        "bytes_in",
         "bytes_out",
         "cold",
         "cpu_ms",
@@ -70,7 +69,6 @@ class Call:
         self.started = time.time()
         self.t0 = time.perf_counter()
         self.cold = False
-        self.bytes_in = 0
         #: the ABI envelope the guest was given (msgpack), once made
         self.envelope = b""
         self.bytes_out = 0
@@ -88,6 +86,11 @@ class Call:
             max_log_bytes=dep.spec.max_log_bytes,
             max_log_lines=dep.spec.max_log_lines,
         )
+
+    @property
+    def bytes_in(self) -> int:
+        """The size of the envelope the guest was given (0 before it was made)."""
+        return len(self.envelope)
 
     def pending(self) -> tuple[Pending, int] | None:
         """This invocation's record to be built when first read, with its size (for a
@@ -166,15 +169,8 @@ class Call:
         )
 
     def _response_preview(self) -> str:
-        response = self.response
-        assert response is not None
-        body, headers = response.get("body"), response.get("headers")
-        known = (
-            isinstance(body, bytes)
-            and len(response) <= 3
-            and (not isinstance(headers, dict) or len(headers) <= 16)
-        )  # an HTTP response (status, headers, body) whose size is about its body's
-        return preview(response, size_hint=len(body) if known and body is not None else None)
+        # an HTTP response's size is known without packing it; any other shape is walked
+        return preview(self.response, size_hint=_small_response_bytes(self.response))
 
     def usage(self) -> UsageEntry:
         """What this invocation used, for metering (positional: on every call's path)."""
@@ -201,7 +197,8 @@ class Call:
 def _small_response_bytes(response: dict[str, Any] | None) -> int:
     """About the bytes of an HTTP response (status, at most 16 headers, body), or
     ``DEFER_BYTES + 1`` for any other shape (an ``output``, many headers): a size
-    worth knowing only when small."""
+    worth knowing only when small (to defer a record, or take a preview's fast path,
+    which both stop at ``DEFER_BYTES``)."""
     if response is None:
         return 0
     body, headers = response.get("body"), response.get("headers")

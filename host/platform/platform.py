@@ -345,7 +345,6 @@ class Platform:
         }
         hook = request.commit
         packed = call.envelope = msgpack.packb(envelope)
-        call.bytes_in = len(packed)
         with self.slots.hold(dep.spec, call.run_s, request.budget_s is not None):
             effects = self.services.begin(dep.name)
             spec = dep.spec
