@@ -141,6 +141,7 @@ def _server_side(runs: int, cache: Path) -> dict[str, dict[str, float]]:
         for _ in range(runs):
             server = nimbus("serve", "--data", str(data))
             try:
+                server.wait_ready()  # its Python functions prepared, once it listens
                 _client.get(f"{server.url}/_admin/health")  # the connection, opened
                 for name in FUNCTIONS:
                     url = f"{server.url}/{name}/x"

@@ -223,6 +223,7 @@ def _server(tmp: Path, wasms: dict[str, Path], cache: Path) -> dict[str, dict[st
     server = nimbus("serve", "--data", str(data))
     try:
         client = httpx.Client(timeout=60)
+        server.wait_ready()  # its Python functions prepared, once it listens
         client.get(f"{server.url}/_admin/health")  # the connection, opened
 
         def timed(name: str) -> float:

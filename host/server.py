@@ -31,9 +31,7 @@ DATA_DIR_ENV = "NIMBUS_DATA_DIR"
 def app_from_env() -> Gateway:
     """Uvicorn's app factory: every worker process opens the data dir on its own and
     runs the triggers beside the gateway."""
-    platform = Platform(Path(os.environ[DATA_DIR_ENV]))
-    platform.prepare()  # the shared Python runtime and Python functions, before serving
-    return assemble(platform)
+    return assemble(Platform(Path(os.environ[DATA_DIR_ENV])))
 
 
 def assemble(platform: Platform, admin_token: str | None = None) -> Gateway:

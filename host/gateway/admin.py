@@ -10,6 +10,7 @@ running version serving.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
@@ -75,8 +76,11 @@ class AdminApi:
         auth: AdminAuth,
         workflows: WorkflowRunner,
         schedules: ScheduleSource,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.platform = platform
+        #: whether the server's start-up work is done (its Python functions prepared)
+        self.ready = ready
         self.invoker = invoker
         self.auth = auth
         self.workflows = workflows
@@ -119,7 +123,12 @@ class AdminApi:
 
     async def health(self, request: Request) -> Response:
         return JSONResponse(
-            {"status": "ok", "functions": len(self.platform.registry.list()), "pid": os.getpid()}
+            {
+                "status": "ok",
+                "ready": self.ready(),
+                "functions": len(self.platform.registry.list()),
+                "pid": os.getpid(),
+            }
         )
 
     async def openapi(self, request: Request) -> Response:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.routing import Mount, Router
@@ -33,9 +33,13 @@ if TYPE_CHECKING:
     from host.gateway.schedules_api import ScheduleSource
     from host.orchestrator.runner import WorkflowRunner
 
+log = logging.getLogger("nimbus.gateway")
+
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-#: how long after start-up the objects it made are frozen (out of the collector's way)
-FREEZE_AFTER_S = 1.0
+#: how long after start-up the background work begins (the triggers' and workflows'
+#: threads, the metrics, the Python runtime and functions: ``_start_background``), so
+#: that a request waiting at start is answered first
+BACKGROUND_AFTER_S = 0.05
 #: the paths Starlette serves (everything else is a function path)
 _STARLETTE_PREFIXES = ("/_admin/", "/_console/")
 _STARLETTE_PATHS = frozenset({"/_console"})
@@ -60,11 +64,14 @@ def create_app(
     assembly (``host/server.py``) built; the admin token defaults to the data dir's."""
     token = admin_token or load_or_create_token(platform.data_dir)
     invoker = Invoker(platform)
+    started = threading.Event()
 
     def build_admin() -> AdminApi:
         from host.gateway.admin import AdminApi
 
-        return AdminApi(platform, invoker, AdminAuth(token), workflows, schedules)
+        return AdminApi(
+            platform, invoker, AdminAuth(token), workflows, schedules, ready=started.is_set
+        )
 
     admin = LazyAdmin(build_admin)
 
@@ -81,19 +88,20 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # the first thread hop imports anyio's backend (~25 ms): pay it before the
-        # first request, not in it
-        await anyio.to_thread.run_sync(lambda: None)
-        for b in background:
-            b.start()
-        # what start-up made (modules, the app, the loaded functions) lives as long as
-        # the process: moved out of the collector's generations, so a full collection
-        # under load scans only what requests made; done just after the start (the
-        # collection first takes ~20 ms), not before the first request
-        asyncio.get_running_loop().call_later(FREEZE_AFTER_S, _freeze)
+        starter = threading.Thread(
+            target=_start_background,
+            args=(platform, background, started),
+            name="nimbus-start",
+            daemon=True,
+        )
+        later = asyncio.get_running_loop().call_later(BACKGROUND_AFTER_S, starter.start)
         yield
+        later.cancel()
+        if starter.ident is not None:
+            starter.join()
         for b in background:
             b.stop()
+        invoker.close()
         platform.close()
 
     traced = _traced(platform)
@@ -121,9 +129,23 @@ def _traced(platform: Platform) -> Callable[[ASGIApp], ASGIApp]:
     return lambda app: TracingMiddleware(app, tracing)
 
 
-def _freeze() -> None:
+def _start_background(
+    platform: Platform, background: Sequence[Background], started: threading.Event
+) -> None:
+    """What a server does once it serves, off the request path; ``started`` is set when
+    done (``/_admin/health`` says ``ready``)."""
+    for b in background:
+        b.start()
+    try:
+        platform.prepare()
+    except Exception:
+        log.exception("preparing the deployed functions failed; they load on first use")
+    # what start-up made (modules, the app, the loaded functions) lives as long as the
+    # process: moved out of the collector's generations, so a full collection under
+    # load scans only what requests made
     gc.collect()
     gc.freeze()
+    started.set()
 
 
 class LazyAdmin:

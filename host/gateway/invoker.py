@@ -28,12 +28,13 @@ first (host/runtime/priority.py).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import os
 import time
-from typing import Any
-
-import anyio
-import anyio.to_thread
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from host.errors import NimbusError, Overloaded, Throttled
 from host.platform.platform import InvocationResult, OverBudget, Platform
@@ -41,6 +42,9 @@ from host.platform.request import InvocationRequest
 
 #: threads one function may occupy at once in one worker process
 THREADS_PER_FUNCTION = max(64, 16 * (os.cpu_count() or 1))
+#: threads of all functions at once in one worker process (beyond it a call waits for
+#: one, its wait counted against its time limit as any other)
+MAX_THREADS = 1024
 #: a wait for a thread shorter than this does not shorten the time limit
 QUEUE_GRACE_S = 0.005
 #: the longest an inline invocation may hold the event loop
@@ -59,13 +63,20 @@ OVER_BUDGET_PENALTY = 5
 FAST_STREAK = 20
 
 
+T = TypeVar("T")
+
+
 class Invoker:
-    """Calls ``Platform.execute`` inline (fast functions) or in a worker thread."""
+    """Calls ``Platform.execute`` inline (fast functions) or in a worker thread.
+
+    The threads are a plain executor behind one semaphore per function (not anyio's
+    ``to_thread``, whose backend costs ~30 ms to import in a server's first request)."""
 
     def __init__(self, platform: Platform, threads_per_function: int = THREADS_PER_FUNCTION):
         self.platform = platform
         self._threads = threads_per_function
-        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._executor = ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="nimbus-invoke")
         self._streak: dict[str, int] = {}
 
     async def invoke(
@@ -86,9 +97,6 @@ class Invoker:
                 self._streak[function] = streak - OVER_BUDGET_PENALTY
             except Throttled:  # no slot free now: wait for one in a thread, not here
                 pass
-        limiter = self._limiters.get(function)
-        if limiter is None:
-            limiter = self._limiters.setdefault(function, anyio.CapacityLimiter(self._threads))
         arrived = time.monotonic()
 
         def run() -> tuple[InvocationResult, float]:
@@ -107,13 +115,34 @@ class Invoker:
             result = self.platform.execute(request)
             return result, (time.thread_time() - cpu) * 1000
 
-        result, cpu_ms = await anyio.to_thread.run_sync(run, limiter=limiter)
+        result, cpu_ms = await self._in_thread(function, run)
         # a function that may fetch never earns the inline path, however fast it runs
         if cpu_ms >= FAST_MS or self._may_block(function):
             self._streak[function] = 0
         elif not result.wrote or result.duration_ms < INLINE_WALL_MS:
             self._streak[function] = self._streak.get(function, 0) + 1
         return result
+
+    async def _in_thread(self, function: str, run: Callable[[], T]) -> T:
+        """``run()`` in a worker thread, within ``function``'s share of them; in the
+        caller's context (its trace, for one)."""
+        slots = self._slots.get(function)
+        if slots is None:
+            slots = self._slots.setdefault(function, asyncio.Semaphore(self._threads))
+        async with slots:
+            ctx = contextvars.copy_context()
+            done = asyncio.get_running_loop().run_in_executor(self._executor, ctx.run, run)
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                # a running invocation cannot be stopped from here: its thread (and
+                # slot) stay taken until it ends, then the cancellation goes on
+                await asyncio.wait([done])
+                raise
+
+    def close(self) -> None:
+        """Wait for the invocations running in threads, then let their threads go."""
+        self._executor.shutdown(wait=True)
 
     def _may_block(self, function: str) -> bool:
         """A function that may wait on the network (it has outbound hosts) never runs

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from host.common.retry import RetryPolicy
 from host.manifest.config_table import ConfigTable, Problems
@@ -220,6 +219,8 @@ def _schedule(s: ConfigTable) -> ScheduleTrigger:
         visibility_timeout_s=_visibility(s),
     )
     s.finish()
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # (as croniter: only with a schedule)
+
     from croniter import croniter  # here: a host with no schedule never imports it
 
     if trig.cron and not croniter.is_valid(trig.cron):

@@ -189,12 +189,18 @@ class Platform:
         return dep
 
     def prepare(self) -> None:
-        """Before serving: start the shared Python runtime and load every deployed
-        Python function, so that no first request pays for either."""
+        """Once serving, off the request path (a server's start-up thread): make the
+        metrics, start the shared Python runtime and load every deployed Python
+        function, so that no request pays for them; then keep ``min_warm`` ones warm.
+        A request that comes first loads what it needs itself."""
+        self.telemetry.metrics()
         for dep in self.registry.list():
             wasm = self.registry.wasm(dep)
             if is_python_bundle(wasm):
-                self.pool.get(dep.key, functools.partial(self._load, dep), _ttl(dep.spec))
+                try:
+                    self.pool.get(dep.key, functools.partial(self._load, dep), _ttl(dep.spec))
+                except NimbusError as e:
+                    log.warning("could not prepare %s: %s", dep.key, e)
         self.keep_warm()
 
     def keep_warm(self) -> list[str]:

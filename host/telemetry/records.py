@@ -15,13 +15,14 @@ import os
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from host.telemetry.preview import preview
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("nimbus.invocations")
 
@@ -33,6 +34,9 @@ MAX_RECENT_BYTES = 64 * 1024 * 1024
 #: prometheus-client's multi-process mode: the folder where every worker process
 #: keeps its metric values (set by ``host/server.py`` before it starts several)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: counts kept while the metrics are not made yet (a server makes them once it
+#: listens); past this many the metrics are made at once
+MAX_HELD_COUNTS = 10000
 
 
 @dataclass(frozen=True)
@@ -155,36 +159,43 @@ class Telemetry:
         self._max_bytes = max_bytes
         self.recent_bytes = 0
         self._lock = threading.Lock()
-        self.registry = CollectorRegistry()
-        self._count = Counter(
-            "nimbus_invocations",
-            "Invocations by function, trigger and outcome",
-            ["function", "trigger", "outcome"],
-            registry=self.registry,
-        )
-        self._cold = Counter(
-            "nimbus_cold_starts",
-            "Invocations that had to load their function (not in the warm pool)",
-            ["function"],
-            registry=self.registry,
-        )
-        self._duration = Histogram(
-            "nimbus_invocation_seconds",
-            "Invocation wall time",
-            ["function"],
-            registry=self.registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 10),
-        )
-        #: the labelled metric children, looked up once per label set, not per record
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._metrics: _Metrics | None = None
+        self._metrics_lock = threading.Lock()
+        #: (function, trigger, outcome, duration_ms, cold) counted before the metrics
+        #: were made, added to them when they are
+        self._held: list[tuple[str, str, str, float, bool]] = []
+
+    def metrics(self) -> _Metrics:
+        """The metrics, made on first use (a server makes them once it listens: the
+        import of prometheus-client is left out of its start)."""
+        m = self._metrics
+        if m is None:
+            with self._metrics_lock:
+                if self._metrics is None:
+                    made = _Metrics()
+                    for held in self._held:
+                        made.count(*held)
+                    self._held.clear()
+                    self._metrics = made
+                m = self._metrics
+        return m
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This process's metrics."""
+        return self.metrics().registry
 
     def exposed(self) -> CollectorRegistry:
         """What ``/_admin/metrics`` shows of these metrics: this process's, or, when
         the server runs several workers (``MULTIPROC_ENV`` set before they started),
         every worker's summed from their shared files, whichever worker is asked."""
+        registry = self.registry
         path = os.environ.get(MULTIPROC_ENV)
         if not path:
-            return self.registry
+            return registry
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path)  # type: ignore[no-untyped-call]
         return merged
@@ -227,17 +238,15 @@ class Telemetry:
         request_id: str,
         version: int,
     ) -> None:
-        labels = (function, trigger, outcome)
-        children = self._children.get(labels)
-        if children is None:
-            children = self._children[labels] = (
-                self._count.labels(*labels),
-                self._duration.labels(function),
-            )
-        children[0].inc()
-        children[1].observe(duration_ms / 1000)
-        if cold:
-            self._cold.labels(function).inc()
+        m = self._metrics
+        if m is None:
+            with self._metrics_lock:
+                held = self._metrics is None and len(self._held) < MAX_HELD_COUNTS
+                if held:
+                    self._held.append((function, trigger, outcome, duration_ms, cold))
+            m = None if held else self.metrics()
+        if m is not None:
+            m.count(function, trigger, outcome, duration_ms, cold)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "%s %s@%d %s %s %.2fms%s",
@@ -266,3 +275,49 @@ class Telemetry:
             kept = [rec for rec, _ in list(self._recent)[len(self._recent) - new :]] if new else []
             seq = self._seq
         return seq, [_read(r) for r in kept]
+
+
+class _Metrics:
+    """The Prometheus metrics of invocations (in prometheus-client's multi-process
+    mode when ``MULTIPROC_ENV`` is set before they are made)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self._count = Counter(
+            "nimbus_invocations",
+            "Invocations by function, trigger and outcome",
+            ["function", "trigger", "outcome"],
+            registry=self.registry,
+        )
+        self._cold = Counter(
+            "nimbus_cold_starts",
+            "Invocations that had to load their function (not in the warm pool)",
+            ["function"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "nimbus_invocation_seconds",
+            "Invocation wall time",
+            ["function"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 10),
+        )
+        #: the labelled metric children, looked up once per label set, not per record
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def count(
+        self, function: str, trigger: str, outcome: str, duration_ms: float, cold: bool
+    ) -> None:
+        labels = (function, trigger, outcome)
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children[labels] = (
+                self._count.labels(*labels),
+                self._duration.labels(function),
+            )
+        children[0].inc()
+        children[1].observe(duration_ms / 1000)
+        if cold:
+            self._cold.labels(function).inc()

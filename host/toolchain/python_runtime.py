@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 from functools import cache
-from importlib.metadata import version
 from pathlib import Path
 
 import msgpack
@@ -33,6 +32,8 @@ _APP_MODULE = "nimbus_runtime"
 
 @cache
 def componentize_version() -> str:
+    from importlib.metadata import version  # (~15 ms: not in a server's start)
+
     try:
         return version("componentize-py")
     except Exception:

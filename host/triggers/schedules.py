@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import msgpack
 
@@ -34,6 +33,8 @@ GRACE_MS = 60_000
 
 
 def _dt(ms: int, tz: str) -> datetime:
+    from zoneinfo import ZoneInfo  # (as croniter: a host with no schedule never imports it)
+
     return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz))
 
 
