@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from bench.runtime import measure, percentile
-from bench.servers import ROOT, nimbus
+from bench.servers import ROOT, Process, nimbus
 from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import Platform
 from host.runtime.invocation import Invocation
@@ -205,8 +205,9 @@ def _fresh_process(cache: Path, wasms: list[Path]) -> tuple[float, float, float]
 
 
 def _server(tmp: Path, wasms: dict[str, Path], cache: Path) -> dict[str, dict[str, float]]:
-    """First response of a fresh ``nimbus serve`` and after scale to zero, per function
-    (the data dir shares ``cache``: the runtime is compiled there already)."""
+    """First response of a fresh ``nimbus serve`` (asked as soon as it answers, and
+    once it is ready) and after scale to zero, per function (the data dir shares
+    ``cache``: the runtime is compiled there already)."""
     app = tmp / "app"
     app.mkdir(parents=True)
     lines = []
@@ -220,23 +221,30 @@ def _server(tmp: Path, wasms: dict[str, Path], cache: Path) -> dict[str, dict[st
     (data / "cache").symlink_to(cache)
     nimbus("up", str(app), "--data", str(data)).stop()  # deploys and fills the cache
     out: dict[str, dict[str, float]] = {n: {} for n in wasms}
+    client = httpx.Client(timeout=60)
+
+    def timed(server: Process, name: str) -> float:
+        t0 = time.perf_counter()
+        client.get(f"{server.url}/{name}/x").raise_for_status()
+        return (time.perf_counter() - t0) * 1000
+
+    for name in wasms:  # asked as soon as a fresh server answers, before it is ready
+        server = nimbus("serve", "--data", str(data))
+        try:
+            out[name]["first_response_at_listen_ms"] = timed(server, name)
+        finally:
+            server.stop()
     server = nimbus("serve", "--data", str(data))
     try:
-        client = httpx.Client(timeout=60)
         server.wait_ready()  # its Python functions prepared, once it listens
         client.get(f"{server.url}/_admin/health")  # the connection, opened
-
-        def timed(name: str) -> float:
-            t0 = time.perf_counter()
-            client.get(f"{server.url}/{name}/x").raise_for_status()
-            return (time.perf_counter() - t0) * 1000
-
         for name in wasms:
-            out[name]["first_response_ms"] = timed(name)
-            out[name]["warm_http_ms"] = statistics.median(timed(name) for _ in range(20))
+            out[name]["first_response_ms"] = timed(server, name)
+            warm = [timed(server, name) for _ in range(20)]
+            out[name]["warm_http_ms"] = statistics.median(warm)
         time.sleep(2.5)  # idle_ttl 1s + the 1s sweep: every function dropped
         for name in wasms:
-            out[name]["after_scale_to_zero_ms"] = timed(name)
+            out[name]["after_scale_to_zero_ms"] = timed(server, name)
     finally:
         server.stop()
     return out

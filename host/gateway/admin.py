@@ -1,6 +1,6 @@
 """The admin API under ``/_admin``: deploy, list, get, delete, invoke, routes, health.
 
-Every endpoint but ``health`` and the OpenAPI document needs the bearer token. A
+Every endpoint but ``health``, ``ready`` and the OpenAPI document needs the bearer token. A
 deploy is multipart: the ``module`` file (.wasm) and an optional ``config`` field
 (JSON, the same keys as a ``[functions.NAME]`` table of nimbus.toml). The module is
 validated and compiled before the registry switches to it, so a bad upload leaves the
@@ -90,6 +90,7 @@ class AdminApi:
         guarded = self._guarded
         return [
             Route("/health", self.health, methods=["GET"]),
+            Route("/ready", self.readiness, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
             Route("/functions", guarded(self.list_functions), methods=["GET"]),
             Route("/functions/{name}", guarded(self.get_function), methods=["GET"]),
@@ -120,6 +121,12 @@ class AdminApi:
             return response
 
         return wrapper
+
+    async def readiness(self, request: Request) -> Response:
+        """200 once the server's start-up work is done, 503 before (a readiness probe:
+        a balancer then sends Python functions' traffic only to a prepared host)."""
+        ready = self.ready()
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse(

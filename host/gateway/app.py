@@ -133,19 +133,24 @@ def _start_background(
     platform: Platform, background: Sequence[Background], started: threading.Event
 ) -> None:
     """What a server does once it serves, off the request path; ``started`` is set when
-    done (``/_admin/health`` says ``ready``)."""
-    for b in background:
-        b.start()
+    done (``/_admin/ready`` answers 200), whatever failed."""
     try:
-        platform.prepare()
-    except Exception:
-        log.exception("preparing the deployed functions failed; they load on first use")
-    # what start-up made (modules, the app, the loaded functions) lives as long as the
-    # process: moved out of the collector's generations, so a full collection under
-    # load scans only what requests made
-    gc.collect()
-    gc.freeze()
-    started.set()
+        for b in background:
+            try:
+                b.start()
+            except Exception:
+                log.exception("starting %s failed", type(b).__name__)
+        try:
+            platform.prepare()
+        except Exception:
+            log.exception("preparing the deployed functions failed; they load on first use")
+        # what start-up made (modules, the app, the loaded functions) lives as long as
+        # the process: moved out of the collector's generations, so a full collection
+        # under load scans only what requests made
+        gc.collect()
+        gc.freeze()
+    finally:
+        started.set()
 
 
 class LazyAdmin:

@@ -59,6 +59,13 @@ OPENAPI: dict[str, Any] = {
         "/_admin/health": {
             "get": {"summary": "Liveness", "security": [], "responses": {"200": _resp("ok")}}
         },
+        "/_admin/ready": {
+            "get": {
+                "summary": "Readiness: the server's start-up work is done",
+                "security": [],
+                "responses": {"200": _resp("ready"), "503": _resp("still starting")},
+            }
+        },
         "/_admin/functions": {
             "get": {
                 "summary": "List deployed functions with their versions and routes",

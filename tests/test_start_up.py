@@ -1,0 +1,122 @@
+"""A server serves as soon as it listens; its start-up work (the triggers' and workflows'
+threads, the metrics, the Python functions) runs beside, and ``/_admin/ready`` says
+when it is done."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from host.gateway.app import create_app
+from host.manifest.app import load_manifest
+from host.orchestrator.runner import WorkflowRunner
+from host.platform.apply import apply_manifest
+from host.platform.platform import Platform
+from host.triggers.manager import TriggerManager
+from tests.conftest import serve_in_thread
+
+Build = Callable[[str], Path]
+
+APP = """
+[functions.hello]
+wasm = "{hello}"
+
+[[routes]]
+method = "GET"
+path = "/hello/{{name}}"
+function = "hello"
+"""
+
+
+class HeldStart:
+    """Background work that does not finish starting until the test lets it."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.stopped = False
+
+    def start(self) -> None:
+        self.entered.set()
+        assert self.release.wait(30), "the test never released the start"
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        pass
+
+
+class FailingStart:
+    def start(self) -> None:
+        raise RuntimeError("this background part cannot start")
+
+    def stop(self) -> None:
+        pass
+
+
+def _platform(tmp_path: Path, build: Build) -> Platform:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "nimbus.toml").write_text(APP.format(hello=build("hello")))
+    platform = Platform(tmp_path / "data")
+    apply_manifest(platform, load_manifest(tmp_path / "app"))
+    return platform
+
+
+def test_functions_answer_while_the_start_up_work_runs(tmp_path: Path, build: Build) -> None:
+    platform = _platform(tmp_path, build)
+    runner = WorkflowRunner(platform)
+    triggers = TriggerManager(platform, start_workflow=runner.start_run)
+    held, after = HeldStart(), Recorder()
+    app = create_app(platform, runner, triggers, admin_token="t", background=[held, after])
+    with serve_in_thread(app) as url:
+        assert held.entered.wait(10), "the start-up work never began"
+        r = httpx.get(f"{url}/hello/ada", timeout=10)
+        assert r.status_code == 200 and r.text.startswith("hello, ada")
+        assert httpx.get(f"{url}/_admin/ready").status_code == 503
+        health = httpx.get(f"{url}/_admin/health").json()
+        assert health["status"] == "ok" and health["ready"] is False
+        assert not after.started  # in order, after the held part
+        held.release.set()
+        for _ in range(500):
+            if httpx.get(f"{url}/_admin/ready").status_code == 200:
+                break
+            threading.Event().wait(0.01)
+        assert httpx.get(f"{url}/_admin/ready").json() == {"ready": True}
+        assert httpx.get(f"{url}/_admin/health").json()["ready"] is True
+        assert after.started
+        # the metrics were made by the start-up work, the first request's count kept
+        assert (
+            'nimbus_invocations_total{function="hello"'
+            in httpx.get(f"{url}/_admin/metrics", headers={"authorization": "Bearer t"}).text
+        )
+    assert held.stopped
+
+
+def test_a_failing_start_up_part_is_logged_and_the_rest_runs(tmp_path: Path, build: Build) -> None:
+    platform = _platform(tmp_path, build)
+    runner = WorkflowRunner(platform)
+    triggers = TriggerManager(platform, start_workflow=runner.start_run)
+    after = Recorder()
+    app = create_app(
+        platform, runner, triggers, admin_token="t", background=[FailingStart(), after]
+    )
+    with serve_in_thread(app) as url:
+        for _ in range(500):
+            if httpx.get(f"{url}/_admin/ready").status_code == 200:
+                break
+            threading.Event().wait(0.01)
+        assert httpx.get(f"{url}/_admin/ready").status_code == 200
+        assert after.started  # the part after the failed one started all the same
+        assert httpx.get(f"{url}/hello/ada").status_code == 200
