@@ -26,6 +26,17 @@ from host.services.services import Services
 from host.toolchain.builder import build_function
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: a manifest of one function, ``hello``, on ``GET /hello/{name}`` (``.format(hello=WASM)``)
+HELLO_APP = """
+[functions.hello]
+wasm = "{hello}"
+
+[[routes]]
+method = "GET"
+path = "/hello/{{name}}"
+function = "hello"
+"""
 GUESTS = ROOT / "tests" / "guests"
 FUNCTIONS = ROOT / "functions"
 

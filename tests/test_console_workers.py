@@ -11,20 +11,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Server
+from tests.conftest import HELLO_APP, Server
 
 Build = Callable[[str], Path]
 Start = Callable[..., Server]
-
-APP = """
-[functions.hello]
-wasm = "{hello}"
-
-[[routes]]
-method = "GET"
-path = "/hello/{{name}}"
-function = "hello"
-"""
 
 
 def log_in(client: httpx.Client) -> None:
@@ -40,7 +30,7 @@ def test_the_overview_counts_every_workers_invocations(
 ) -> None:
     app = tmp_path / "app"
     app.mkdir()
-    (app / "nimbus.toml").write_text(APP.format(hello=build("hello")))
+    (app / "nimbus.toml").write_text(HELLO_APP.format(hello=build("hello")))
     server = start_server("up", str(app), "--data", str(tmp_path / "data"), "--workers", "2")
     pinned = server.pin_workers()
     try:

@@ -16,19 +16,9 @@ from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
 from host.triggers.manager import TriggerManager
-from tests.conftest import serve_in_thread
+from tests.conftest import HELLO_APP, serve_in_thread
 
 Build = Callable[[str], Path]
-
-APP = """
-[functions.hello]
-wasm = "{hello}"
-
-[[routes]]
-method = "GET"
-path = "/hello/{{name}}"
-function = "hello"
-"""
 
 
 class HeldStart:
@@ -68,7 +58,7 @@ class FailingStart:
 
 def _platform(tmp_path: Path, build: Build) -> Platform:
     (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "nimbus.toml").write_text(APP.format(hello=build("hello")))
+    (tmp_path / "app" / "nimbus.toml").write_text(HELLO_APP.format(hello=build("hello")))
     platform = Platform(tmp_path / "data")
     apply_manifest(platform, load_manifest(tmp_path / "app"))
     return platform
