@@ -168,6 +168,17 @@ def free_port() -> int:
         return port
 
 
+def eventually(check: Callable[[], bool], timeout_s: float = 10.0, every_s: float = 0.01) -> bool:
+    """Whether ``check()`` turns true within ``timeout_s`` (asked every ``every_s``,
+    and once more at the end)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(every_s)
+    return check()
+
+
 @contextmanager
 def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
     """``app`` served by uvicorn in a thread of this process on a free loopback

@@ -17,7 +17,7 @@ from host.hostcalls.http import idempotency_key
 from host.manifest.app import load_manifest
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
-from tests.conftest import serve_unwaited
+from tests.conftest import eventually, serve_unwaited
 from tests.payment_server import PaymentServer
 
 APP = """
@@ -33,15 +33,6 @@ visibility_timeout = "2s"
 max_attempts = 5
 backoff = {{ initial = "10ms", max = "100ms" }}
 """
-
-
-def wait_until(done: Callable[[], bool], timeout: float = 90) -> bool:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.mark.crash
@@ -68,13 +59,17 @@ def test_same_key_after_sigkill_between_the_call_and_the_commit(
     first = serve_unwaited(data)
     try:
         # attempt 1 makes its call, then spins: its effects and its ack are not committed
-        assert wait_until(lambda: len(server.seen) >= 1), "the first attempt never called out"
+        assert eventually(lambda: len(server.seen) >= 1, 90, 0.05), (
+            "the first attempt never called out"
+        )
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
     second = serve_unwaited(data)
     try:
-        assert wait_until(lambda: len(server.seen) >= 2), "the message was not redelivered"
+        assert eventually(lambda: len(server.seen) >= 2, 90, 0.05), (
+            "the message was not redelivered"
+        )
         keys = server.keys()
         assert keys[0] == keys[1] == idempotency_key("payer", message_id, 1)
         assert [s.body for s in server.seen[:2]] == [b"charge o-1 42.00"] * 2
@@ -88,7 +83,7 @@ def test_same_key_after_sigkill_between_the_call_and_the_commit(
             finally:
                 p.close()
 
-        assert wait_until(drained, timeout=30), "attempt 2 did not commit"
+        assert eventually(drained, 30, 0.05), "attempt 2 did not commit"
     finally:
         second.terminate()
         second.wait(timeout=30)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
 from host.runtime.priority import DEMOTED_NICE, Demoter, set_nice
+from tests.conftest import eventually
 
 
 def nice_of(tid: int) -> int:
@@ -35,15 +35,6 @@ def can_restore() -> bool:
 pytestmark = pytest.mark.skipif(not can_restore(), reason="thread priorities cannot be raised")
 
 
-def eventually(check: Callable[[], bool], within_s: float = 3.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.005)
-    return False
-
-
 class Guest:
     """A thread that runs a 'guest' between ``enter`` and ``leave`` with a deadline
     ``timeout_s`` away, until ``finish()``."""
@@ -54,7 +45,7 @@ class Guest:
         self.tid = 0
         self._thread = threading.Thread(target=self._run, args=(demoter, timeout_s))
         self._thread.start()
-        assert eventually(lambda: self.tid != 0)
+        assert eventually(lambda: self.tid != 0, 3.0, 0.005)
 
     def _run(self, demoter: Demoter, timeout_s: float) -> None:
         self.tid = threading.get_native_id()
@@ -77,7 +68,7 @@ def test_a_long_run_is_demoted_then_restored_when_it_ends() -> None:
     demoter = Demoter(after_s=0.05, interval_s=0.01)
     try:
         guest = Guest(demoter, 10.0)
-        assert eventually(lambda: guest.nice() == DEMOTED_NICE)
+        assert eventually(lambda: guest.nice() == DEMOTED_NICE, 3.0, 0.005)
         assert guest.finish() == 0
     finally:
         demoter.stop()
@@ -87,10 +78,10 @@ def test_a_demoted_run_gets_its_priority_back_before_its_deadline() -> None:
     demoter = Demoter(after_s=0.05, interval_s=0.01)
     try:
         guest = Guest(demoter, 1.0)  # demoted from 50 ms, restored from 970 ms
-        assert eventually(lambda: guest.nice() == DEMOTED_NICE)
+        assert eventually(lambda: guest.nice() == DEMOTED_NICE, 3.0, 0.005)
         # restored while the guest still runs: near its deadline, so it reaches the
         # epoch check on time instead of waiting for a core
-        assert eventually(lambda: guest.nice() == 0)
+        assert eventually(lambda: guest.nice() == 0, 3.0, 0.005)
         assert guest.after is None
         assert guest.finish() == 0
     finally:

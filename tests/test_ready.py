@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
 from typing import Any
 
 import wasmtime
 
 from host.runtime.ready import ReadyInstances
-
-
-def _eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
+from tests.conftest import eventually
 
 
 def _closed(store: wasmtime.Store) -> bool:
@@ -48,7 +39,7 @@ def test_each_instance_serves_one_invocation_and_is_closed_after() -> None:
     make = _Maker()
     ready = ReadyInstances(make, depth=2)
     try:
-        assert _eventually(lambda: len(make.made) == 2)
+        assert eventually(lambda: len(make.made) == 2)
         served = []
         for _ in range(5):
             taken = ready.take()
@@ -57,9 +48,9 @@ def test_each_instance_serves_one_invocation_and_is_closed_after() -> None:
             served.append(n)
             assert not _closed(store)
             assert ready.release(store) is None  # the background closes it
-            assert _eventually(lambda s=store: _closed(s))
+            assert eventually(lambda s=store: _closed(s))
             want = len(served) + 2  # the slot refilled
-            assert _eventually(lambda w=want: len(make.made) >= w)
+            assert eventually(lambda w=want: len(make.made) >= w)
         assert len(set(served)) == len(served)  # never one instance twice
     finally:
         ready.close()
@@ -69,13 +60,13 @@ def test_no_background_work_while_an_invocation_runs() -> None:
     make = _Maker()
     ready = ReadyInstances(make, depth=2)
     try:
-        assert _eventually(lambda: len(make.made) == 2)
+        assert eventually(lambda: len(make.made) == 2)
         taken = ready.take()
         assert taken is not None
         time.sleep(0.3)
         assert len(make.made) == 2  # one slot free, but an invocation is running
         assert ready.release(taken[0]) is None
-        assert _eventually(lambda: len(make.made) == 3 and _closed(taken[0]))
+        assert eventually(lambda: len(make.made) == 3 and _closed(taken[0]))
     finally:
         ready.close()
 
@@ -84,11 +75,11 @@ def test_an_ineligible_invocation_gets_nothing_but_still_counts() -> None:
     make = _Maker()
     ready = ReadyInstances(make, depth=1)
     try:
-        assert _eventually(lambda: len(make.made) == 1)
+        assert eventually(lambda: len(make.made) == 1)
         assert ready.take(eligible=False) is None
         own = wasmtime.Store(make.engine)
         assert ready.release(own) is None
-        assert _eventually(lambda: _closed(own))
+        assert eventually(lambda: _closed(own))
         assert ready.take() is not None  # the ready one is still there
     finally:
         ready.close()
@@ -97,7 +88,7 @@ def test_an_ineligible_invocation_gets_nothing_but_still_counts() -> None:
 def test_after_close_the_caller_closes_its_own_store() -> None:
     make = _Maker()
     ready = ReadyInstances(make, depth=1)
-    assert _eventually(lambda: len(make.made) == 1)
+    assert eventually(lambda: len(make.made) == 1)
     ready.close()
     assert ready.take() is None
     own = wasmtime.Store(make.engine)

@@ -16,7 +16,7 @@ from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
 from host.triggers.manager import TriggerManager
-from tests.conftest import HELLO_APP, serve_in_thread
+from tests.conftest import HELLO_APP, eventually, serve_in_thread
 
 Build = Callable[[str], Path]
 
@@ -79,10 +79,7 @@ def test_functions_answer_while_the_start_up_work_runs(tmp_path: Path, build: Bu
         assert health["status"] == "ok" and health["ready"] is False
         assert not after.started  # in order, after the held part
         held.release.set()
-        for _ in range(500):
-            if httpx.get(f"{url}/_admin/ready").status_code == 200:
-                break
-            threading.Event().wait(0.01)
+        assert eventually(lambda: httpx.get(f"{url}/_admin/ready").status_code == 200)
         assert httpx.get(f"{url}/_admin/ready").json() == {"ready": True}
         assert httpx.get(f"{url}/_admin/health").json()["ready"] is True
         assert after.started
@@ -103,10 +100,6 @@ def test_a_failing_start_up_part_is_logged_and_the_rest_runs(tmp_path: Path, bui
         platform, runner, triggers, admin_token="t", background=[FailingStart(), after]
     )
     with serve_in_thread(app) as url:
-        for _ in range(500):
-            if httpx.get(f"{url}/_admin/ready").status_code == 200:
-                break
-            threading.Event().wait(0.01)
-        assert httpx.get(f"{url}/_admin/ready").status_code == 200
+        assert eventually(lambda: httpx.get(f"{url}/_admin/ready").status_code == 200)
         assert after.started  # the part after the failed one started all the same
         assert httpx.get(f"{url}/hello/ada").status_code == 200

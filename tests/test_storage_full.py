@@ -23,7 +23,7 @@ import pytest
 from host.manifest.app import load_manifest
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
-from tests.conftest import Server, fill, free_port
+from tests.conftest import Server, eventually, fill, free_port
 
 Build = Callable[[str], Path]
 TOKEN = "test-token"
@@ -89,15 +89,6 @@ def assert_messages_kept(server: Server) -> None:
         assert m["last_error"] is None or "Storage" in m["last_error"], m["last_error"]
 
 
-def wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
-
-
 @pytest.mark.crash
 def test_a_full_disk_is_a_typed_retryable_error_and_loses_nothing(
     small_fs: Path, build: Build, tmp_path: Path
@@ -153,12 +144,13 @@ def test_a_full_disk_is_a_typed_retryable_error_and_loses_nothing(
         )
         assert r.status_code == 507 and r.json()["error"]["kind"] == "StorageFull", r.text
         # through the queue trigger: the deliveries fail on the store, and back off
-        assert wait_for(
+        assert eventually(
             lambda: any(
                 rec["trigger"] == "queue" and rec["outcome"] == "StorageFull"
                 for rec in admin(server, "/invocations?limit=1000")["invocations"]
             ),
-            timeout=30,
+            timeout_s=30,
+            every_s=0.2,
         )
         time.sleep(1.0)  # long enough for max_attempts = 2 to be burnt many times over
         assert_messages_kept(server)
@@ -173,7 +165,7 @@ def test_a_full_disk_is_a_typed_retryable_error_and_loses_nothing(
         assert r.status_code == 507
 
         filler.unlink()  # space comes back: writes resume by themselves
-        assert wait_for(
+        assert eventually(
             lambda: (
                 httpx.get(
                     f"{server.url}/_admin/tables/state/keys/count.queue", headers=AUTH, timeout=30
@@ -181,7 +173,8 @@ def test_a_full_disk_is_a_typed_retryable_error_and_loses_nothing(
                 == 200
                 and admin(server, "/tables/state/keys/count.queue")["value"] == MESSAGES
             ),
-            timeout=60,
+            timeout_s=60,
+            every_s=0.2,
         )
         r = httpx.post(f"{server.url}/rec", content=b"y", timeout=30)
         assert r.status_code == 200, r.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from host.common.tracecontext import current_traceparent
 from host.errors import InvalidArgument
 from host.hostcalls import fields as f
 from host.hostcalls.context import ServiceAccess
@@ -29,7 +28,7 @@ def blob_put(a: ServiceAccess, req: dict[str, Any]) -> Any:
     key = check_key(req.get("key"))
     meta_bytes = sum(len(k) + len(v) for k, v in metadata.items())
     a.charge(len(key) + len(data) + len(content_type) + meta_bytes)
-    info = a.effects.blob_put(bucket, key, data, content_type, metadata, _traceparent(a))
+    info = a.effects.blob_put(bucket, key, data, content_type, metadata, a.traceparent())
     return {"size": info.size, "etag": info.etag}
 
 
@@ -57,12 +56,7 @@ def blob_delete(a: ServiceAccess, req: dict[str, Any]) -> Any:
     a.check("buckets", bucket, write=True)
     key = check_key(req.get("key"))
     a.charge(len(key))
-    return {"deleted": a.effects.blob_delete(bucket, key, _traceparent(a))}
-
-
-def _traceparent(a: ServiceAccess) -> str | None:
-    """With tracing on, the functions a storage event starts continue this host call's trace."""
-    return current_traceparent() if a.inv.spans is not None else None
+    return {"deleted": a.effects.blob_delete(bucket, key, a.traceparent())}
 
 
 def blob_list(a: ServiceAccess, req: dict[str, Any]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from host.common.tracecontext import current_traceparent
 from host.errors import PermissionDenied, TooLarge
 from host.manifest.grants import Grants
 from host.runtime.invocation import Invocation
@@ -44,6 +45,11 @@ class ServiceAccess:
         self.max_staged_ops = max_staged_ops
         self.staged_bytes = 0
         self.staged_ops = 0
+
+    def traceparent(self) -> str | None:
+        """With tracing on, this host call's span as a ``traceparent``: what it writes
+        (an event, a message, a storage event) carries it to the invocations it starts."""
+        return current_traceparent() if self.inv.spans is not None else None
 
     def charge(self, size: int) -> None:
         """Count one write of ``size`` bytes against the invocation's staging budget;

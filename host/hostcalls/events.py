@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from host.common.tracecontext import current_traceparent
 from host.errors import InvalidArgument
 from host.hostcalls import fields as f
 from host.hostcalls.context import ServiceAccess
@@ -21,9 +20,7 @@ def event_publish(a: ServiceAccess, req: dict[str, Any]) -> Any:
     payload = f.raw(req, "payload")
     check_message("an event payload", payload)
     a.charge(len(topic) + len(payload))
-    # with tracing on, the subscribers' invocations continue this (the host call's) trace
-    traceparent = current_traceparent() if a.inv.spans is not None else None
-    return {"id": a.effects.event_publish(topic, payload, traceparent)}
+    return {"id": a.effects.event_publish(topic, payload, a.traceparent())}
 
 
 OPERATIONS = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from host.common.tracecontext import current_traceparent
 from host.errors import TooLarge
 from host.hostcalls import fields as f
 from host.hostcalls.context import ServiceAccess
@@ -26,9 +25,7 @@ def queue_send(a: ServiceAccess, req: dict[str, Any]) -> Any:
     body = f.raw(req, "body")
     check_message("a queue message body", body)
     a.charge(len(body))
-    # with tracing on, the consumer's invocation continues this (the host call's) trace
-    traceparent = current_traceparent() if a.inv.spans is not None else None
-    return {"id": a.effects.queue_send(queue, body, delay, traceparent)}
+    return {"id": a.effects.queue_send(queue, body, delay, a.traceparent())}
 
 
 OPERATIONS = (

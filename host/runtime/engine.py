@@ -118,6 +118,7 @@ class EpochTicker:
         #: time, so an engine added later needs no catching up); held here, so none is
         #: freed while the thread ticks it
         self._engines: list[wasmtime.Engine] = [engine]
+        self._ptrs = [engine.ptr()]
         self._tick_s = tick_s
         self._scale = time_scale
         self._ticks: dict[float, int] = {}
@@ -146,7 +147,7 @@ class EpochTicker:
         period, start = self._period, self._start
         while not self._stop.wait(period):
             due = int((time.monotonic() - start) / period)
-            engines = [e.ptr() for e in self._engines]
+            engines = self._ptrs
             while self._epoch < due:
                 for engine in engines:
                     increment_epoch(engine)
@@ -155,6 +156,7 @@ class EpochTicker:
     def add(self, engine: wasmtime.Engine) -> None:
         """Tick ``engine`` too, from now on."""
         self._engines = [*self._engines, engine]
+        self._ptrs = [*self._ptrs, engine.ptr()]
 
     def stop(self) -> None:
         self._stop.set()

@@ -180,6 +180,15 @@ class Telemetry:
                 m = self._metrics
         return m
 
+    def _hold(self, count: tuple[str, str, str, float, bool]) -> _Metrics | None:
+        """Keep ``count`` for the metrics not made yet (None), or the metrics, made
+        now if ``MAX_HELD_COUNTS`` are already held, for the caller to count in."""
+        with self._metrics_lock:
+            if self._metrics is None and len(self._held) < MAX_HELD_COUNTS:
+                self._held.append(count)
+                return None
+        return self.metrics()
+
     @property
     def registry(self) -> CollectorRegistry:
         """This process's metrics."""
@@ -238,13 +247,7 @@ class Telemetry:
         request_id: str,
         version: int,
     ) -> None:
-        m = self._metrics
-        if m is None:
-            with self._metrics_lock:
-                held = self._metrics is None and len(self._held) < MAX_HELD_COUNTS
-                if held:
-                    self._held.append((function, trigger, outcome, duration_ms, cold))
-            m = None if held else self.metrics()
+        m = self._metrics or self._hold((function, trigger, outcome, duration_ms, cold))
         if m is not None:
             m.count(function, trigger, outcome, duration_ms, cold)
         if log.isEnabledFor(logging.INFO):
