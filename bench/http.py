@@ -73,6 +73,10 @@ def _wrk(
     }
 
 
+#: seconds of unmeasured load before each measured run (not in --quick)
+WARMUP_S = 2
+
+
 def measure(
     proc: Process,
     path: str,
@@ -128,9 +132,18 @@ def run(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"load_generator": "wrk" if wrk else "asyncio (bench/loadgen.py)"}
     results["connections"] = connections
     results["seconds"] = seconds
+    warmup = 0 if quick else WARMUP_S
+
+    def timed(proc: Process, path: str) -> dict[str, float]:
+        """After ``warmup`` seconds of the same load, unmeasured (every worker up,
+        the function past its first runs in threads), as the peers harness does."""
+        if warmup:
+            measure(proc, path, warmup, connections, wrk)
+        return measure(proc, path, seconds, connections, wrk)
+
     bare = bare_starlette(b"hello, bench\n")
     try:
-        results["a_bare_starlette"] = measure(bare, "/hello/bench", seconds, connections, wrk)
+        results["a_bare_starlette"] = timed(bare, "/hello/bench")
     finally:
         bare.stop()
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,21 +152,19 @@ def run(quick: bool) -> dict[str, Any]:
         server = nimbus("up", str(app), "--data", str(data))
         try:
             server.admin.post("/functions/kvread/invoke", content="{}")
-            results["b_hello"] = measure(server, "/hello/bench", seconds, connections, wrk)
-            results["c_hello_table_read"] = measure(server, "/kv/bench", seconds, connections, wrk)
+            results["b_hello"] = timed(server, "/hello/bench")
+            results["c_hello_table_read"] = timed(server, "/kv/bench")
         finally:
             server.stop()
         two = nimbus("serve", "--data", str(data), "--workers", "2")
         try:
-            results["d_hello_2_workers"] = measure(two, "/hello/bench", seconds, connections, wrk)
+            results["d_hello_2_workers"] = timed(two, "/hello/bench")
         finally:
             two.stop()
         node = node_fresh(peer_wasm(Path(tmp)))
         if node is not None:
             try:
-                results["e_node_fresh_instance"] = measure(
-                    node, "/hello/bench", seconds, connections, wrk
-                )
+                results["e_node_fresh_instance"] = timed(node, "/hello/bench")
             finally:
                 node.stop()
     ceiling = results["a_bare_starlette"]["rps"]
