@@ -3,6 +3,7 @@ and a function over its budget re-run with its full limit, nothing recorded twic
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,3 +49,26 @@ def test_fast_functions_go_inline_and_slow_ones_fall_back(platform: Platform, bu
         assert [r.outcome for r in records] == ["ok"]  # the stopped inline try left no record
 
     anyio.run(run)
+
+
+def test_an_invocation_leaves_no_garbage_cycle(platform: Platform, build: Build) -> None:
+    """Everything an invocation made is freed when it ends, by reference counting: a
+    cycle (the invocation and its service access held each other) left ~17 objects a
+    request to the cyclic GC, whose runs then cost the server ~15 % of its throughput
+    and held the invocation's read snapshot until they came."""
+    spec = function_spec_from_dict(
+        "rec", {"wasm": "r.wasm", "grants": {"tables": {"state": "read-write"}}}
+    )
+    platform.deploy(spec, build("recorder_zig").read_bytes())
+    event = {"kind": "invoke", "id": "warm"}
+    platform.execute(InvocationRequest("rec", event))  # loaded, caches made
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(50):
+            result = platform.execute(InvocationRequest("rec", {"kind": "invoke", "id": f"e{i}"}))
+            assert result.response.get("error") is None and result.applied
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable < 50, f"{unreachable} objects in cycles after 50 invocations"

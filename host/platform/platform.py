@@ -368,6 +368,10 @@ class Platform:
                     response = call.response = self.runtime.invoke(fn, packed, call.inv, call.run_s)
                 finally:
                     call.cpu_ms = (clock() - cpu0) * 1000
+                    # the run is over: no host call reaches the services any more, and
+                    # the access (which holds the invocation) leaves no cycle behind:
+                    # the invocation's objects are freed now, not by the cyclic GC
+                    call.inv.services = None
                 _raise_for_error(response, dep.name)
                 if hook is not None:
                     hook.check(response)
