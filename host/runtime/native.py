@@ -13,6 +13,7 @@ linking, validation) uses the public wasmtime-py API.
 from __future__ import annotations
 
 import ctypes
+import struct
 from ctypes import POINTER, byref, c_size_t, c_void_p
 from typing import Any
 
@@ -21,7 +22,11 @@ from wasmtime import _ffi as ffi
 
 ValRaw = ffi.wasmtime_val_raw_t
 TrapPtr = POINTER(ffi.wasm_trap_t)
-HostCallback = ffi.wasmtime_func_unchecked_callback_t
+#: a host function as wasmtime calls it: ``(env, caller, args_and_results, n)``, the
+#: pointers as plain integers (read with ``args``/``set_result``), a trap or 0 back
+HostCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_size_t)
+_ARG = ctypes.sizeof(ffi.wasmtime_val_raw_t)
+_PAIR = struct.Struct(f"<I{_ARG - 4}xI")
 _NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, c_void_p))
 
 # Short calls keep the GIL (a PyDLL view of the same library): releasing and
@@ -31,11 +36,28 @@ _NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, c_void_p))
 _keep_gil = ctypes.PyDLL(ffi.dll._name, handle=ffi.dll._handle)
 
 
-def _fast(name: str) -> Any:
+#: handles passed around as plain integers (``c_void_p``): ctypes makes no pointer
+#: object for each one returned or passed, which on the hot path is ~0.1-1 µs a call
+_HANDLES = (
+    ffi.wasm_engine_t,
+    ffi.wasmtime_store,
+    ffi.wasmtime_context,
+    ffi.wasmtime_caller,
+    ffi.wasmtime_instance_pre,
+)
+
+
+def _as_handle(t: Any) -> Any:
+    return c_void_p if getattr(t, "_type_", None) in _HANDLES else t
+
+
+def _fast(name: str, lib: Any = _keep_gil) -> Any:
+    """``name`` typed as wasmtime-py declares it, but with handles as integers; from
+    ``lib``: the GIL-keeping view by default, ``ffi.dll`` for calls that run guest code."""
     configured = getattr(ffi.dll, name)
-    fn = _keep_gil[name]
-    fn.restype = configured.restype
-    fn.argtypes = configured.argtypes
+    fn = lib[name]
+    fn.restype = _as_handle(configured.restype)
+    fn.argtypes = [_as_handle(t) for t in configured.argtypes]
     return fn
 
 
@@ -46,9 +68,9 @@ _store_limiter = _fast("wasmtime_store_limiter")
 _set_epoch_deadline = _fast("wasmtime_context_set_epoch_deadline")
 _get_data = _fast("wasmtime_context_get_data")
 _caller_context = _fast("wasmtime_caller_context")
-_pre_instantiate = ffi.dll.wasmtime_instance_pre_instantiate
+_pre_instantiate = _fast("wasmtime_instance_pre_instantiate", ffi.dll)
 _export_get = _fast("wasmtime_instance_export_get")
-_call_unchecked = ffi.dll.wasmtime_func_call_unchecked
+_call_unchecked = _fast("wasmtime_func_call_unchecked", ffi.dll)
 _memory_data_size = _fast("wasmtime_memory_data_size")
 _increment_epoch = _fast("wasmtime_engine_increment_epoch")
 
@@ -61,11 +83,7 @@ def _raw(name: str, restype: Any, argtypes: list[Any]) -> Any:
     return fn
 
 
-_memory_data = _raw(
-    "wasmtime_memory_data",
-    c_void_p,
-    [POINTER(ffi.wasmtime_context_t), POINTER(ffi.wasmtime_memory_t)],
-)
+_memory_data = _raw("wasmtime_memory_data", c_void_p, [c_void_p, POINTER(ffi.wasmtime_memory_t)])
 _trap_new = _raw("wasmtime_trap_new", c_void_p, [ctypes.c_char_p, c_size_t])
 
 EXTERN_FUNC: int = ffi.WASMTIME_EXTERN_FUNC.value
@@ -151,10 +169,30 @@ def increment_epoch(engine_ptr: Any) -> None:
     _increment_epoch(engine_ptr)
 
 
-def store_data(caller: Any) -> tuple[Any, int]:
+def store_data(caller: int) -> tuple[int, int]:
     """The caller's store context and the integer the store was created with."""
     ctx = _caller_context(caller)
     return ctx, _get_data(ctx) or 0
+
+
+def pointer_pair(vals: int) -> tuple[int, int]:
+    """The two i32 arguments of a host call (``vals`` from ``HostCallback``), unsigned."""
+    pair: tuple[int, int] = _PAIR.unpack(ctypes.string_at(vals, _PAIR.size))
+    return pair
+
+
+def args(vals: int, n: int) -> Any:
+    """The ``n`` arguments of a host call, as raw values (``.i32``, ``.i64``)."""
+    return (ValRaw * n).from_address(vals)
+
+
+def set_result(vals: int, kind: str, value: int) -> None:
+    """Write a host call's result (``i32`` or ``i64``) where wasmtime reads it."""
+    slot = ValRaw.from_address(vals)
+    if kind == "i32":
+        slot.i32 = value
+    else:
+        slot.i64 = value
 
 
 def new_trap(message: str) -> int:
@@ -172,8 +210,9 @@ def define_host_func(
 ) -> None:
     """Define an unchecked host function; the caller keeps ``callback`` alive."""
     m, n = module.encode(), name.encode()
+    as_declared = ctypes.cast(callback, ffi.wasmtime_func_unchecked_callback_t)
     err = ffi.dll.wasmtime_linker_define_func_unchecked(
-        linker.ptr(), m, len(m), n, len(n), ty.ptr(), callback, None, _NO_FINALIZER
+        linker.ptr(), m, len(m), n, len(n), ty.ptr(), as_declared, None, _NO_FINALIZER
     )
     if err:
         raise wasmtime.WasmtimeError._from_ptr(err)

@@ -111,7 +111,8 @@ class Runtime:
         fields = ["i32" if p == "i32" else "i64" for p in hf.params]
         unsigned = [p == "i32" for p in hf.params]
         result = hf.results[0] if hf.results else None
-        arity = range(len(fields))
+        n_args = len(fields)
+        arity = range(n_args)
         pointer_pair = hf.params == ("i32", "i32")
         name = f"hostcall {hf.name}"
 
@@ -128,17 +129,16 @@ class Runtime:
                 scope.__enter__()
             try:
                 if pointer_pair:  # (ptr, len): every service import and most others
-                    out = impl(inv, vals[0].i32 & 0xFFFFFFFF, vals[1].i32 & 0xFFFFFFFF)
+                    out = impl(inv, *native.pointer_pair(vals))
                 else:
+                    raw = native.args(vals, n_args) if n_args else ()
                     args = []
                     for i in arity:
-                        v = getattr(vals[i], fields[i])
+                        v = getattr(raw[i], fields[i])
                         args.append(v & 0xFFFFFFFF if unsigned[i] else v)
                     out = impl(inv, *args)
-                if result == "i32":
-                    vals[0].i32 = out
-                elif result == "i64":
-                    vals[0].i64 = out
+                if result is not None:
+                    native.set_result(vals, result, out)
                 return 0
             except native.GuestTrap as t:
                 # a trap inside a call back into the guest (e.g. its allocator)
