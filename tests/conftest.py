@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import socket
@@ -342,3 +343,27 @@ def fill(mnt: Path) -> Path:
     st = os.statvfs(mnt)
     assert st.f_bavail * st.f_frsize < 64 * 1024
     return filler
+
+
+def garbage_cycles(run: Callable[[], None]) -> list[str]:
+    """The types of the objects that ``run()`` left in reference cycles (freed only by
+    the cyclic GC), by name. Type objects and what they hold (two levels: their dict,
+    its descriptors) are left out: ctypes makes an array type, a cycle of its own, the
+    first time a library asks for a new length."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.disable()
+    try:
+        run()
+        gc.collect()
+        garbage = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    skip: set[int] = set()
+    level = [o for o in garbage if isinstance(o, type)]
+    for _ in range(3):
+        skip.update(id(o) for o in level)
+        level = [r for o in level for r in gc.get_referents(o)]
+    return [f"{type(o).__module__}.{type(o).__qualname__}" for o in garbage if id(o) not in skip]

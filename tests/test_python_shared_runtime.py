@@ -13,7 +13,7 @@ from host.errors import DeployError, FunctionOutOfMemory, FunctionTimeout
 from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import Platform
 from host.toolchain.builder import build_function
-from tests.conftest import python_data_dir
+from tests.conftest import garbage_cycles, python_data_dir
 
 COUNT = 10
 
@@ -351,3 +351,16 @@ def test_a_request_that_is_not_bytes_is_refused(tmp_path: Path, fresh: Platform)
     )
     with pytest.raises(AbiError, match=r"character above U\+00FF"):
         fresh.invoke("f0", {"kind": "invoke", "input": None})
+
+
+def test_a_python_invocation_leaves_no_garbage_cycle(ten: tuple[Platform, Path]) -> None:
+    """As for a core module (test_invoker.py): what a Python function's invocation made
+    is freed by reference counting when it ends, none of it left to the cyclic GC."""
+    p, _ = ten
+    call(p, "f0", do="write")
+
+    def run() -> None:
+        for _ in range(20):
+            assert call(p, "f0", do="write") is not None
+
+    assert garbage_cycles(run) == []
