@@ -16,8 +16,7 @@ ABORT_OUT_OF_MEMORY = 1
 
 
 def log(inv: Invocation, level: int, ptr: int, length: int) -> None:
-    inv.check_range(ptr, length)  # the whole range, before a long line is cut
-    data = inv.read(ptr, min(length, MAX_LOG_BYTES))
+    data = inv.read(ptr, length, MAX_LOG_BYTES)  # the whole range checked, a long line cut
     inv.log(level, data.decode("utf-8", errors="replace"))
 
 
@@ -34,8 +33,7 @@ def random_bytes(inv: Invocation, ptr: int, length: int) -> None:
 
 
 def abort(inv: Invocation, kind: int, ptr: int, length: int) -> None:
-    inv.check_range(ptr, length)
-    message = inv.read(ptr, min(length, MAX_LOG_BYTES)).decode("utf-8", errors="replace")
+    message = inv.read(ptr, length, MAX_LOG_BYTES).decode("utf-8", errors="replace")
     if kind == ABORT_OUT_OF_MEMORY:
         raise inv.fail(FunctionOutOfMemory(f"function {inv.function} ran out of memory: {message}"))
     raise inv.fail(FunctionCrashed(f"function {inv.function} panicked: {message}"))

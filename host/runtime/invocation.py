@@ -111,7 +111,7 @@ class Invocation:
 
     # --- guest memory --------------------------------------------------------------
 
-    def _view(self) -> tuple[int, int]:
+    def _bound(self) -> None:
         if self._memory is None:  # a start function calling the host before the handler
             raise self.fail(
                 AbiError(
@@ -119,24 +119,21 @@ class Invocation:
                     "(from a start function); imports are only available in nimbus_handle"
                 )
             )
+
+    def _view(self) -> tuple[int, int]:
+        self._bound()
         return native.memory_view(self._ctx, self._memory)
 
-    def check_range(self, ptr: int, length: int) -> None:
-        """``AbiError`` unless ``ptr .. ptr+length`` lies inside guest memory."""
-        size = self._view()[1]
-        if ptr + length > size:
-            raise self.fail(
-                AbiError(f"guest passed {ptr}+{length}, outside its {size}-byte memory")
-            )
-
-    def read(self, ptr: int, length: int) -> bytes:
-        """Copy ``length`` bytes at ``ptr`` out of guest memory, bounds-checked."""
+    def read(self, ptr: int, length: int, limit: int | None = None) -> bytes:
+        """Copy ``length`` bytes at ``ptr`` out of guest memory (only the first
+        ``limit`` of them, if given); ``AbiError`` unless the whole range lies inside
+        it."""
         base, size = self._view()
         if ptr + length > size:
             raise self.fail(
                 AbiError(f"guest passed {ptr}+{length}, outside its {size}-byte memory")
             )
-        return ctypes.string_at(base + ptr, length)
+        return ctypes.string_at(base + ptr, length if limit is None else min(length, limit))
 
     def write(self, ptr: int, data: bytes) -> None:
         """Copy ``data`` into guest memory at ``ptr``, bounds-checked."""
@@ -149,7 +146,7 @@ class Invocation:
 
     def give(self, data: bytes) -> int:
         """Allocate ``data`` inside the guest with its allocator; ``(ptr << 32) | len``."""
-        self._view()
+        self._bound()
         vals = (native.ValRaw * 1)()
         vals[0].i32 = len(data)
         native.call(self._ctx, self._alloc, vals, 1)
