@@ -56,10 +56,10 @@ class Process:
         raise RuntimeError(f"{args} did not start")
 
     def wait_ready(self, timeout: float = 120) -> None:
-        """Until ``/_admin/health`` says ``ready``: a server's start-up work (its
-        Python functions prepared) runs once it listens."""
+        """Until ``/_admin/ready`` answers 200: a server's start-up work (its Python
+        functions prepared) runs once it listens."""
         deadline = time.monotonic() + timeout
-        while not httpx.get(self.url + "/_admin/health", timeout=5).json().get("ready"):
+        while httpx.get(self.url + "/_admin/ready", timeout=5).status_code != 200:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.url} not ready after {timeout} s")
             time.sleep(0.01)

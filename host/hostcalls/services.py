@@ -26,7 +26,7 @@ def _serve(op: Operation) -> Callable[[Invocation, int, int], int]:
     def impl(inv: Invocation, ptr: int, length: int) -> int:
         # out of bounds ends the invocation (AbiError); too big is a status, read nothing
         if length > op.max_request_bytes:
-            inv.read(ptr, length, 0)
+            inv.check_range(ptr, length)
             return inv.give(too_large(op, length))
         return inv.give(reply_to(op, inv, inv.read(ptr, length)))
 

@@ -124,6 +124,10 @@ class Invocation:
         self._bound()
         return native.memory_view(self._ctx, self._memory)
 
+    def check_range(self, ptr: int, length: int) -> None:
+        """``AbiError`` unless ``ptr .. ptr+length`` lies inside guest memory."""
+        self.read(ptr, length, 0)
+
     def read(self, ptr: int, length: int, limit: int | None = None) -> bytes:
         """Copy ``length`` bytes at ``ptr`` out of guest memory (only the first
         ``limit`` of them, if given); ``AbiError`` unless the whole range lies inside
