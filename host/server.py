@@ -68,6 +68,7 @@ def serve(
         log_config=logging_config(log_format, log_level),
         access_log=False,
         http=OneWriteHttp,
+        ws="none",  # no route is a WebSocket: Uvicorn need not import a library for them
     )
 
 

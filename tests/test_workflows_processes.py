@@ -77,6 +77,11 @@ def counts(data: Path) -> tuple[dict[str, int], list[str]]:
     return found, statuses
 
 
+def steps_done(data: Path) -> int:
+    found = counts(data)[0]
+    return sum(found.get(f"count.{s}", 0) for s in STEPS)
+
+
 serve = serve_unwaited
 
 
@@ -93,14 +98,19 @@ def test_runs_survive_sigkill_without_repeating_a_step(tmp_path: Path, build: Bu
     finally:
         platform.close()
     rng = random.Random(11)
-    progress = []
+    progress = [0]
     for _ in range(5):
         proc = serve(data)
-        time.sleep(rng.uniform(1.2, 2.0))
+        # killed at a random moment after this process has done a step of its own (a
+        # fixed delay lets a fast host finish all the runs before the last kills)
+        deadline = time.monotonic() + 60
+        while steps_done(data) == progress[-1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        found = counts(data)[0]
-        progress.append(sum(found.get(f"count.{s}", 0) for s in STEPS))
+        progress.append(steps_done(data))
+    progress = progress[1:]
     print(f"\nsteps done (of {4 * n}) at each SIGKILL: {progress}")
     assert len([p for p in progress if 0 < p < 4 * n]) >= 3, "kills must land mid-run"
     proc = serve(data)

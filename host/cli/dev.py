@@ -22,12 +22,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import watchfiles
+from msgspec import Struct
 from rich.console import Console
 
 from host.cli.serving import choose_serving
@@ -44,8 +44,7 @@ IGNORED_DIRS = {"build", "__pycache__", ".git", ".venv", "node_modules", ".zig-c
 err = Console(stderr=True, highlight=False)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     """What one change did: a line for the status, and whether it succeeded."""
 
     ok: bool

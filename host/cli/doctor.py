@@ -13,11 +13,12 @@ import json
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from msgspec import Struct
+from msgspec.structs import asdict
 from rich.console import Console
 from rich.markup import escape
 
@@ -28,8 +29,7 @@ out = Console(highlight=False)
 MARKS = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "problem": "[red]✗[/]"}
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(Struct, frozen=True):
     """One finding: what was checked, how it went, and what to do about it."""
 
     name: str

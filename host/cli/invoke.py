@@ -18,10 +18,10 @@ import argparse
 import difflib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from msgspec import Struct
 from rich.console import Console
 from rich.markup import escape
 
@@ -40,8 +40,7 @@ err = Console(stderr=True, highlight=False)
 out = Console()
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(Struct, frozen=True):
     """What a local invoke runs: a function (of an app, or not) and where its module is."""
 
     name: str

@@ -13,10 +13,10 @@ import argparse
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from msgspec import Struct
 from rich.console import Console
 from rich.markup import escape
 
@@ -31,8 +31,7 @@ TRIGGERS = ("http", "queue", "schedule", "storage", "event")
 DEFAULT_CRON = "*/5 * * * *"
 
 
-@dataclass(frozen=True)
-class Language:
+class Language(Struct, frozen=True):
     """A guest language as ``nimbus new`` writes it: its entry file and template suffix."""
 
     name: str

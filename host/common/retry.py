@@ -9,11 +9,11 @@ kinds are worth another attempt. The manifest builds one per trigger and per ste
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(Struct, frozen=True):
     """Attempts, backoff and retryable error kinds."""
 
     max_attempts: int = 1

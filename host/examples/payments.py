@@ -29,13 +29,13 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from msgspec import Struct, field
 
 #: the key the stand-in accepts (and ``make up`` stores as the secret) unless
 #: ``PAYMENT_API_KEY`` is set in the environment
@@ -46,8 +46,7 @@ FLAKY_FAILURES = 2
 MAX_BODY = 64 * 1024
 
 
-@dataclass
-class Ledger:
+class Ledger(Struct):
     """What the processor remembers: charges taken, answers by idempotency key, and the
     attempts of each flaky order."""
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
+from msgspec.structs import asdict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -66,7 +67,7 @@ class QueuesApi:
             dlq = self.dead_letter_of(queue)
             oldest = consumer.peek(queue, 1)
             out[queue] = {
-                **consumer.stats(queue, now, dlq).__dict__,
+                **asdict(consumer.stats(queue, now, dlq)),
                 "dead_letter": dlq,
                 "oldest_ms": oldest[0].enqueued_ms if oldest else None,
             }

@@ -7,15 +7,15 @@ deployed through any worker is served by all of them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from host.manifest.routes import Route
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}")
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(Struct, frozen=True):
     """A matched route and the path parameters it captured."""
 
     route: Route

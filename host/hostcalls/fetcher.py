@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from msgspec import Struct, field
 
 from host.errors import (
     FunctionTimeout,
@@ -39,8 +40,7 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
 
 
-@dataclass
-class FetchRequest:
+class FetchRequest(Struct):
     """One outbound request as the guest asked for it."""
 
     method: str
@@ -50,8 +50,7 @@ class FetchRequest:
     follow_redirects: bool = False
 
 
-@dataclass
-class FetchResponse:
+class FetchResponse(Struct):
     """What came back: status, headers (names lower case) and the whole body."""
 
     status: int

@@ -14,10 +14,10 @@ The reply is ``[status, value]`` (see guest_sdk/ABI.md, "Services").
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+from msgspec import Struct
 
 from host.common.bounded import Unbounded, unpack
 from host.errors import (
@@ -53,8 +53,7 @@ class Raw(bytes):
 Handler = Callable[[ServiceAccess, dict[str, Any]], Any]
 
 
-@dataclass(frozen=True)
-class Operation:
+class Operation(Struct, frozen=True):
     """One service operation: its handler, its request cap and its opaque fields."""
 
     name: str

@@ -1,7 +1,7 @@
 """The app manifest, ``nimbus.toml``: functions, their limits and grants, routes, triggers.
 
 Like Spin's spin.toml, one file says everything about an app, and capabilities are
-granted there, never ambient. Parsed with tomllib into frozen dataclasses; every
+granted there, never ambient. Parsed with tomllib into frozen msgspec Structs; every
 mistake becomes one ``ManifestError`` listing each problem with the file, the key path
 and what was expected, never a traceback.
 
@@ -96,9 +96,10 @@ the typed TOML reading live in ``routes``, ``triggers``, ``grants`` and
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from host.errors import ManifestError
 from host.manifest.billing import Prices, read_billing
@@ -122,8 +123,7 @@ from host.manifest.triggers import (
 # --- the manifest -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Struct, frozen=True):
     """A whole app: its functions, routes, triggers and (opaque for now) workflows."""
 
     name: str

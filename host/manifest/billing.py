@@ -14,8 +14,10 @@ any of them::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
+
+from msgspec import Struct
+from msgspec.structs import asdict
 
 from host.manifest.config_table import ConfigTable, Problems
 
@@ -27,8 +29,7 @@ LAMBDA_X86_PER_GB_SECOND = 0.0000166667
 AWS_PER_GB_OUT = 0.09
 
 
-@dataclass(frozen=True)
-class Prices:
+class Prices(Struct, frozen=True):
     """What a request, a GB-second and a GB sent out cost."""
 
     currency: str = "USD"

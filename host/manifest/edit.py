@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomlkit
+from msgspec import Struct, field
 from tomlkit.exceptions import TOMLKitError
 
 from host.errors import ManifestError
@@ -36,8 +36,7 @@ name = {name}
 """
 
 
-@dataclass(frozen=True)
-class Addition:
+class Addition(Struct, frozen=True):
     """A function to add: its ``[functions.NAME]`` keys, routes and triggers by kind."""
 
     name: str

@@ -7,9 +7,10 @@ deploy, the registry's stored deployments); a spec's ``to_dict()`` is what it re
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from host.common.units import format_duration, format_size
 from host.manifest.config_table import ConfigTable, Problems, quote_key
@@ -30,8 +31,7 @@ MAX_MODULE_BYTES = 64 * MiB
 MAX_OUTBOUND_RESPONSE = 4 * MiB
 
 
-@dataclass(frozen=True)
-class FunctionSpec:
+class FunctionSpec(Struct, frozen=True):
     """One function: where its module comes from, its limits, environment and grants."""
 
     name: str

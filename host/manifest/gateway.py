@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from host.manifest.config_table import ConfigTable, Problems
 from host.manifest.grants import RESOURCE
@@ -51,15 +52,13 @@ JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256",
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-@dataclass(frozen=True)
-class ApiKeyAuth:
+class ApiKeyAuth(Struct, frozen=True):
     """Callers present a key made with ``nimbus keys create`` in a header."""
 
     header: str = "x-api-key"
 
 
-@dataclass(frozen=True)
-class JwtAuth:
+class JwtAuth(Struct, frozen=True):
     """Callers present a JWT (``Authorization: Bearer …``) checked with PyJWT."""
 
     algorithms: tuple[str, ...]
@@ -79,8 +78,7 @@ class JwtAuth:
         return os.environ.get(self.secret_env, "") if self.secret_env else self.secret
 
 
-@dataclass(frozen=True)
-class AuthorizerAuth:
+class AuthorizerAuth(Struct, frozen=True):
     """A Nimbus function decides, from an ``authorizer`` event, whether a call may pass."""
 
     function: str
@@ -89,8 +87,7 @@ class AuthorizerAuth:
     cache_ttl_s: float = 300.0
 
 
-@dataclass(frozen=True)
-class RateLimit:
+class RateLimit(Struct, frozen=True):
     """A token bucket: ``rate`` tokens per ``per_s`` seconds, at most ``burst`` kept."""
 
     rate: float
@@ -103,16 +100,14 @@ class RateLimit:
         return self.burst or max(1, int(self.rate))
 
 
-@dataclass(frozen=True)
-class Quota:
+class Quota(Struct, frozen=True):
     """Calls allowed per caller (API key, else subject) per UTC day and month."""
 
     day: int = 0
     month: int = 0
 
 
-@dataclass(frozen=True)
-class Cors:
+class Cors(Struct, frozen=True):
     """Cross-origin rules; the gateway answers preflights itself."""
 
     origins: tuple[str, ...] = ("*",)
@@ -123,8 +118,7 @@ class Cors:
     max_age_s: int = 600
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Struct, frozen=True):
     """One named policy: any of the parts, unset ones None."""
 
     name: str
@@ -138,8 +132,7 @@ class Policy:
     response: ResponseTransform | None = None
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
+class GatewayConfig(Struct, frozen=True):
     """The ``[gateway]`` table, checked; ``raw`` is its stored form."""
 
     policies: dict[str, Policy] = field(default_factory=dict)

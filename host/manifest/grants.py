@@ -15,7 +15,8 @@ matches the rest, zero or more segments: ``order.*`` grants ``order.created`` bu
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 #: the kinds of service a function can be granted, as written in ``[functions.X.grants]``
 KINDS = ("tables", "buckets", "queues", "topics")
@@ -42,8 +43,7 @@ def topic_matches(pattern: str, topic: str) -> bool:
     return len(parts) == len(pat)
 
 
-@dataclass(frozen=True)
-class Grants:
+class Grants(Struct, frozen=True):
     """What one function may reach, by kind: ``{name or topic pattern: mode}``."""
 
     tables: dict[str, str] = field(default_factory=dict)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: one DNS label (letters, digits, '-'), and a host as dot-separated labels
@@ -29,8 +30,7 @@ _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
-@dataclass(frozen=True)
-class AllowedHost:
+class AllowedHost(Struct, frozen=True):
     """One entry of the allowlist: ``scheme://host[:port]``."""
 
     scheme: str
@@ -104,8 +104,7 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class OutboundPolicy:
+class OutboundPolicy(Struct, frozen=True):
     """A function's allowlist, asked once per outbound request (and per redirect)."""
 
     entries: tuple[AllowedHost, ...] = ()

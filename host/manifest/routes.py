@@ -13,8 +13,9 @@ matching at request time. ``policies`` names ``[gateway.policies.NAME]`` tables
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from host.manifest.config_table import ConfigTable, Problems
 
@@ -24,8 +25,7 @@ _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}$")
 _PATH_CHARS = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@%/{}]*$")
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Struct, frozen=True):
     """An HTTP route: methods ("*" for any), a path pattern, the function it runs."""
 
     methods: tuple[str, ...]

@@ -13,16 +13,16 @@ back-filled, removed ones dropped; see ``host/platform/apply.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from host.common.indexes import MAX_INDEXES, index_problem
 from host.manifest.config_table import ConfigTable, quote_key
 from host.manifest.grants import RESOURCE
 
 
-@dataclass(frozen=True)
-class TableSpec:
+class TableSpec(Struct, frozen=True):
     """One ``[tables.NAME]`` section: the table's indexes, field name → type."""
 
     name: str

@@ -20,16 +20,16 @@ null when absent; ``"$$…"`` is the literal ``"$…"``. ``pick`` is a JSON poin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from host.manifest.config_table import ConfigTable, quote_key
 
 TEMPLATE_ROOTS = ("body", "params", "query", "headers", "method", "path", "auth")
 
 
-@dataclass(frozen=True)
-class RequestTransform:
+class RequestTransform(Struct, frozen=True):
     """Changes to the request before the function sees it, in the order listed."""
 
     set_headers: dict[str, str] = field(default_factory=dict)
@@ -46,8 +46,7 @@ class RequestTransform:
         return bool(self.query_to_body or self.params_to_body or self.body is not None)
 
 
-@dataclass(frozen=True)
-class ResponseTransform:
+class ResponseTransform(Struct, frozen=True):
     """Changes to the function's response before the caller sees it."""
 
     set_headers: dict[str, str] = field(default_factory=dict)

@@ -1,6 +1,6 @@
 """The ``[triggers]`` of an app manifest: what starts an invocation besides HTTP.
 
-One frozen dataclass per trigger kind (queue, schedule, storage, event), read and
+One frozen record (a msgspec Struct) per trigger kind (queue, schedule, storage, event), read and
 validated here so that the manifest and a deployment's stored copy (the registry keeps
 the table as written and reads it back with ``triggers_from_dict``) share one set of
 rules. The trigger machinery in ``host/triggers/`` consumes these objects; it never
@@ -9,8 +9,9 @@ reads TOML. See ``host.manifest`` for the schema.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from host.common.retry import RetryPolicy
 from host.manifest.config_table import ConfigTable, Problems
@@ -25,8 +26,7 @@ VISIBILITY_TIMEOUT_S = 30.0
 _NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit, at most 128"
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(Struct, frozen=True):
     """Retry and dead-letter policy shared by the delivered trigger kinds."""
 
     #: attempts and delays (jittered); every error kind is retried
@@ -44,8 +44,7 @@ class Delivery:
         return self.retry
 
 
-@dataclass(frozen=True)
-class QueueTrigger:
+class QueueTrigger(Struct, frozen=True):
     """Run ``function`` on messages of a managed queue, ``batch_size`` at a time."""
 
     queue: str
@@ -58,8 +57,7 @@ class QueueTrigger:
     workflow: str = ""
 
 
-@dataclass(frozen=True)
-class ScheduleTrigger:
+class ScheduleTrigger(Struct, frozen=True):
     """Run ``function`` at the times of a cron expression, in ``timezone``."""
 
     name: str
@@ -72,8 +70,7 @@ class ScheduleTrigger:
     visibility_timeout_s: float = VISIBILITY_TIMEOUT_S
 
 
-@dataclass(frozen=True)
-class StorageTrigger:
+class StorageTrigger(Struct, frozen=True):
     """Run ``function`` when objects whose keys match are put into or deleted from a bucket."""
 
     bucket: str
@@ -86,8 +83,7 @@ class StorageTrigger:
     visibility_timeout_s: float = VISIBILITY_TIMEOUT_S
 
 
-@dataclass(frozen=True)
-class EventTrigger:
+class EventTrigger(Struct, frozen=True):
     """Run ``function`` on bus events whose topic matches ``topic`` (a pattern)."""
 
     topic: str
@@ -97,8 +93,7 @@ class EventTrigger:
     visibility_timeout_s: float = VISIBILITY_TIMEOUT_S
 
 
-@dataclass(frozen=True)
-class Triggers:
+class Triggers(Struct, frozen=True):
     """Every trigger of an app, by kind, in manifest order."""
 
     queue: tuple[QueueTrigger, ...] = ()

@@ -37,8 +37,9 @@ a loop with no way to the end, a bad path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from host.common import paths
 from host.common.retry import RetryPolicy
@@ -64,8 +65,7 @@ def default_retry() -> RetryPolicy:
     return RetryPolicy(max_attempts=1, retry_on=RETRYABLE_DEFAULT, jitter=False)
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(Struct, frozen=True):
     """One branch of a choice step: a path, an operator and value, the next step."""
 
     path: tuple[str, ...]
@@ -92,8 +92,7 @@ class Choice:
         }[self.op]
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(Struct, frozen=True):
     """A named step: a task (runs a function) or a choice (picks the next step)."""
 
     name: str
@@ -115,8 +114,7 @@ class Step:
         return [self.on_success, self.on_failure]
 
 
-@dataclass(frozen=True)
-class Workflow:
+class Workflow(Struct, frozen=True):
     """A validated workflow: its start step, every step and handler, its retention."""
 
     name: str

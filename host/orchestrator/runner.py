@@ -2,25 +2,30 @@
 
 ``WorkflowRunner`` is what a host process runs in the background: it loads the
 deployed workflow definitions (and reloads them when a deployment changes them) and
-drives their runs on a thread.
+drives their runs on a thread. A server makes one before it serves, so the engine and
+the workflow definitions' modules are imported when it is first used (the background
+start-up, a workflow route, the admin API), not on the way to a first response.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from host.manifest.workflows import Workflow, parse_workflows
-from host.orchestrator.engine import Orchestrator
 from host.platform.platform import Platform
-from host.services.reclaim import reclaim_steps
+
+if TYPE_CHECKING:
+    from host.manifest.workflows import Workflow
+    from host.orchestrator.engine import Orchestrator
 
 log = logging.getLogger("nimbus.workflows")
 
 
 def load_workflows(platform: Platform) -> dict[str, Workflow]:
     """The deployed workflows (validated against the deployed functions)."""
+    from host.manifest.workflows import parse_workflows
+
     raw = platform.registry.app_config("workflows")
     functions = {d.name for d in platform.registry.list()}
     return parse_workflows(raw, functions, where="deployed workflows")
@@ -31,10 +36,22 @@ class WorkflowRunner:
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
-        self.orchestrator = Orchestrator(platform, {})
+        self._orchestrator: Orchestrator | None = None
+        self._making = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._generation = -1
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        """The engine, made on first use."""
+        if self._orchestrator is None:
+            with self._making:
+                if self._orchestrator is None:
+                    from host.orchestrator.engine import Orchestrator
+
+                    self._orchestrator = Orchestrator(self.platform, {})
+        return self._orchestrator
 
     def engine(self) -> Orchestrator:
         """The orchestrator with the workflows deployed now (reloaded on change)."""
@@ -57,6 +74,8 @@ class WorkflowRunner:
             self._thread.join(timeout=15)
 
     def _loop(self) -> None:
+        from host.services.reclaim import reclaim_steps
+
         generation = -1
         inner = threading.Event()
         worker: threading.Thread | None = None

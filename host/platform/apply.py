@@ -10,8 +10,9 @@ definitions the manifest's, back-filling new indexes; rows that do not fit refus
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from host.errors import InvalidArgument, ManifestError
 from host.manifest.app import Manifest
@@ -20,8 +21,7 @@ from host.platform.platform import Platform
 from host.toolchain.builder import build_function
 
 
-@dataclass(frozen=True)
-class Applied:
+class Applied(Struct, frozen=True):
     """What applying a manifest did to one function."""
 
     name: str

@@ -20,11 +20,11 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgpack
+from msgspec import Struct, field
 
 from host.common.python_bundle import is_python_bundle
 from host.errors import (
@@ -71,8 +71,7 @@ class OverBudget(Exception):
     caller runs it again without the budget."""
 
 
-@dataclass
-class InvocationResult:
+class InvocationResult(Struct):
     """What one successful invocation produced, and how it ran."""
 
     request_id: str
@@ -90,8 +89,7 @@ class InvocationResult:
     wrote: bool = False
 
 
-@dataclass
-class PlatformOptions:
+class PlatformOptions(Struct):
     """Knobs of one platform instance (the CLI sets them; tests shrink them)."""
 
     initial_map_size: int = 64 * 1024 * 1024

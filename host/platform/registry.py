@@ -12,9 +12,10 @@ from __future__ import annotations
 import builtins
 import hashlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from host.common.files import atomic_write
 from host.errors import FunctionNotFound
@@ -25,8 +26,7 @@ from host.services.faults import storage_fault
 from host.services.interface import DeploymentStore
 
 
-@dataclass(frozen=True)
-class Deployment:
+class Deployment(Struct, frozen=True):
     """One deployed version of a function."""
 
     spec: FunctionSpec

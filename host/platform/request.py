@@ -13,8 +13,9 @@ unit of work of ``services``, never a transaction handle), and raising
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 from host.services.interface import UnitOfWork
 
@@ -36,8 +37,7 @@ class CommitHook(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class InvocationRequest:
+class InvocationRequest(Struct, frozen=True):
     """One invocation, as the caller asks for it."""
 
     function: str

@@ -21,11 +21,11 @@ import os
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import wasmtime
+from msgspec import Struct
 
 from host.common.files import atomic_write
 from host.errors import DeployError
@@ -33,8 +33,7 @@ from host.errors import DeployError
 log = logging.getLogger("nimbus.cache")
 
 
-@dataclass(frozen=True)
-class CachedModule:
+class CachedModule(Struct, frozen=True):
     """A module (or component) ready to link, and whether it came from the disk cache."""
 
     module: Any

@@ -11,10 +11,10 @@ import hashlib
 import platform
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import wasmtime
+from msgspec import Struct
 from wasmtime import _ffi as ffi
 
 from host.runtime.native import increment_epoch
@@ -25,8 +25,7 @@ from host.runtime.priority import TICKER_NICE, set_nice
 EPOCH_TICK_S = 0.005
 
 
-@dataclass(frozen=True)
-class EngineSettings:
+class EngineSettings(Struct, frozen=True):
     """The engine options that change compiled code (and so the cache key)."""
 
     opt_level: str = "speed"

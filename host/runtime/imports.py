@@ -8,18 +8,17 @@ the runtime links them once per engine and never knows what they do. Pointer-siz
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
+from msgspec import Struct
 
 IMPORT_MODULE = "nimbus"
 
 _TYPES = {"i32": wasmtime.ValType.i32, "i64": wasmtime.ValType.i64}
 
 
-@dataclass(frozen=True)
-class HostFunction:
+class HostFunction(Struct, frozen=True):
     """One guest import: ``module.name(params) -> results`` served by ``impl``.
 
     ``impl(invocation, *args)`` returns the single result (or None when there is

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from host.errors import AbiError, FunctionOutOfMemory, NimbusError
 from host.runtime import native
@@ -24,8 +25,7 @@ _PY_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 log = logging.getLogger("nimbus.function")
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(Struct, frozen=True):
     """One line a guest logged, stamped with the time it arrived."""
 
     time_ms: int
@@ -33,8 +33,7 @@ class LogLine:
     message: str
 
 
-@dataclass(slots=True)
-class Invocation:
+class Invocation(Struct):
     """The host-side state of one running invocation."""
 
     request_id: str

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
+from msgspec import Struct
 
 from host.runtime.limits import Limits
 
 
-@dataclass(frozen=True)
-class LoadedFunction:
+class LoadedFunction(Struct, frozen=True):
     """A module linked and ready to instantiate, with the limits it runs under."""
 
     name: str

@@ -11,13 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from host.runtime.loaded import LoadedFunction
 
 
-@dataclass
-class _Entry:
+class _Entry(Struct):
     fn: LoadedFunction
     idle_ttl: float
     last_used: float

@@ -21,12 +21,12 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lmdb
 import msgpack
+from msgspec import Struct
 
 from host.services.storage import _reserve, env_space
 
@@ -44,8 +44,7 @@ SWEEP_EVERY = 120
 _READERS = 256
 
 
-@dataclass(frozen=True, slots=True)
-class ActivityRow:
+class ActivityRow(Struct, frozen=True):
     """One function's invocations in one minute (every worker's, added up)."""
 
     minute_ms: int

@@ -18,10 +18,10 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+from msgspec import Struct
 
 from host.errors import InvalidArgument, NotFound
 from host.services.signal import GenerationSignal
@@ -35,8 +35,7 @@ _SIGNAL_FILE = "apikeys.generation"
 MAX_NAME = 128
 
 
-@dataclass(frozen=True)
-class ApiKey:
+class ApiKey(Struct, frozen=True):
     """One key's record (never its secret)."""
 
     id: str

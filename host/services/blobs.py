@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+from msgspec import Struct, field
 
 from host.errors import TooLarge
 from host.services.keys import scoped, unscoped
@@ -29,8 +29,7 @@ MAX_OBJECT_BYTES = 64 * 1024 * 1024
 _INDEX = struct.Struct(">I")
 
 
-@dataclass(frozen=True)
-class BlobInfo:
+class BlobInfo(Struct, frozen=True):
     """What ``head`` returns: everything about an object but its bytes."""
 
     key: bytes

@@ -8,18 +8,17 @@ session means; this module only stores them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+from msgspec import Struct
 
 from host.services.storage import Storage
 
 _DB = b"console_sessions"
 
 
-@dataclass(frozen=True)
-class SessionRecord:
+class SessionRecord(Struct, frozen=True):
     """What is stored for one session id."""
 
     csrf: str

@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+from msgspec import Struct
 
 from host.common.indexes import INDEX_NAME
 from host.errors import InvalidArgument
@@ -37,8 +37,7 @@ Position = tuple[bytes, bytes]
 Item = tuple[Position, bytes, bytes, int]
 
 
-@dataclass(frozen=True)
-class IndexQuery:
+class IndexQuery(Struct, frozen=True):
     """Rows of ``table`` whose ``index`` field lies in ``[start, end)`` (encoded)."""
 
     table: str

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
+from msgspec import Struct
+from msgspec.structs import replace
 
 from host.common.ids import sortable_id
 from host.services.keys import scoped, unscoped
@@ -29,8 +30,7 @@ from host.services.storage import Storage
 _TIME = struct.Struct(">Q")
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(Struct, frozen=True):
     """One queued message; ``body`` is msgpack bytes, passed through untouched."""
 
     id: str
@@ -71,8 +71,7 @@ class Message:
         }
 
 
-@dataclass(frozen=True)
-class QueueStats:
+class QueueStats(Struct, frozen=True):
     """A queue's messages: all (depth), leased or backing off after a failure (in
     flight), sent with a delay not yet over (delayed), and in its dead-letter queue."""
 

@@ -16,8 +16,9 @@ which the engine retries outside the step's retry policy.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
+
+from msgspec.structs import replace
 
 from host.services.interface import HostRegistry, ServiceSet
 

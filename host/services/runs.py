@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgpack
+from msgspec import Struct
 
 from host.services.storage import Storage
 
@@ -27,8 +27,7 @@ T = TypeVar("T")
 _TIME = struct.Struct(">Q")
 
 
-@dataclass(frozen=True)
-class Timer:
+class Timer(Struct, frozen=True):
     """What to run when: ``attempt`` of ``step`` in run ``run_id``."""
 
     due_ms: int
@@ -45,8 +44,7 @@ class Timer:
         return _TIME.pack(self.due_ms) + self.run_id.encode()
 
 
-@dataclass(frozen=True)
-class RunDbs:
+class RunDbs(Struct, frozen=True):
     """The named databases of the runs (opened once per process)."""
 
     runs: Any

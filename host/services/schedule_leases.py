@@ -10,15 +10,15 @@ the second sees the time already taken and fires nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from host.services.queues import Queues, new_message
 from host.services.storage import Storage
 
 
-@dataclass(frozen=True)
-class Firing:
+class Firing(Struct, frozen=True):
     """The message a claimed schedule time sends (``body`` is msgpack bytes)."""
 
     queue: str

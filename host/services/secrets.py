@@ -21,11 +21,11 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
+from msgspec import Struct
 
 from host.errors import InvalidArgument, NotFound, ServiceUnavailable
 from host.services.storage import Storage
@@ -48,8 +48,7 @@ SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_SECRET_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class SecretInfo:
+class SecretInfo(Struct, frozen=True):
     """What may be shown about a secret: its name and dates, never its value."""
 
     name: str

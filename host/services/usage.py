@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgpack
+from msgspec import Struct
 
 from host.services.storage import Storage
 
@@ -80,8 +80,7 @@ class UsageEntry(NamedTuple):
         return self.memory_bytes * self.billed_ms
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRow:
+class UsageRow(Struct, frozen=True):
     """The usage of one function over one period (an hour or a day)."""
 
     period_ms: int

@@ -14,10 +14,11 @@ import logging
 import os
 import threading
 from collections import deque
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+from msgspec import Struct, field
+from msgspec.structs import asdict
 
 from host.telemetry.preview import preview
 
@@ -39,8 +40,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_HELD_COUNTS = 10000
 
 
-@dataclass(frozen=True)
-class InvocationRecord:
+class InvocationRecord(Struct, frozen=True):
     """The outcome of one invocation."""
 
     request_id: str

@@ -11,8 +11,9 @@ import hashlib
 import importlib
 import os
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct
 
 from host.errors import BuildError, ManifestError
 from host.toolchain.toolchain import Toolchain
@@ -20,8 +21,7 @@ from host.toolchain.toolchain import Toolchain
 BUILD_DIR = "build"
 
 
-@dataclass(frozen=True)
-class BuildResult:
+class BuildResult(Struct, frozen=True):
     """Where the module is and whether this call had to compile it."""
 
     wasm: Path

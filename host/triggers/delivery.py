@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from host.common.clock import Clock
 from host.common.idle import IdlePoll
@@ -45,8 +46,7 @@ EventMaker = Callable[[list[Message]], dict[str, Any]]
 StartWorkflow = Callable[[str, Any, str | None], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class Subscription:
+class Subscription(Struct, frozen=True):
     """A function consuming one queue."""
 
     name: str
@@ -77,8 +77,7 @@ class AckOnCommit:
         self.ack.apply(work)
 
 
-@dataclass
-class DeliveryStats:
+class DeliveryStats(Struct):
     """Counters of one deliverer, for tests and the admin API."""
 
     delivered: int = 0

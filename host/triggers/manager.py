@@ -4,7 +4,9 @@
 subscriptions, the outbox dispatcher and the scheduler, on threads, all calling the
 platform's one invoke path. Several processes on one data dir cooperate through
 LMDB: leases, the outbox cursor and the schedules' last times are transactional.
-When a deployment changes the triggers, the manager restarts its threads.
+When a deployment changes the triggers, the manager restarts its threads. A server
+makes its manager before it serves and starts it in the background: the parts' modules
+are imported then (``build``), not on the way to a first response.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from host.common.clock import Clock, WallClock
 from host.errors import NotFound
 from host.manifest.triggers import ScheduleTrigger, Triggers
 from host.platform.platform import Platform
-from host.services.reclaim import reclaim_deliveries
-from host.triggers.delivery import Deliverer, StartWorkflow
-from host.triggers.fanout import Dispatcher
-from host.triggers.schedules import Scheduler, fire_now
-from host.triggers.subscriptions import subscriptions
+
+if TYPE_CHECKING:
+    from host.triggers.delivery import Deliverer, StartWorkflow
+    from host.triggers.fanout import Dispatcher
+    from host.triggers.schedules import Scheduler
 
 log = logging.getLogger("nimbus.triggers")
 
@@ -52,6 +55,11 @@ class TriggerManager:
 
     def build(self, triggers: Triggers) -> None:
         """Make (but do not start) the parts for ``triggers``."""
+        from host.triggers.delivery import Deliverer
+        from host.triggers.fanout import Dispatcher
+        from host.triggers.schedules import Scheduler
+        from host.triggers.subscriptions import subscriptions
+
         s = self.platform.services
         self.deliverers = [
             Deliverer(self.platform, sub, self.clock, self.start_workflow)
@@ -62,12 +70,16 @@ class TriggerManager:
 
     def upcoming(self) -> list[tuple[ScheduleTrigger, int]]:
         """The deployed schedules, each with its next fire time (for the admin API)."""
+        from host.triggers.schedules import Scheduler
+
         schedules = self.platform.registry.triggers().schedule
         nxt = Scheduler(self.platform.services, schedules, self.clock).next_fire_times()
         return [(sc, nxt[sc.name]) for sc in schedules]
 
     def run_now(self, name: str) -> dict[str, object]:
         """Fire the deployed schedule ``name`` once, now (for the admin API)."""
+        from host.triggers.schedules import fire_now
+
         for sc in self.platform.registry.triggers().schedule:
             if sc.name == name:
                 now = self.clock.now_ms()
@@ -95,6 +107,8 @@ class TriggerManager:
         self._stop_threads()
 
     def _watch(self) -> None:
+        from host.services.reclaim import reclaim_deliveries
+
         while not self._watch_stop.is_set():
             try:  # first, so that a restarted host redelivers its predecessor's at once
                 reclaim_deliveries(self.platform.services, self.platform.hosts, self.clock.now_ms())

@@ -8,7 +8,7 @@ console shows exactly what ``/_admin`` answers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from host.gateway.admin import AdminApi
 from host.gateway.buckets_api import BucketsApi
@@ -19,8 +19,7 @@ from host.orchestrator.runner import WorkflowRunner
 from host.platform.platform import Platform
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(Struct, frozen=True):
     """The console's view of one host process."""
 
     web: Web

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from host.manifest.workflows import END, Workflow
 
@@ -21,8 +22,7 @@ GAP_X, GAP_Y = 36, 46
 MARGIN = 16
 
 
-@dataclass
-class Node:
+class Node(Struct):
     """One step (or the end) placed on the canvas, with its fate in this run."""
 
     name: str
@@ -49,8 +49,7 @@ class Node:
         return " · ".join(parts)
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(Struct, frozen=True):
     """A transition of the definition; ``taken`` when this run followed it."""
 
     source: str
@@ -60,8 +59,7 @@ class Edge:
     path: str
 
 
-@dataclass
-class Graph:
+class Graph(Struct):
     nodes: list[Node]
     edges: list[Edge]
     width: int

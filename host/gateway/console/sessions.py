@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from host.common.clock import Clock, WallClock
 from host.services.console_sessions import ConsoleSessions, SessionRecord
@@ -21,8 +22,7 @@ LOGIN_COOKIE = "nimbus_console_login"
 SESSION_TTL_MS = 12 * 3600 * 1000
 
 
-@dataclass(frozen=True)
-class Session:
+class Session(Struct, frozen=True):
     """One logged-in browser: its id (the cookie), CSRF token and expiry."""
 
     id: str

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import Struct, field
 
-@dataclass(frozen=True)
-class Identity:
+
+class Identity(Struct, frozen=True):
     """The caller of a route with an authentication policy (see ABI.md, ``http``)."""
 
     #: "api_key", "jwt" or "authorizer"

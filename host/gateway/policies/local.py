@@ -25,11 +25,11 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from msgspec import Struct, field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -60,8 +60,7 @@ _HINTS = {
 }
 
 
-@dataclass
-class Outcome:
+class Outcome(Struct):
     """A request through the chain: the answer as sent, and the function's run when
     the policies let it through (None when they refused first)."""
 
