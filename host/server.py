@@ -10,6 +10,7 @@ data dir.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -53,6 +54,8 @@ def serve(
 ) -> None:
     """Serve ``data_dir``; Nimbus's log lines at ``log_level`` and up, and Uvicorn's,
     on stderr as text or JSON lines (``log_format``)."""
+    gc.freeze()  # what the imports made lives as long as the process: never scanned
+    gc.enable()  # (off while ``nimbus serve`` imported the server)
     os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
     if workers > 1:  # each worker counts in a shared folder; a scrape sums them all
         metrics = data_dir.resolve() / "metrics"

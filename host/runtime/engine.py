@@ -11,12 +11,12 @@ import hashlib
 import platform
 import threading
 import time
-from pathlib import Path
 
 import wasmtime
 from msgspec import Struct
 from wasmtime import _ffi as ffi
 
+from host.common.versions import installed_version
 from host.runtime.native import increment_epoch
 from host.runtime.priority import TICKER_NICE, set_nice
 
@@ -74,22 +74,10 @@ def _cpu_features() -> str:
     return platform.processor()
 
 
-def _wasmtime_version() -> str:
-    """The installed wasmtime's version, read from its ``.dist-info`` folder's name
-    beside the package (``importlib.metadata`` would scan all of ``sys.path``: ~20 ms
-    of a server's start)."""
-    site = Path(wasmtime.__file__).parent.parent
-    for info in site.glob("wasmtime-*.dist-info"):
-        return info.name.removeprefix("wasmtime-").removesuffix(".dist-info")
-    from importlib.metadata import version
-
-    return version("wasmtime")
-
-
 def fingerprint(settings: EngineSettings) -> str:
     """A short hash of everything that makes a compiled artifact incompatible."""
     parts = [
-        f"wasmtime={_wasmtime_version()}",
+        f"wasmtime={installed_version('wasmtime', 'wasmtime')}",
         f"machine={platform.machine()}",
         f"system={platform.system()}",
         f"cpu={_cpu_features()}",

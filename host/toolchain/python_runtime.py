@@ -24,6 +24,7 @@ from pathlib import Path
 
 import msgpack
 
+from host.common.versions import installed_version
 from host.errors import BuildError
 
 SDK = Path(__file__).resolve().parent.parent.parent / "guest_sdk" / "python"
@@ -32,10 +33,8 @@ _APP_MODULE = "nimbus_runtime"
 
 @cache
 def componentize_version() -> str:
-    from importlib.metadata import version  # (~15 ms: not in a server's start)
-
     try:
-        return version("componentize-py")
+        return installed_version("componentize_py", "componentize-py")
     except Exception:
         raise BuildError(
             "componentize-py is not installed; Python functions need it "
