@@ -54,8 +54,9 @@ def serve(
 ) -> None:
     """Serve ``data_dir``; Nimbus's log lines at ``log_level`` and up, and Uvicorn's,
     on stderr as text or JSON lines (``log_format``)."""
-    gc.freeze()  # what the imports made lives as long as the process: never scanned
-    gc.enable()  # (off while ``nimbus serve`` imported the server)
+    if not gc.isenabled():  # ``nimbus serve`` imported the server with it off (entry.py):
+        gc.freeze()  # what the imports made lives as long as the process; never scanned
+        gc.enable()
     os.environ[DATA_DIR_ENV] = str(data_dir.resolve())
     if workers > 1:  # each worker counts in a shared folder; a scrape sums them all
         metrics = data_dir.resolve() / "metrics"

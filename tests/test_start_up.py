@@ -4,11 +4,13 @@ when it is done."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from host.gateway.app import create_app
 from host.manifest.app import load_manifest
@@ -103,3 +105,36 @@ def test_a_failing_start_up_part_is_logged_and_the_rest_runs(tmp_path: Path, bui
         assert eventually(lambda: httpx.get(f"{url}/_admin/ready").status_code == 200)
         assert after.started  # the part after the failed one started all the same
         assert httpx.get(f"{url}/hello/ada").status_code == 200
+
+
+def test_nimbus_serve_serves_with_the_collector_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nimbus serve` imports the server with the cyclic GC off (entry.py); by the
+    time Uvicorn runs, the collector is on again and the imports' objects are frozen."""
+    import uvicorn
+
+    from host.cli import entry
+    from host.server import DATA_DIR_ENV
+    from host.services.factory import STORE_ENV
+
+    seen: dict[str, object] = {}
+
+    def run(*args: object, **kwargs: object) -> None:
+        seen["enabled"] = gc.isenabled()
+        seen["frozen"] = gc.get_freeze_count()
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr("sys.argv", ["nimbus", "serve", "--data", str(tmp_path / "data")])
+    for variable in (DATA_DIR_ENV, STORE_ENV):  # serve sets them: restored after
+        monkeypatch.setenv(variable, "")
+    was = gc.isenabled()
+    gc.unfreeze()  # (other tests' servers froze theirs)
+    try:
+        assert entry.main() == 0
+    finally:
+        gc.unfreeze()
+        if was:
+            gc.enable()
+    assert seen["enabled"] is True
+    assert isinstance(seen["frozen"], int) and seen["frozen"] > 0
