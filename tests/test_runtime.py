@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 import pytest
+import wasmtime
 
 from host.errors import (
     AbiError,
@@ -22,6 +23,7 @@ from host.errors import (
     ResponseTooLarge,
 )
 from host.hostcalls.catalog import all_host_functions
+from host.runtime.cache import ModuleCache
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
 from host.runtime.runtime import Runtime
@@ -207,6 +209,17 @@ def test_truncated_cache_entry_is_rebuilt(tmp_path: Path, build: Build) -> None:
     path.with_suffix(".sum").write_text(f"100 {'0' * 64}\n")  # a lying sidecar
     fn = Runtime(tmp_path / "cache", all_host_functions()).load("c", wasm)
     assert not fn.cache_hit
+
+
+def test_a_sidecar_that_is_not_text_is_rebuilt(tmp_path: Path, build: Build) -> None:
+    wasm = build("counter_zig").read_bytes()
+    engine = wasmtime.Engine()
+    first = ModuleCache(tmp_path, engine, "fp")
+    path = first.path_for(first.load(wasm).sha256)
+    path.with_suffix(".sum").write_bytes(b"\xff\xfe\x00")
+    cache = ModuleCache(tmp_path, engine, "fp")
+    assert not cache.load(wasm).cache_hit and cache.rejected == 1
+    assert ModuleCache(tmp_path, engine, "fp").load(wasm).cache_hit  # rebuilt whole
 
 
 def test_two_processes_compiling_at_once_agree(tmp_path: Path, build: Build) -> None:

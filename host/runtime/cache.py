@@ -108,7 +108,7 @@ class ModuleCache:
                 digest = _checksum_file(f.fileno(), actual_len)
         except FileNotFoundError:
             return None
-        except OSError as e:
+        except (OSError, ValueError) as e:  # (a sidecar that is not text)
             self._reject(path, f"unreadable: {e}")
             return None
         if expected != [str(actual_len), digest]:
