@@ -5,6 +5,9 @@ when it is done."""
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +21,7 @@ from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
 from host.triggers.manager import TriggerManager
-from tests.conftest import HELLO_APP, eventually, serve_in_thread
+from tests.conftest import HELLO_APP, ROOT, eventually, serve_in_thread
 
 Build = Callable[[str], Path]
 
@@ -138,3 +141,52 @@ def test_nimbus_serve_serves_with_the_collector_on(
             gc.enable()
     assert seen["enabled"] is True
     assert isinstance(seen["frozen"], int) and seen["frozen"] > 0
+
+
+#: what a server's first response does not need, so what it does not import before it
+#: serves (the start-up work imports some of them later, in the background)
+NOT_BEFORE_SERVING = (
+    "websockets",  # no route is a WebSocket (Uvicorn's `auto` imported it)
+    "importlib.metadata",  # scans sys.path
+    "prometheus_client",  # the metrics are made by the start-up work
+    "croniter",
+    "host.orchestrator.engine",
+    "host.triggers.delivery",
+    "host.triggers.schedules",
+    "host.gateway.admin",  # built on its first request
+    "wasmtime.component",  # Python functions load in the background
+    "httpx",
+    "rich",
+)
+
+_SERVE_PROBE = """
+import sys
+from pathlib import Path
+import uvicorn
+import host.server
+
+def run(app, **options):
+    config = uvicorn.Config(app, **options)
+    config.load()  # what a worker does before it listens: the app made, its protocols imported
+    print(" ".join(sorted(sys.modules)))
+
+uvicorn.run = run
+host.server.serve(Path(sys.argv[1]), "127.0.0.1", 0)
+"""
+
+
+def test_a_server_imports_only_what_serving_needs(tmp_path: Path) -> None:
+    """`serve` as `nimbus serve` runs it, up to the point where Uvicorn would listen:
+    the modules above are not imported yet."""
+    out = subprocess.run(
+        [sys.executable, "-c", _SERVE_PROBE, str(tmp_path / "data")],
+        cwd=ROOT,
+        env={**os.environ, "NIMBUS_ADMIN_TOKEN": "test-token"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    imported = set(out.stdout.split())
+    assert "host.platform.platform" in imported  # (the probe did load the app)
+    assert [m for m in NOT_BEFORE_SERVING if m in imported] == []
