@@ -4,16 +4,16 @@ when it is done."""
 
 from __future__ import annotations
 
-import gc
+import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
 
 from host.gateway.app import create_app
 from host.manifest.app import load_manifest
@@ -110,39 +110,6 @@ def test_a_failing_start_up_part_is_logged_and_the_rest_runs(tmp_path: Path, bui
         assert httpx.get(f"{url}/hello/ada").status_code == 200
 
 
-def test_nimbus_serve_serves_with_the_collector_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`nimbus serve` imports the server with the cyclic GC off (entry.py); by the
-    time Uvicorn runs, the collector is on again and the imports' objects are frozen."""
-    import uvicorn
-
-    from host.cli import entry
-    from host.server import DATA_DIR_ENV
-    from host.services.factory import STORE_ENV
-
-    seen: dict[str, object] = {}
-
-    def run(*args: object, **kwargs: object) -> None:
-        seen["enabled"] = gc.isenabled()
-        seen["frozen"] = gc.get_freeze_count()
-
-    monkeypatch.setattr(uvicorn, "run", run)
-    monkeypatch.setattr("sys.argv", ["nimbus", "serve", "--data", str(tmp_path / "data")])
-    for variable in (DATA_DIR_ENV, STORE_ENV):  # serve sets them: restored after
-        monkeypatch.setenv(variable, "")
-    was = gc.isenabled()
-    gc.unfreeze()  # (other tests' servers froze theirs)
-    try:
-        assert entry.main() == 0
-    finally:
-        gc.unfreeze()
-        if was:
-            gc.enable()
-    assert seen["enabled"] is True
-    assert isinstance(seen["frozen"], int) and seen["frozen"] > 0
-
-
 #: what a server's first response does not need, so what it does not import before it
 #: serves (the start-up work imports some of them later, in the background)
 NOT_BEFORE_SERVING = (
@@ -159,25 +126,27 @@ NOT_BEFORE_SERVING = (
     "rich",
 )
 
+#: ``nimbus serve`` through its console entry, up to where Uvicorn would listen: its
+#: ``run`` makes the worker's config and loads it (the app made, its protocols
+#: imported), then reports the modules imported and the collector's state
 _SERVE_PROBE = """
-import sys
-from pathlib import Path
+import gc, json, sys
 import uvicorn
-import host.server
+from host.cli import entry
 
 def run(app, **options):
-    config = uvicorn.Config(app, **options)
-    config.load()  # what a worker does before it listens: the app made, its protocols imported
-    print(" ".join(sorted(sys.modules)))
+    uvicorn.Config(app, **options).load()
+    state = {"modules": sorted(sys.modules), "gc_enabled": gc.isenabled(),
+             "frozen": gc.get_freeze_count()}
+    print(json.dumps(state))
 
 uvicorn.run = run
-host.server.serve(Path(sys.argv[1]), "127.0.0.1", 0)
+sys.argv = ["nimbus", "serve", "--data", sys.argv[1], "--port", "0"]
+sys.exit(entry.main())
 """
 
 
-def test_a_server_imports_only_what_serving_needs(tmp_path: Path) -> None:
-    """`serve` as `nimbus serve` runs it, up to the point where Uvicorn would listen:
-    the modules above are not imported yet."""
+def serve_until_listening(tmp_path: Path) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-c", _SERVE_PROBE, str(tmp_path / "data")],
         cwd=ROOT,
@@ -187,6 +156,19 @@ def test_a_server_imports_only_what_serving_needs(tmp_path: Path) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    imported = set(out.stdout.split())
-    assert "host.platform.platform" in imported  # (the probe did load the app)
+    state: dict[str, Any] = json.loads(out.stdout)
+    assert "host.platform.platform" in state["modules"]  # (the probe did load the app)
+    return state
+
+
+def test_a_server_imports_only_what_serving_needs(tmp_path: Path) -> None:
+    imported = set(serve_until_listening(tmp_path)["modules"])
     assert [m for m in NOT_BEFORE_SERVING if m in imported] == []
+
+
+def test_nimbus_serve_serves_with_the_collector_on(tmp_path: Path) -> None:
+    """`nimbus serve` imports the server with the cyclic GC off (entry.py); by the
+    time Uvicorn runs, the collector is on again and the imports' objects are frozen."""
+    state = serve_until_listening(tmp_path)
+    assert state["gc_enabled"] is True
+    assert isinstance(state["frozen"], int) and state["frozen"] > 0

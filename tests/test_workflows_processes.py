@@ -98,19 +98,19 @@ def test_runs_survive_sigkill_without_repeating_a_step(tmp_path: Path, build: Bu
     finally:
         platform.close()
     rng = random.Random(11)
-    progress = [0]
+    progress: list[int] = []
     for _ in range(5):
         proc = serve(data)
         # killed at a random moment after this process has done a step of its own (a
         # fixed delay lets a fast host finish all the runs before the last kills)
+        before = progress[-1] if progress else 0
         deadline = time.monotonic() + 60
-        while steps_done(data) == progress[-1] and time.monotonic() < deadline:
+        while steps_done(data) == before and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         progress.append(steps_done(data))
-    progress = progress[1:]
     print(f"\nsteps done (of {4 * n}) at each SIGKILL: {progress}")
     assert len([p for p in progress if 0 < p < 4 * n]) >= 3, "kills must land mid-run"
     proc = serve(data)
