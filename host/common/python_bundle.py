@@ -53,6 +53,10 @@ def encode(modules: dict[str, Module]) -> bytes:
     return _CORE_HEADER + b"\0" + _leb128(len(body)) + body
 
 
+#: how many first bytes ``is_python_bundle`` looks at (header, section size, name)
+HEAD_BYTES = _PREFIX_LEN + 2 * 5 + len(SECTION)
+
+
 def is_python_bundle(wasm: bytes) -> bool:
     """True when ``wasm`` is a Python function's artifact (checks the first bytes only)."""
     if not wasm.startswith(_CORE_HEADER + b"\0"):

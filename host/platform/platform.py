@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 from msgspec import Struct, field
 
-from host.common.python_bundle import is_python_bundle
+from host.common import python_bundle
 from host.errors import (
     AbiError,
     DeployError,
@@ -186,19 +186,25 @@ class Platform:
         self.pool.drop(f"{spec.name}@")
         return dep
 
-    def prepare(self) -> None:
-        """Once serving, off the request path (a server's start-up thread): make the
-        metrics, start the shared Python runtime and load every deployed Python
-        function, so that no request pays for them; then keep ``min_warm`` ones warm.
-        A request that comes first loads what it needs itself."""
-        self.telemetry.metrics()
+    def load_python(self) -> None:
+        """Start the shared Python runtime and load every deployed Python function into
+        the warm pool (a server does it before it listens, see ``gateway/app.py``), so
+        that no request builds the runtime's memory image; one that fails is logged
+        and loads on its first use."""
         for dep in self.registry.list():
-            wasm = self.registry.wasm(dep)
-            if is_python_bundle(wasm):
+            head = self.registry.wasm_head(dep, python_bundle.HEAD_BYTES)
+            if python_bundle.is_python_bundle(head):
                 try:
                     self.pool.get(dep.key, functools.partial(self._load, dep), _ttl(dep.spec))
                 except NimbusError as e:
                     log.warning("could not prepare %s: %s", dep.key, e)
+
+    def prepare(self) -> None:
+        """Once serving, off the request path (a server's start-up thread): make the
+        metrics, load the Python functions not loaded yet, keep ``min_warm`` ones
+        warm. A request that comes first loads what it needs itself."""
+        self.telemetry.metrics()
+        self.load_python()
         self.keep_warm()
 
     def keep_warm(self) -> list[str]:

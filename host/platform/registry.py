@@ -104,6 +104,15 @@ class Registry:
         except FileNotFoundError:
             return self._fetch(dep.sha256)
 
+    def wasm_head(self, dep: Deployment, size: int) -> bytes:
+        """The module's first ``size`` bytes, without reading the rest (once it is here)."""
+        path = self._modules / f"{dep.sha256}.wasm"
+        try:
+            with path.open("rb") as f:
+                return f.read(size)
+        except FileNotFoundError:
+            return self._fetch(dep.sha256)[:size]
+
     def wasm_size(self, dep: Deployment) -> int:
         """The module's size in bytes, without reading it (once it is here)."""
         path = self._modules / f"{dep.sha256}.wasm"
