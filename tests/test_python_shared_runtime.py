@@ -364,3 +364,27 @@ def test_a_python_invocation_leaves_no_garbage_cycle(ten: tuple[Platform, Path])
             assert call(p, "f0", do="write") is not None
 
     assert garbage_cycles(run) == []
+
+
+IMMORTALITY_PROBE = """
+import json, sys
+import nimbus
+
+def handle(event):
+    made_here = [object()]
+    return [
+        sys._is_immortal(json),  # snapshot objects: modules, functions, classes, strings
+        sys._is_immortal(json.dumps),
+        sys._is_immortal(nimbus.Response),
+        sys._is_immortal(made_here),  # an object of the call
+        sys._is_immortal(made_here[0]),
+    ]
+"""
+
+
+def test_the_snapshot_objects_are_immortal(tmp_path: Path, fresh: Platform) -> None:
+    """The runtime's build makes the snapshot's objects immortal in its memory image
+    (host/toolchain/immortal.py), so a call never writes their reference counts;
+    what a call makes is mortal as usual."""
+    deploy_source(tmp_path, fresh, IMMORTALITY_PROBE)
+    assert call(fresh, "f0") == [True, True, True, False, False]

@@ -3,7 +3,8 @@
 componentize-py bundles a CPython interpreter, the standard library, the Nimbus SDK
 (``guest_sdk/python/nimbus``) and msgpack's pure-Python code into a component of the
 ``runtime`` world in ``guest_sdk/python/wit``, with the interpreter's initialised
-memory snapshotted inside (see ``guest_sdk/python/nimbus/_runtime.py``). It is built
+memory snapshotted inside (see ``guest_sdk/python/nimbus/_runtime.py``) and the
+snapshot's objects then made immortal in that image (``immortal.py``). It is built
 once per machine and version of its inputs (about ten seconds) into
 ``$NIMBUS_PYTHON_RUNTIME_DIR`` (default ``~/.cache/nimbus/python-runtime``); every
 host then compiles it once into its module cache and shares it between all its
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -26,9 +28,12 @@ import msgpack
 
 from host.common.versions import installed_version
 from host.errors import BuildError
+from host.toolchain import immortal
 
 SDK = Path(__file__).resolve().parent.parent.parent / "guest_sdk" / "python"
 _APP_MODULE = "nimbus_runtime"
+
+log = logging.getLogger("nimbus.build")
 
 
 @cache
@@ -51,6 +56,7 @@ def _key() -> str:
     for path in sorted(p for p in inputs if p.is_file() and "__pycache__" not in p.parts):
         h.update(str(path.relative_to(SDK)).encode())
         h.update(path.read_bytes())
+    h.update(Path(immortal.__file__).read_bytes())  # what the build does to the image
     return h.hexdigest()[:24]
 
 
@@ -118,6 +124,8 @@ def _build(out: Path) -> None:
         if result.returncode != 0:
             output = (result.stdout + result.stderr).strip()
             raise BuildError(f"building the shared Python runtime failed:\n{output}", output)
+        component, made, skipped = immortal.immortalize(tmp_out.read_bytes())
+        log.info("Python runtime built: %d snapshot objects made immortal (%d left)", made, skipped)
         tmp_final = out.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(tmp_out, tmp_final)
+        tmp_final.write_bytes(component)
         os.replace(tmp_final, out)

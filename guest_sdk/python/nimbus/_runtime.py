@@ -15,6 +15,7 @@ compile.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import gc
 import importlib
@@ -341,8 +342,49 @@ def _take_free_chunks() -> list[bytes]:
     return kept
 
 
+def _census() -> tuple[list[object], bytes]:
+    """Every object of the snapshot that is not immortal yet, kept alive for good, and
+    their census for the host: ``CENSUS_MAGIC``, the count and the CRC-32 of what
+    follows, then each object's address and its type's address (u32 little-endian;
+    ``id`` is an address in linear memory).
+
+    The host's build (``host/toolchain/immortal.py``) finds the census in the
+    component's memory image and makes every object in it immortal there (refcount
+    ``5 << 28`` on this 32-bit CPython 3.14), checking each address against its type:
+    an invocation then never writes the refcount of a snapshot object, and the page
+    holding it stays shared with the image instead of taking a copy-on-write fault on
+    the first ``Py_INCREF``. Objects are found from the collector's list and through
+    their referents (strings, numbers and other untracked objects included)."""
+    todo = gc.get_objects()  # first: what follows is the census's own, left out
+    seen: set[int] = set()
+    kept: list[object] = []
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if not sys._is_immortal(obj):
+            kept.append(obj)
+        todo.extend(gc.get_referents(obj))
+    pairs = array.array("I")
+    for obj in kept:
+        pairs.append(id(obj))
+        pairs.append(id(type(obj)))
+    if sys.byteorder != "little":
+        pairs.byteswap()
+    raw = pairs.tobytes()
+    head = len(kept).to_bytes(4, "little") + zlib.crc32(raw).to_bytes(4, "little")
+    return kept, CENSUS_MAGIC + head + raw
+
+
+#: what the census starts with (made at run time, so that the bytes are not also a
+#: constant of this module's code in the image)
+CENSUS_MAGIC = bytes(reversed(b"1v-susnec-latrommi-submin"))
+
 warm_up()
 gc.collect()
+#: never freed, and immortal in the image (see ``_census``)
+IMMORTAL, CENSUS = _census()
 #: never freed (see ``_take_free_chunks``)
 FREE_CHUNKS_TAKEN = _take_free_chunks()
 gc.freeze()  # the snapshot's objects are never scanned by a collection again
