@@ -21,7 +21,7 @@ from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
 from host.triggers.manager import TriggerManager
-from tests.conftest import HELLO_APP, ROOT, eventually, python_data_dir, serve_in_thread
+from tests.conftest import HELLO_APP, ROOT, eventually, serve_in_thread
 
 Build = Callable[[str], Path]
 
@@ -108,46 +108,6 @@ def test_a_failing_start_up_part_is_logged_and_the_rest_runs(tmp_path: Path, bui
         assert eventually(lambda: httpx.get(f"{url}/_admin/ready").status_code == 200)
         assert after.started  # the part after the failed one started all the same
         assert httpx.get(f"{url}/hello/ada").status_code == 200
-
-
-PYTHON_APP = """
-[functions.pyhello]
-wasm = "{wasm}"
-
-[[routes]]
-method = "GET"
-path = "/py/{{name}}"
-function = "pyhello"
-"""
-
-
-def test_python_functions_are_loaded_before_the_server_listens(
-    tmp_path: Path, build: Build, python_cache: Path
-) -> None:
-    """A Python function's first request does not build the runtime's memory image:
-    the server loads its Python functions before it listens, its other start-up work
-    (held here) still after."""
-    (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "nimbus.toml").write_text(PYTHON_APP.format(wasm=build("hello_py")))
-    data = python_data_dir(tmp_path, python_cache)
-    compiling = Platform(data)  # the runtime compiled into the cache, as a deploy leaves it
-    try:
-        apply_manifest(compiling, load_manifest(tmp_path / "app"))
-    finally:
-        compiling.close()
-    platform = Platform(data)
-    assert "pyhello@1" not in platform.pool
-    runner = WorkflowRunner(platform)
-    triggers = TriggerManager(platform, start_workflow=runner.start_run)
-    held = HeldStart()
-    app = create_app(platform, runner, triggers, admin_token="t", background=[held])
-    with serve_in_thread(app) as url:
-        assert "pyhello@1" in platform.pool  # loaded, and nothing asked for it yet
-        assert held.entered.wait(10)
-        r = httpx.get(f"{url}/py/ada", timeout=10)
-        assert r.status_code == 200 and r.text == "hello, ada\n"
-        assert httpx.get(f"{url}/_admin/ready").status_code == 503  # the rest still held
-        held.release.set()
 
 
 #: what a server's first response does not need, so what it does not import before it

@@ -37,13 +37,9 @@ log = logging.getLogger("nimbus.gateway")
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: how long after start-up the background work begins (the triggers' and workflows'
-#: threads, the metrics, warm functions: ``_start_background``), so that a request
-#: waiting at start is answered first
+#: threads, the metrics, the Python runtime and functions: ``_start_background``), so
+#: that a request waiting at start is answered first
 BACKGROUND_AFTER_S = 0.05
-#: how long a starting server waits for its Python functions before it listens all
-#: the same (from the disk cache they load in tens of milliseconds; a runtime that must
-#: be compiled first takes seconds, and then loads beside serving)
-PYTHON_BEFORE_LISTENING_S = 2.0
 #: the paths Starlette serves (everything else is a function path)
 _STARLETTE_PREFIXES = ("/_admin/", "/_console/")
 _STARLETTE_PATHS = frozenset({"/_console"})
@@ -92,7 +88,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        _load_python_first(platform)
         starter = threading.Thread(
             target=_start_background,
             args=(platform, background, started),
@@ -132,25 +127,6 @@ def _traced(platform: Platform) -> Callable[[ASGIApp], ASGIApp]:
     from host.gateway.tracing import TracingMiddleware  # (OpenTelemetry loads on use)
 
     return lambda app: TracingMiddleware(app, tracing)
-
-
-def _load_python_first(platform: Platform) -> None:
-    """Load the deployed Python functions before the server listens (Uvicorn binds
-    after the lifespan's start): a Python function's first request then finds the
-    runtime's memory image made, as Lambda's init runs before its first invoke. A
-    server without Python functions pays only for a look at its deployments; one whose
-    runtime must be compiled listens after ``PYTHON_BEFORE_LISTENING_S``, the load
-    going on beside (a request that comes first waits for it)."""
-
-    def load() -> None:
-        try:
-            platform.load_python()
-        except Exception:
-            log.exception("loading the Python functions failed; they load on first use")
-
-    loader = threading.Thread(target=load, name="nimbus-python", daemon=True)
-    loader.start()
-    loader.join(PYTHON_BEFORE_LISTENING_S)
 
 
 def _start_background(
