@@ -388,3 +388,14 @@ def test_the_snapshot_objects_are_immortal(tmp_path: Path, fresh: Platform) -> N
     what a call makes is mortal as usual."""
     deploy_source(tmp_path, fresh, IMMORTALITY_PROBE)
     assert call(fresh, "f0") == [True, True, True, False, False]
+
+
+def test_a_server_prepares_its_python_functions(tmp_path: Path, fresh: Platform) -> None:
+    """The start-up work (``Platform.prepare``) loads every deployed Python function,
+    told apart by the first bytes of its module, so that no request pays for it."""
+    deploy_source(tmp_path, fresh, "def handle(event):\n    return 1\n")
+    fresh.pool.drop("f0@")
+    assert "f0@1" not in fresh.pool
+    fresh.prepare()
+    assert "f0@1" in fresh.pool
+    assert call(fresh, "f0") == 1

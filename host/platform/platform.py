@@ -186,11 +186,12 @@ class Platform:
         self.pool.drop(f"{spec.name}@")
         return dep
 
-    def load_python(self) -> None:
-        """Start the shared Python runtime and load every deployed Python function into
-        the warm pool (a server does it before it listens, see ``gateway/app.py``), so
-        that no request builds the runtime's memory image; one that fails is logged
-        and loads on its first use."""
+    def prepare(self) -> None:
+        """Once serving, off the request path (a server's start-up thread): make the
+        metrics, start the shared Python runtime and load every deployed Python
+        function, so that no request pays for them; then keep ``min_warm`` ones warm.
+        A request that comes first loads what it needs itself."""
+        self.telemetry.metrics()
         for dep in self.registry.list():
             head = self.registry.wasm_head(dep, python_bundle.HEAD_BYTES)
             if python_bundle.is_python_bundle(head):
@@ -198,13 +199,6 @@ class Platform:
                     self.pool.get(dep.key, functools.partial(self._load, dep), _ttl(dep.spec))
                 except NimbusError as e:
                     log.warning("could not prepare %s: %s", dep.key, e)
-
-    def prepare(self) -> None:
-        """Once serving, off the request path (a server's start-up thread): make the
-        metrics, load the Python functions not loaded yet, keep ``min_warm`` ones
-        warm. A request that comes first loads what it needs itself."""
-        self.telemetry.metrics()
-        self.load_python()
         self.keep_warm()
 
     def keep_warm(self) -> list[str]:
