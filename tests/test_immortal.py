@@ -8,20 +8,12 @@ import zlib
 
 import pytest
 
+from host.common import leb128
 from host.errors import BuildError
 from host.toolchain.immortal import CENSUS_MAGIC, IMMORTAL_REFCNT, immortalize
 
 TYPE = 0x0009_1230  # the address of a type object, as the census gives it
 OTHER_TYPE = 0x0009_4560
-
-
-def _leb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _sleb(n: int) -> bytes:
@@ -37,13 +29,14 @@ def _sleb(n: int) -> bytes:
 def _component(segments: list[tuple[int, bytes]]) -> bytes:
     """A component holding one core module with a memory and these active data
     segments (address, bytes)."""
-    memory = _leb(1) + b"\x00" + _leb(1)  # one memory, min 1 page
-    data = _leb(len(segments)) + b"".join(
-        b"\x00\x41" + _sleb(addr) + b"\x0b" + _leb(len(raw)) + raw for addr, raw in segments
+    memory = leb128.encode(1) + b"\x00" + leb128.encode(1)  # one memory, min 1 page
+    data = leb128.encode(len(segments)) + b"".join(
+        b"\x00\x41" + _sleb(addr) + b"\x0b" + leb128.encode(len(raw)) + raw
+        for addr, raw in segments
     )
-    module = b"\0asm\x01\0\0\0" + b"\x05" + _leb(len(memory)) + memory
-    module += b"\x0b" + _leb(len(data)) + data
-    return b"\0asm\x0d\x00\x01\x00" + b"\x01" + _leb(len(module)) + module
+    module = b"\0asm\x01\0\0\0" + b"\x05" + leb128.encode(len(memory)) + memory
+    module += b"\x0b" + leb128.encode(len(data)) + data
+    return b"\0asm\x0d\x00\x01\x00" + b"\x01" + leb128.encode(len(module)) + module
 
 
 def _census(pairs: list[tuple[int, int]]) -> bytes:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import msgpack
 
+from host.common import leb128
+
 SECTION = b"nimbus-python"
 FORMAT = 1
 _CORE_HEADER = b"\0asm\x01\0\0\0"
@@ -23,34 +25,14 @@ _PREFIX_LEN = len(_CORE_HEADER) + 1
 Module = tuple[bool, str, bytes]
 
 
-def _leb128(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _read_leb128(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while at < len(data) and shift < 35:
-        byte = data[at]
-        value |= (byte & 0x7F) << shift
-        at, shift = at + 1, shift + 7
-        if not byte & 0x80:
-            return value, at
-    raise ValueError("bad LEB128 length")
-
-
 def encode(modules: dict[str, Module]) -> bytes:
     """The ``.wasm`` artifact of a function made of ``modules``."""
     payload: bytes = msgpack.packb(
         {"format": FORMAT, "modules": {k: list(v) for k, v in sorted(modules.items())}},
         use_bin_type=True,
     )
-    body = _leb128(len(SECTION)) + SECTION + payload
-    return _CORE_HEADER + b"\0" + _leb128(len(body)) + body
+    body = leb128.encode(len(SECTION)) + SECTION + payload
+    return _CORE_HEADER + b"\0" + leb128.encode(len(body)) + body
 
 
 #: how many first bytes ``is_python_bundle`` looks at (header, section size, name)
@@ -62,8 +44,8 @@ def is_python_bundle(wasm: bytes) -> bool:
     if not wasm.startswith(_CORE_HEADER + b"\0"):
         return False
     try:
-        _, at = _read_leb128(wasm, _PREFIX_LEN)
-        n, at = _read_leb128(wasm, at)
+        _, at = leb128.read(wasm, _PREFIX_LEN)
+        n, at = leb128.read(wasm, at)
     except ValueError:
         return False
     return wasm[at : at + n] == SECTION
@@ -76,10 +58,10 @@ def sources(wasm: bytes) -> bytes:
     """
     if not is_python_bundle(wasm):
         raise ValueError("not a Nimbus Python bundle (build it with `nimbus build`)")
-    size, at = _read_leb128(wasm, _PREFIX_LEN)
+    size, at = leb128.read(wasm, _PREFIX_LEN)
     if at + size != len(wasm):
         raise ValueError("the Python bundle is truncated or has trailing bytes")
-    n, at = _read_leb128(wasm, at)
+    n, at = leb128.read(wasm, at)
     try:
         doc = msgpack.unpackb(wasm[at + n :], raw=False)
     except Exception as e:

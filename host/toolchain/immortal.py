@@ -25,6 +25,7 @@ import bisect
 import struct
 import zlib
 
+from host.common import leb128
 from host.errors import BuildError
 
 #: ``_Py_IMMORTAL_INITIAL_REFCNT`` of a 32-bit CPython 3.14 (immortal from ``1 << 30``;
@@ -37,30 +38,6 @@ CENSUS_MAGIC = b"nimbus-immortal-census-v1"
 _CORE_MODULE = 1  # component section id
 _DATA = 11  # core module section id
 _PAIR = struct.Struct("<II")
-
-
-def _leb(b: bytes, i: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = b[i]
-        i += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return result, i
-
-
-def _sleb(b: bytes, i: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = b[i]
-        i += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            if byte & 0x40:
-                result -= 1 << shift
-            return result, i
 
 
 class _Image:
@@ -103,26 +80,26 @@ def _data_segments(component: bytes, start: int, end: int) -> list[tuple[int, in
     i = start + 8  # the module's own header
     while i < end:
         section = component[i]
-        size, i = _leb(component, i + 1)
+        size, i = leb128.read(component, i + 1)
         if section == _DATA:
-            count, j = _leb(component, i)
+            count, j = leb128.read(component, i)
             for _ in range(count):
-                flags, j = _leb(component, j)
+                flags, j = leb128.read(component, j)
                 if flags == 1:  # passive: not part of the image
-                    length, j = _leb(component, j)
+                    length, j = leb128.read(component, j)
                     j += length
                     continue
                 memory = 0
                 if flags == 2:
-                    memory, j = _leb(component, j)
+                    memory, j = leb128.read(component, j)
                 elif flags != 0:
                     raise ValueError(f"data segment flags {flags}")
                 if component[j] != 0x41:  # i32.const
                     raise ValueError("a data segment's offset is not a constant")
-                address, j = _sleb(component, j + 1)
+                address, j = leb128.read_signed(component, j + 1)
                 if component[j] != 0x0B:
                     raise ValueError("a data segment's offset is not a constant")
-                length, j = _leb(component, j + 1)
+                length, j = leb128.read(component, j + 1)
                 if j + length > end:
                     raise ValueError("a data segment runs past the end of its module")
                 if memory == 0:
@@ -138,7 +115,7 @@ def _images(component: bytes) -> list[_Image]:
     i = 8
     while i < len(component):
         section = component[i]
-        size, i = _leb(component, i + 1)
+        size, i = leb128.read(component, i + 1)
         if i + size > len(component):
             raise ValueError("a section runs past the end of the component")
         if section == _CORE_MODULE:
