@@ -39,9 +39,9 @@ def _component(segments: list[tuple[int, bytes]]) -> bytes:
     return b"\0asm\x0d\x00\x01\x00" + b"\x01" + leb128.encode(len(module)) + module
 
 
-def _census(pairs: list[tuple[int, int]]) -> bytes:
+def _census(pairs: list[tuple[int, int]], python: tuple[int, int] = (3, 14)) -> bytes:
     raw = b"".join(struct.pack("<II", a, t) for a, t in pairs)
-    return CENSUS_MAGIC + struct.pack("<II", len(pairs), zlib.crc32(raw)) + raw
+    return CENSUS_MAGIC + struct.pack("<BBxxII", *python, len(pairs), zlib.crc32(raw)) + raw
 
 
 def _obj(refcnt: int, type_address: int) -> bytes:
@@ -80,9 +80,9 @@ def test_census_objects_become_immortal_and_the_rest_is_left_alone() -> None:
 
 def test_a_census_split_over_segments_is_read_whole() -> None:
     """The image leaves runs of zeros out of its segments: the census's count (1, so
-    three zero bytes) is read across such a gap."""
+    three zero bytes after the version's four) is read across such a gap."""
     census = _census([(0x100, TYPE)])
-    cut = len(CENSUS_MAGIC) + 1
+    cut = len(CENSUS_MAGIC) + 5
     assert census[cut : cut + 3] == b"\0\0\0"
     before = _component(
         [(0x100, _obj(9, TYPE)), (0x2000, census[:cut]), (0x2000 + cut + 3, census[cut + 3 :])]
@@ -99,3 +99,9 @@ def test_an_image_without_a_census_is_refused() -> None:
 def test_a_component_it_cannot_read_is_refused() -> None:
     with pytest.raises(BuildError, match="cannot be read"):
         immortalize(_component([(0x100, _census([(0x100, TYPE)]))])[:-12])
+
+
+def test_the_census_of_another_interpreter_is_left_unapplied() -> None:
+    """Another CPython may mark immortal objects otherwise: nothing is patched."""
+    before = _component([(0x100, _obj(3, TYPE)), (0x1000, _census([(0x100, TYPE)], (3, 15)))])
+    assert immortalize(before) == (before, 0, 1)

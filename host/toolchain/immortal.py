@@ -22,6 +22,7 @@ instance's memory is dropped whole after its one call).
 from __future__ import annotations
 
 import bisect
+import logging
 import struct
 import zlib
 
@@ -32,12 +33,19 @@ from host.errors import BuildError
 #: ``6 << 28`` and up mark statically allocated objects)
 IMMORTAL_REFCNT = 5 << 28
 MORTAL_LIMIT = 1 << 30
+#: the interpreter versions whose immortal count is the one above; the census of any
+#: other is left unapplied (its objects stay mortal: slower, not wrong)
+KNOWN_PYTHONS = ((3, 14),)
 #: what the SDK's census starts with (``CENSUS_MAGIC`` in ``nimbus/_runtime.py``)
-CENSUS_MAGIC = b"nimbus-immortal-census-v1"
+CENSUS_MAGIC = b"nimbus-immortal-census-v2"
 
 _CORE_MODULE = 1  # component section id
 _DATA = 11  # core module section id
 _PAIR = struct.Struct("<II")
+#: after the magic: major, minor, two zero bytes, count, CRC-32 of the pairs
+_HEAD = struct.Struct("<BBxxII")
+
+log = logging.getLogger("nimbus.build")
 
 
 class _Image:
@@ -126,21 +134,22 @@ def _images(component: bytes) -> list[_Image]:
     return images
 
 
-def _census(component: bytes) -> tuple[_Image, list[tuple[int, int]]]:
-    """The census: after its magic (which the SDK's own copy of the magic also
-    shows), a count whose entries fit in memory and match the CRC-32 beside it."""
+def _census(component: bytes) -> tuple[_Image, tuple[int, int], list[tuple[int, int]]]:
+    """The census and the interpreter version it is for: after its magic (which the
+    SDK's own copy of the magic also shows), a count whose entries fit in memory and
+    match the CRC-32 beside it."""
     for image in _images(component):
         end = max(start + size for start, _, size in image.segments)
         for address, at, size in image.segments:
             found = component.find(CENSUS_MAGIC, at, at + size)
             while found >= 0:
                 head = address + found - at + len(CENSUS_MAGIC)
-                count, crc = _PAIR.unpack(image.read(component, head, _PAIR.size))
-                body = head + _PAIR.size
+                major, minor, count, crc = _HEAD.unpack(image.read(component, head, _HEAD.size))
+                body = head + _HEAD.size
                 if body + count * _PAIR.size <= end:
                     raw = image.read(component, body, count * _PAIR.size)
                     if zlib.crc32(raw) == crc:
-                        return image, list(_PAIR.iter_unpack(raw))
+                        return image, (major, minor), list(_PAIR.iter_unpack(raw))
                 found = component.find(CENSUS_MAGIC, found + 1, at + size)
     raise BuildError(
         "the Python runtime's memory image holds no census of its objects (the SDK in "
@@ -153,9 +162,17 @@ def immortalize(component: bytes) -> tuple[bytes, int, int]:
     image; with the number of objects made immortal and of census entries left
     alone (the image did not hold the object the census describes)."""
     try:
-        image, census = _census(component)
+        image, python, census = _census(component)
     except (IndexError, ValueError) as e:
         raise BuildError(f"the Python runtime's component cannot be read: {e}") from None
+    if python not in KNOWN_PYTHONS:
+        log.warning(
+            "the Python runtime's interpreter is CPython %d.%d, whose immortal reference "
+            "count this host does not know: its snapshot's objects stay mortal (calls "
+            "write more pages)",
+            *python,
+        )
+        return component, 0, len(census)
     out = bytearray(component)
     made = skipped = 0
     for address, type_address in census:

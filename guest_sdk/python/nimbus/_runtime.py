@@ -97,9 +97,7 @@ class _Importer(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         entry = self.index.get(fullname)
         if entry is None:
             return None
-        spec = importlib.machinery.ModuleSpec(
-            fullname, self, origin=entry[1], is_package=entry[0]
-        )
+        spec = importlib.machinery.ModuleSpec(fullname, self, origin=entry[1], is_package=entry[0])
         spec.has_location = True
         return spec
 
@@ -344,9 +342,10 @@ def _take_free_chunks() -> list[bytes]:
 
 def _census() -> tuple[list[object], bytes]:
     """Every object of the snapshot that is not immortal yet, kept alive for good, and
-    their census for the host: ``CENSUS_MAGIC``, the count and the CRC-32 of what
-    follows, then each object's address and its type's address (u32 little-endian;
-    ``id`` is an address in linear memory).
+    their census for the host: ``CENSUS_MAGIC``, the interpreter's major and minor
+    version (a byte each, two zero bytes), the count and the CRC-32 of what follows,
+    then each object's address and its type's address (u32 little-endian; ``id`` is an
+    address in linear memory).
 
     The host's build (``host/toolchain/immortal.py``) finds the census in the
     component's memory image and makes every object in it immortal there (refcount
@@ -373,13 +372,14 @@ def _census() -> tuple[list[object], bytes]:
     if sys.byteorder != "little":
         pairs.byteswap()
     raw = pairs.tobytes()
-    head = len(kept).to_bytes(4, "little") + zlib.crc32(raw).to_bytes(4, "little")
+    version = bytes((sys.version_info.major, sys.version_info.minor, 0, 0))
+    head = version + len(kept).to_bytes(4, "little") + zlib.crc32(raw).to_bytes(4, "little")
     return kept, CENSUS_MAGIC + head + raw
 
 
 #: what the census starts with (made at run time, so that the bytes are not also a
 #: constant of this module's code in the image)
-CENSUS_MAGIC = bytes(reversed(b"1v-susnec-latrommi-submin"))
+CENSUS_MAGIC = bytes(reversed(b"2v-susnec-latrommi-submin"))
 
 warm_up()
 gc.collect()
