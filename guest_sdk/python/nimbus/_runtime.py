@@ -97,7 +97,9 @@ class _Importer(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         entry = self.index.get(fullname)
         if entry is None:
             return None
-        spec = importlib.machinery.ModuleSpec(fullname, self, origin=entry[1], is_package=entry[0])
+        spec = importlib.machinery.ModuleSpec(
+            fullname, self, origin=entry[1], is_package=entry[0]
+        )
         spec.has_location = True
         return spec
 

@@ -27,9 +27,7 @@ class Response:
         return cls(status, {"content-type": content_type}, body)
 
     @classmethod
-    def authorize(
-        cls, allow: bool, subject: str = "", context: dict[str, Any] | None = None
-    ) -> Response:
+    def authorize(cls, allow: bool, subject: str = "", context: dict[str, Any] | None = None) -> Response:
         """An authorizer's answer; ``context`` reaches the function as ``auth.claims``."""
         return cls(output={"allow": allow, "subject": subject, "context": context or {}})
 
@@ -51,9 +49,5 @@ def to_map(result: Any) -> dict[str, Any]:
     if isinstance(result, bytes):
         return {"status": 200, "body": result}
     if isinstance(result, str):
-        return {
-            "status": 200,
-            "headers": {"content-type": "text/plain; charset=utf-8"},
-            "body": result.encode(),
-        }
+        return {"status": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": result.encode()}
     return {"status": 200, "output": result}
