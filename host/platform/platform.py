@@ -193,7 +193,7 @@ class Platform:
         A request that comes first loads what it needs itself."""
         self.telemetry.metrics()
         for dep in self.registry.list():
-            head = self.registry.wasm_head(dep, python_bundle.HEAD_BYTES)
+            head = self.registry.wasm(dep, python_bundle.HEAD_BYTES)
             if python_bundle.is_python_bundle(head):
                 try:
                     self.pool.get(dep.key, functools.partial(self._load, dep), _ttl(dep.spec))

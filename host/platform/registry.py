@@ -97,31 +97,28 @@ class Registry:
         if not self._store.delete_function(name):
             raise FunctionNotFound(f"no function named {name!r} is deployed")
 
-    def wasm(self, dep: Deployment) -> bytes:
-        path = self._modules / f"{dep.sha256}.wasm"
+    def wasm(self, dep: Deployment, limit: int | None = None) -> bytes:
+        """The module's bytes; with ``limit``, only its first ``limit`` bytes (the rest
+        is not read, once the module is here)."""
         try:
-            return path.read_bytes()
+            with self._path(dep.sha256).open("rb") as f:
+                return f.read(-1 if limit is None else limit)
         except FileNotFoundError:
-            return self._fetch(dep.sha256)
-
-    def wasm_head(self, dep: Deployment, size: int) -> bytes:
-        """The module's first ``size`` bytes, without reading the rest (once it is here)."""
-        path = self._modules / f"{dep.sha256}.wasm"
-        try:
-            with path.open("rb") as f:
-                return f.read(size)
-        except FileNotFoundError:
-            return self._fetch(dep.sha256)[:size]
+            wasm = self._fetch(dep.sha256)
+            return wasm if limit is None else wasm[:limit]
 
     def wasm_size(self, dep: Deployment) -> int:
         """The module's size in bytes, without reading it (once it is here)."""
-        path = self._modules / f"{dep.sha256}.wasm"
+        path = self._path(dep.sha256)
         if not path.exists():
             self._fetch(dep.sha256)
         return path.stat().st_size
 
+    def _path(self, sha: str) -> Path:
+        return self._modules / f"{sha}.wasm"
+
     def _keep(self, sha: str, wasm: bytes) -> None:
-        path = self._modules / f"{sha}.wasm"
+        path = self._path(sha)
         if not path.exists():
             try:
                 atomic_write(path, wasm)
