@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,25 @@ def test_a_sidecar_that_is_not_text_is_rebuilt(tmp_path: Path, build: Build) -> 
     cache = ModuleCache(tmp_path, engine, "fp")
     assert not cache.load(wasm).cache_hit and cache.rejected == 1
     assert ModuleCache(tmp_path, engine, "fp").load(wasm).cache_hit  # rebuilt whole
+
+
+def test_a_sidecar_of_an_older_host_is_checked_by_its_own_digest(
+    tmp_path: Path, build: Build
+) -> None:
+    wasm = build("counter_zig").read_bytes()
+    engine = wasmtime.Engine()
+    first = ModuleCache(tmp_path, engine, "fp")
+    path = first.path_for(first.load(wasm).sha256)
+    size, digest = path.with_suffix(".sum").read_text().split()
+    assert digest.startswith("xxh3:")
+    crc = zlib.crc32(path.read_bytes())
+    path.with_suffix(".sum").write_text(f"{size} crc32:{crc:08x}\n")  # as hosts wrote it
+    cache = ModuleCache(tmp_path, engine, "fp")
+    assert cache.load(wasm).cache_hit and cache.rejected == 0
+    for wrong in (f"crc32:{crc ^ 1:08x}", f"sha1:{crc:08x}"):  # a wrong sum, an unknown kind
+        path.with_suffix(".sum").write_text(f"{size} {wrong}\n")
+        cache = ModuleCache(tmp_path, engine, "fp")
+        assert not cache.load(wasm).cache_hit and cache.rejected == 1
 
 
 def test_two_processes_compiling_at_once_agree(tmp_path: Path, build: Build) -> None:

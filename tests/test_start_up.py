@@ -121,7 +121,7 @@ NOT_BEFORE_SERVING = (
     "host.triggers.delivery",
     "host.triggers.schedules",
     "host.gateway.admin",  # built on its first request
-    "wasmtime.component",  # Python functions load in the background
+    "wasmtime.component",  # never: the runtime calls the component C API itself
     "httpx",
     "rich",
 )

@@ -37,8 +37,9 @@ log = logging.getLogger("nimbus.gateway")
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: how long after start-up the background work begins (the triggers' and workflows'
-#: threads, the metrics, the Python runtime and functions: ``_start_background``), so
-#: that a request waiting at start is answered first
+#: threads, the metrics, keep-warm: ``_start_background``), so that a request waiting
+#: at start is answered first; the Python functions load at once, on a thread of their
+#: own (``Platform.load_python``)
 BACKGROUND_AFTER_S = 0.05
 #: the paths Starlette serves (everything else is a function path)
 _STARLETTE_PREFIXES = ("/_admin/", "/_console/")
@@ -88,6 +89,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        python = threading.Thread(
+            target=_load_python, args=(platform,), name="nimbus-python", daemon=True
+        )
+        python.start()  # at once: a Python request at start waits for this load
         starter = threading.Thread(
             target=_start_background,
             args=(platform, background, started),
@@ -97,6 +102,7 @@ def create_app(
         later = asyncio.get_running_loop().call_later(BACKGROUND_AFTER_S, starter.start)
         yield
         later.cancel()
+        python.join()
         if starter.ident is not None:
             starter.join()
         for b in background:
@@ -127,6 +133,13 @@ def _traced(platform: Platform) -> Callable[[ASGIApp], ASGIApp]:
     from host.gateway.tracing import TracingMiddleware  # (OpenTelemetry loads on use)
 
     return lambda app: TracingMiddleware(app, tracing)
+
+
+def _load_python(platform: Platform) -> None:
+    try:
+        platform.load_python()
+    except Exception:
+        log.exception("loading the Python functions failed; they load on first use")
 
 
 def _start_background(

@@ -186,12 +186,12 @@ class Platform:
         self.pool.drop(f"{spec.name}@")
         return dep
 
-    def prepare(self) -> None:
-        """Once serving, off the request path (a server's start-up thread): make the
-        metrics, start the shared Python runtime and load every deployed Python
-        function, so that no request pays for them; then keep ``min_warm`` ones warm.
-        A request that comes first loads what it needs itself."""
-        self.telemetry.metrics()
+    def load_python(self) -> None:
+        """Start the shared Python runtime and load every deployed Python function,
+        so that no request pays for them. A server does this on a thread of its own
+        as soon as it listens: the work is mostly the checksum's and wasmtime's, outside
+        the GIL, so requests served meanwhile barely wait for it. A request that comes
+        first loads what it needs itself (or waits for this load of it)."""
         for dep in self.registry.list():
             head = self.registry.wasm(dep, python_bundle.HEAD_BYTES)
             if python_bundle.is_python_bundle(head):
@@ -199,6 +199,13 @@ class Platform:
                     self.pool.get(dep.key, functools.partial(self._load, dep), _ttl(dep.spec))
                 except NimbusError as e:
                     log.warning("could not prepare %s: %s", dep.key, e)
+
+    def prepare(self) -> None:
+        """Once serving, off the request path (a server's start-up thread): make the
+        metrics and load the Python functions (``load_python``, if nothing has), then
+        keep ``min_warm`` ones warm."""
+        self.telemetry.metrics()
+        self.load_python()
         self.keep_warm()
 
     def keep_warm(self) -> list[str]:

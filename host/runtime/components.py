@@ -12,7 +12,7 @@ Each invocation gets a never-used instance of the runtime (made ahead between
 invocations by ``runtime/ready.py`` and warmed by the SDK's own warm-up, or made inline
 when none is ready) and calls ``handle(code, event)`` on it once: nothing of one call
 or one function survives into another. Code, event and reply cross as strings of
-characters U+0000 to U+00FF (``component_call.call_text``).
+characters U+0000 to U+00FF (``component_native.call_text``).
 
 The guest's imports are ``log``, ``now``, ``random-bytes`` and ``call`` (every service
 operation by name, served by the same host code as the core imports). Components
@@ -47,9 +47,9 @@ from host.errors import (
     PayloadTooLarge,
     ResponseTooLarge,
 )
+from host.runtime import component_native as cn
 from host.runtime import native, response
 from host.runtime.cache import ModuleCache
-from host.runtime.component_call import call_text
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
@@ -106,9 +106,6 @@ class PythonHost:
         cfg.epoch_interruption = True
         cfg.cranelift_opt_level = "speed"
         cfg.max_wasm_stack = max_wasm_stack
-        # imported here: a host that serves no Python function never pays for it
-        import wasmtime.component as wc
-
         self.engine = wasmtime.Engine(cfg)
         settings = EngineSettings(max_wasm_stack=max_wasm_stack)
         self.fingerprint = "component-" + fingerprint(settings)
@@ -116,16 +113,16 @@ class PythonHost:
             cache_dir,
             self.engine,
             self.fingerprint,
-            compile=wc.Component,
-            deserialize_file=wc.Component.deserialize_file,
+            compile=cn.Component.compile,
+            deserialize_file=cn.Component.deserialize_file,
         )
         self._code_dir = self.cache.dir / "python"
         self._runtime_wasm = runtime_wasm
-        self._runtime: Any = None
+        self._runtime: cn.Component | None = None
         self._ready: ReadyInstances | None = None
         self._make_ahead = make_ahead
         self._warm_ahead = warm_ahead
-        self._exports: dict[str, Any] = {}  # export name -> its index, looked up once
+        self._exports: dict[str, cn.ExportIndex] = {}  # export name -> index, found once
         self.runtime_key = ""
         self.runtime_cache_hit = False
         self._start_lock = threading.Lock()
@@ -138,24 +135,23 @@ class PythonHost:
             ticker.add(self.engine)
         self._ticker = ticker
         self._current = threading.local()
-        self.linker = wc.Linker(self.engine)
-        self.linker.add_wasip2()
-        with self.linker.root() as root, root.add_instance(HOST_INSTANCE) as host:
-            for name, impl in imports.items():
-                host.add_func(name, self._bind(name, impl))
+        self.linker = cn.Linker(
+            self.engine, HOST_INSTANCE, {n: self._bind(n, impl) for n, impl in imports.items()}
+        )
 
     def close(self) -> None:
         if self._ready is not None:
             self._ready.close()
         if self._own_ticker:
             self._ticker.stop()
+        self.linker.close()
 
     def _bind(self, name: str, impl: ComponentImport) -> Callable[..., Any]:
         current = self._current
 
         span_name = f"hostcall {name}"
 
-        def call(_store: Any, *args: Any) -> Any:
+        def call(*args: Any) -> Any:
             inv: Invocation = current.inv
             inv.host_calls += 1
             try:
@@ -172,46 +168,52 @@ class PythonHost:
 
         return call
 
-    def start(self) -> Any:
-        """The runtime component: compiled (or read from the cache), checked, and its
-        memory image built by one throw-away instance, all before any request."""
+    def start(self) -> cn.Component:
+        """The runtime component: compiled (or read from the cache) and checked by
+        linking one instance, all before any request; that never-used instance is the
+        first one made ahead."""
         with self._start_lock:
             if self._runtime is not None:
                 return self._runtime
             path = self._runtime_wasm()
             key = path.stem
             cached = self.cache.load_named(key, path.read_bytes)
-            store = self._store(_COMPILE_LIMITS, _COMPILE_LIMITS.timeout_s)
+            store = self._store(Limits(memory_bytes=READY_MEMORY_BYTES), _COMPILE_LIMITS.timeout_s)
             try:
                 inst = self.linker.instantiate(store, cached.module)
             except wasmtime.WasmtimeError as e:
                 raise DeployError(f"the Python runtime {path} cannot be linked: {e}") from None
             for export in (EXPORT, COMPILE, WARM):
-                index = cached.module.get_export_index(export)
-                if index is None or inst.get_func(store, index) is None:
+                index = cached.module.export_index(export)
+                if index is None or cn.func(store, inst, index) is None:
                     raise DeployError(f"the Python runtime {path} does not export {export!r}")
                 self._exports[export] = index
-            del inst, store
             self.runtime_key, self.runtime_cache_hit = key, cached.cache_hit
             self._runtime = cached.module
             if self._make_ahead:
-                self._ready = ReadyInstances(self._make_ready)
+                first = (store, self._func(store, inst, EXPORT))
+                self._ready = ReadyInstances(self._make_ready, first=first)
+            else:
+                store.close()
             return self._runtime
 
-    def _make_ready(self) -> tuple[wasmtime.Store, Any]:
+    def _make_ready(self) -> tuple[wasmtime.Store, cn.Func]:
         """A new instance for one invocation, with the SDK's warm-up invocation run in
         it: the pages every call writes (interpreter state, the SDK's objects, the
         allocator's) are then written here, off the request's path, instead of faulting
         one by one during the call. The warm-up runs no function's code and leaves
         the interpreter as the snapshot has it (``warm_up`` in ``nimbus/_runtime.py``)."""
         store = self._store(Limits(memory_bytes=READY_MEMORY_BYTES), _COMPILE_LIMITS.timeout_s)
+        assert self._runtime is not None  # made by start
         inst = self.linker.instantiate(store, self._runtime)
         if self._warm_ahead:
-            warm = inst.get_func(store, self._exports[WARM])
-            assert warm is not None  # checked at start
-            warm(store)
-            warm.post_return(store)
-        return store, inst.get_func(store, self._exports[EXPORT])
+            cn.call_void(store, self._func(store, inst, WARM))
+        return store, self._func(store, inst, EXPORT)
+
+    def _func(self, store: wasmtime.Store, inst: cn.Instance, export: str) -> cn.Func:
+        fn: cn.Func | None = cn.func(store, inst, self._exports[export])
+        assert fn is not None  # checked at start
+        return fn
 
     def load(self, name: str, wasm: bytes) -> tuple[bytes, str, bool]:
         """The code bundle of a Python function: ``(code, sha256, from the cache)``."""
@@ -234,9 +236,10 @@ class PythonHost:
     def _compile(self, name: str, sources: bytes) -> bytes:
         store = self._store(_COMPILE_LIMITS, _COMPILE_LIMITS.timeout_s)
         self._current.inv = Invocation(request_id="compile", function=name)
+        runtime = self.start()
         try:
-            inst = self.linker.instantiate(store, self._runtime)
-            reply = call_text(store, inst.get_func(store, self._exports[COMPILE]), sources)
+            inst = self.linker.instantiate(store, runtime)
+            reply = cn.call_text(store, self._func(store, inst, COMPILE), sources)
         except (wasmtime.Trap, wasmtime.WasmtimeError, TypeError) as t:
             raise DeployError(f"function {name}: compiling its sources failed: {t}") from None
         finally:
@@ -282,10 +285,8 @@ class PythonHost:
                 store.set_epoch_deadline(self._ticker.ticks_for(timeout))
             else:
                 store = self._store(limits, timeout)
-                inst = self.linker.instantiate(store, runtime)
-                func = inst.get_func(store, self._exports[EXPORT])
-                del inst
-            raw = call_text(store, func, code, _for_guest(event))
+                func = self._func(store, self.linker.instantiate(store, runtime), EXPORT)
+            raw = cn.call_text(store, func, code, _for_guest(event))
         except (wasmtime.Trap, wasmtime.WasmtimeError) as t:
             if inv.error is not None:
                 raise inv.error from None

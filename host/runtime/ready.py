@@ -43,10 +43,16 @@ class ReadyInstances:
     used stores, both between invocations. ``make`` returns ``(store, handle
     export)`` of a new instance. Every ``take`` is paired with a ``release``."""
 
-    def __init__(self, make: Callable[[], tuple[Any, Any]], depth: int = DEPTH) -> None:
+    def __init__(
+        self,
+        make: Callable[[], tuple[Any, Any]],
+        depth: int = DEPTH,
+        first: tuple[Any, Any] | None = None,
+    ) -> None:
+        """``first``: an instance made already (never used), handed out first."""
         self._make = make
         self._depth = depth
-        self._ready: deque[tuple[Any, Any]] = deque()
+        self._ready: deque[tuple[Any, Any]] = deque([first] if first else [])
         self._used: deque[Any] = deque()
         self._running = 0  # invocations between take and release
         self._lock = threading.Lock()
