@@ -399,3 +399,31 @@ def test_a_server_prepares_its_python_functions(tmp_path: Path, fresh: Platform)
     fresh.prepare()
     assert "f0@1" in fresh.pool
     assert call(fresh, "f0") == 1
+
+
+def test_a_server_loads_its_python_functions_as_it_starts(tmp_path: Path, fresh: Platform) -> None:
+    """A server loads its Python functions on a thread of their own as soon as its
+    lifespan starts, not after the rest of its start-up work: here that work is held,
+    and the function is loaded all the same."""
+    import httpx
+
+    from host.gateway.app import create_app
+    from host.orchestrator.runner import WorkflowRunner
+    from host.triggers.manager import TriggerManager
+    from tests.conftest import eventually, serve_in_thread
+    from tests.test_start_up import HeldStart
+
+    deploy_source(tmp_path, fresh, "def handle(event):\n    return 7\n")
+    fresh.pool.drop("f0@")
+    runner = WorkflowRunner(fresh)
+    triggers = TriggerManager(fresh, start_workflow=runner.start_run)
+    held = HeldStart()
+    app = create_app(fresh, runner, triggers, admin_token="t", background=[held])
+    with serve_in_thread(app) as url:
+        try:
+            assert held.entered.wait(10), "the start-up work never began"
+            assert eventually(lambda: "f0@1" in fresh.pool), "not loaded while start-up was held"
+            assert httpx.get(f"{url}/_admin/ready").status_code == 503
+            assert call(fresh, "f0") == 7
+        finally:
+            held.release.set()
