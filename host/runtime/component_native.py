@@ -146,7 +146,9 @@ class Linker:
         )
         return inst
 
-    def close(self) -> None:
+    def __del__(self) -> None:
+        # (not an explicit close: a thread making instances ahead may still be using
+        # it while its owner closes; it goes when the last reference does)
         if self.ptr:
             ffi.wasmtime_component_linker_delete(self.ptr)
             self.ptr = None

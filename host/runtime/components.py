@@ -144,7 +144,6 @@ class PythonHost:
             self._ready.close()
         if self._own_ticker:
             self._ticker.stop()
-        self.linker.close()
 
     def _bind(self, name: str, impl: ComponentImport) -> Callable[..., Any]:
         current = self._current
