@@ -189,9 +189,10 @@ class Platform:
     def load_python(self) -> None:
         """Start the shared Python runtime and load every deployed Python function,
         so that no request pays for them. A server does this on a thread of its own
-        as soon as it listens: the work is mostly the checksum's and wasmtime's, outside
-        the GIL, so requests served meanwhile barely wait for it. A request that comes
-        first loads what it needs itself (or waits for this load of it)."""
+        from the start of its lifespan, just before it listens: the work is mostly the
+        checksum's and wasmtime's, outside the GIL, so requests served meanwhile barely
+        wait for it. A request that comes first loads what it needs itself (or waits for
+        this load of it)."""
         for dep in self.registry.list():
             head = self.registry.wasm(dep, python_bundle.HEAD_BYTES)
             if python_bundle.is_python_bundle(head):
