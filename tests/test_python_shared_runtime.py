@@ -427,3 +427,97 @@ def test_a_server_loads_its_python_functions_as_it_starts(tmp_path: Path, fresh:
             assert call(fresh, "f0") == 7
         finally:
             held.release.set()
+
+
+def test_a_failing_host_import_fails_the_call_and_names_itself(
+    tmp_path: Path, python_cache: Path
+) -> None:
+    """A host import that raises (here the clock, through the C API callback) ends the
+    guest's call with an error naming it, whatever the exception; the next call, in a
+    fresh instance, runs."""
+    import ctypes
+
+    import wasmtime
+    from wasmtime import _ffi as ffi
+
+    from bench.runtime import hello_event
+    from host.errors import AbiError
+    from host.hostcalls.catalog import component_imports
+    from host.runtime import component_native as cn
+    from host.runtime.components import PythonHost
+    from host.runtime.invocation import Invocation
+    from host.runtime.limits import Limits
+    from host.toolchain.python_runtime import runtime_wasm
+
+    broken = [True]
+
+    def now(inv: Any) -> int:
+        if broken[0]:
+            raise RuntimeError("the clock broke")
+        return 7
+
+    imports = {**component_imports(), "now": now}
+    (tmp_path / "handler.py").write_text(
+        "from nimbus import host\ndef handle(event):\n    return host._host.now()\n"
+    )
+    wasm = build_function(tmp_path).wasm.read_bytes()
+
+    def classify(trap: Any, name: str) -> Exception:
+        return AssertionError(f"{name}: {trap}")
+
+    ph = PythonHost(python_cache, imports, 1.0, 512 * 1024, runtime_wasm, make_ahead=False)
+    try:
+        code = ph.load("clock", wasm)[0]
+
+        def invoke() -> Any:
+            inv = Invocation("r", "clock")
+            return ph.invoke("clock", code, Limits(), hello_event(), inv, None, classify)
+
+        with pytest.raises(AbiError, match=r"host function now failed: RuntimeError"):
+            invoke()
+        # what wasmtime itself got back: an error naming the import, not an unwinding
+        raw = cn._host_callback("now", lambda: now(None))(None, None, None, None, 0, None, 0)
+        error = wasmtime.WasmtimeError._from_ptr(
+            ctypes.cast(raw, ctypes.POINTER(ffi.wasmtime_error_t))
+        )
+        assert "host import now failed: the clock broke" in str(error)
+        broken[0] = False
+        assert invoke()["output"] == 7
+    finally:
+        ph.close()
+
+
+def test_the_component_layer_of_wasmtime_py_is_never_imported(
+    tmp_path: Path, python_cache: Path
+) -> None:
+    """The host calls wasmtime's component C API itself: loading and calling a Python
+    function imports no ``wasmtime.component`` (~15 ms, paid by a first request)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "handler.py").write_text("def handle(event):\n    return 3\n")
+    wasm = build_function(tmp_path).wasm
+    probe = (
+        "import sys; from pathlib import Path\n"
+        "from bench.runtime import hello_event\n"
+        "from host.hostcalls.catalog import component_imports\n"
+        "from host.runtime.components import PythonHost\n"
+        "from host.runtime.invocation import Invocation\n"
+        "from host.runtime.limits import Limits\n"
+        "from host.toolchain.python_runtime import runtime_wasm\n"
+        "ph = PythonHost(Path(sys.argv[1]), component_imports(), 1.0, 512 * 1024, runtime_wasm)\n"
+        "code = ph.load('f', Path(sys.argv[2]).read_bytes())[0]\n"
+        "out = ph.invoke('f', code, Limits(), hello_event(), Invocation('r', 'f'), None, None)\n"
+        "print(out['output'], 'wasmtime.component' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(python_cache), str(wasm)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "False"]
