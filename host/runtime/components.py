@@ -27,7 +27,6 @@ network.
 from __future__ import annotations
 
 import hashlib
-import logging
 import marshal
 import threading
 from collections.abc import Callable
@@ -55,8 +54,6 @@ from host.runtime.engine import EngineSettings, EpochTicker, fingerprint
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
 from host.runtime.ready import ReadyInstances
-
-log = logging.getLogger("nimbus.runtime")
 
 HOST_INSTANCE = "nimbus:guest/host@1.0.0"
 #: what the Python SDK reports for an exception escaping ``handle`` (its traceback is
@@ -173,7 +170,7 @@ class PythonHost:
     def start(self) -> cn.Component:
         """The runtime component: compiled (or read from the cache) and checked by
         linking one instance, all before any request; that never-used instance is the
-        first one made ahead."""
+        first one made ahead (not warmed)."""
         with self._start_lock:
             if self._runtime is not None:
                 return self._runtime
@@ -193,24 +190,13 @@ class PythonHost:
             self.runtime_key, self.runtime_cache_hit = key, cached.cache_hit
             self._runtime = cached.module
             if self._make_ahead:
-                self._ready = ReadyInstances(self._make_ready, first=self._seed(store, inst))
+                # not warmed: that (~2.5 ms here) would hold up a request waiting for
+                # this start; the thread warms every instance it makes
+                first = (store, self._func(store, inst, EXPORT))
+                self._ready = ReadyInstances(self._make_ready, first=first)
             else:
                 store.close()
             return self._runtime
-
-    def _seed(
-        self, store: wasmtime.Store, inst: cn.Instance
-    ) -> tuple[wasmtime.Store, cn.Func] | None:
-        """The start-up check's instance as the first one made ahead, warmed like the
-        others (``_make_ready``); None, its store closed, if the warm-up fails."""
-        try:
-            if self._warm_ahead:
-                cn.call_void(store, self._func(store, inst, WARM))
-            return store, self._func(store, inst, EXPORT)
-        except wasmtime.WasmtimeError as e:
-            log.warning("the Python runtime's first instance could not be warmed: %s", e)
-            store.close()
-            return None
 
     def _make_ready(self) -> tuple[wasmtime.Store, cn.Func]:
         """A new instance for one invocation, with the SDK's warm-up invocation run in
