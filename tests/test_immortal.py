@@ -67,7 +67,10 @@ def test_census_objects_become_immortal_and_the_rest_is_left_alone() -> None:
     )
     census = _census([(0x100, TYPE), (0x111, TYPE), (0x122, TYPE), (0x4000, TYPE)])
     decoy = CENSUS_MAGIC + b"\xff\xff\x00\x00\x01\x02\x03\x04"  # the SDK's own copy
-    before = _component([(0x100, objects), (0x800, decoy), (0x1000, census)])
+    # a copy of the magic in memory left with zeros after it: count 0, CRC-32 of
+    # nothing 0, so it reads as an empty census of "CPython 0.0" unless refused
+    zeroed = CENSUS_MAGIC + bytes(12)  # version, count and CRC all zero
+    before = _component([(0x100, objects), (0x800, decoy), (0x900, zeroed), (0x1000, census)])
     after, made, skipped = immortalize(before)
     assert (made, skipped) == (1, 3)  # 0x4000 lies in no segment
     assert len(after) == len(before)

@@ -136,8 +136,8 @@ def _images(component: bytes) -> list[_Image]:
 
 def _census(component: bytes) -> tuple[_Image, tuple[int, int], list[tuple[int, int]]]:
     """The census and the interpreter version it is for: after its magic (which the
-    SDK's own copy of the magic also shows), a count whose entries fit in memory and
-    match the CRC-32 beside it."""
+    SDK's own copy of the magic also shows), a count, not zero, whose entries fit in
+    memory and match the CRC-32 beside it."""
     for image in _images(component):
         end = max(start + size for start, _, size in image.segments)
         for address, at, size in image.segments:
@@ -146,7 +146,9 @@ def _census(component: bytes) -> tuple[_Image, tuple[int, int], list[tuple[int, 
                 head = address + found - at + len(CENSUS_MAGIC)
                 major, minor, count, crc = _HEAD.unpack(image.read(component, head, _HEAD.size))
                 body = head + _HEAD.size
-                if body + count * _PAIR.size <= end:
+                # (a copy of the magic followed by zeros reads as an empty census whose
+                # CRC-32 matches: the SDK's census is never empty)
+                if count and body + count * _PAIR.size <= end:
                     raw = image.read(component, body, count * _PAIR.size)
                     if zlib.crc32(raw) == crc:
                         return image, (major, minor), list(_PAIR.iter_unpack(raw))
