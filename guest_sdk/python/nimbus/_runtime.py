@@ -299,11 +299,11 @@ WARM_UP = _warm_up_bundle()
 
 
 def warm_up() -> None:
-    """Run the warm-up invocation, then undo it: while the snapshot is taken (so the
-    code every call runs is already specialised and its memory laid out), and again
-    in each instance the host makes ahead of a request (so the pages every call
-    writes are already written when the request comes). No function's code or data
-    is involved, and what it leaves is what the snapshot holds already."""
+    """Run the warm-up invocation, then undo it: once while the snapshot is taken (so
+    the code every call runs is already specialised and its memory laid out), and
+    again in each instance the host makes ahead of a request (so the pages every
+    call writes are already written when the request comes). No function's code or
+    data is involved, and what it leaves is what the snapshot holds already."""
     saved = list(sys.meta_path)
     run(*WARM_UP)
     sys.meta_path[:] = saved
@@ -383,11 +383,7 @@ def _census() -> tuple[list[object], bytes]:
 #: constant of this module's code in the image)
 CENSUS_MAGIC = bytes(reversed(b"2v-susnec-latrommi-submin"))
 
-# sixteen times: the specialising interpreter rewrites an instruction only after it
-# has run a few times, and each rewrite left for an instance is a write to a page of
-# the image there (once: a hello took 272 page faults a call, 2.5 ms; 250, 2.2 ms)
-for _ in range(16):
-    warm_up()
+warm_up()
 gc.collect()
 #: never freed, and immortal in the image (see ``_census``)
 IMMORTAL, CENSUS = _census()
