@@ -5,7 +5,7 @@ image patch (``host/toolchain/immortal.py``)."""
 from __future__ import annotations
 
 #: a u32 or an i32 takes at most this many bytes
-_MAX_BYTES = 5
+MAX_BYTES = 5
 
 
 def encode(n: int) -> bytes:
@@ -35,7 +35,7 @@ def read_signed(data: bytes, at: int) -> tuple[int, int]:
 
 def _read(data: bytes, at: int) -> tuple[int, int, int]:
     value = shift = 0
-    for _ in range(_MAX_BYTES):
+    for _ in range(MAX_BYTES):
         if at >= len(data):
             break
         byte = data[at]

@@ -36,7 +36,7 @@ def encode(modules: dict[str, Module]) -> bytes:
 
 
 #: how many first bytes ``is_python_bundle`` looks at (header, section size, name)
-HEAD_BYTES = _PREFIX_LEN + 2 * 5 + len(SECTION)
+HEAD_BYTES = _PREFIX_LEN + 2 * leb128.MAX_BYTES + len(SECTION)
 
 
 def is_python_bundle(wasm: bytes) -> bool:

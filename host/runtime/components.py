@@ -182,17 +182,19 @@ class PythonHost:
                 inst = self.linker.instantiate(store, cached.module)
             except wasmtime.WasmtimeError as e:
                 raise DeployError(f"the Python runtime {path} cannot be linked: {e}") from None
+            funcs: dict[str, cn.Func] = {}
             for export in (EXPORT, COMPILE, WARM):
                 index = cached.module.export_index(export)
-                if index is None or cn.func(store, inst, index) is None:
+                fn = None if index is None else cn.func(store, inst, index)
+                if index is None or fn is None:
                     raise DeployError(f"the Python runtime {path} does not export {export!r}")
-                self._exports[export] = index
+                self._exports[export], funcs[export] = index, fn
             self.runtime_key, self.runtime_cache_hit = key, cached.cache_hit
             self._runtime = cached.module
             if self._make_ahead:
                 # not warmed: that (~2.5 ms here) would hold up a request waiting for
                 # this start; the thread warms every instance it makes
-                first = (store, self._func(store, inst, EXPORT))
+                first = (store, funcs[EXPORT])
                 self._ready = ReadyInstances(self._make_ready, first=first)
             else:
                 store.close()
@@ -237,9 +239,9 @@ class PythonHost:
     def _compile(self, name: str, sources: bytes) -> bytes:
         store = self._store(_COMPILE_LIMITS, _COMPILE_LIMITS.timeout_s)
         self._current.inv = Invocation(request_id="compile", function=name)
-        runtime = self.start()
+        assert self._runtime is not None  # ``load`` started it
         try:
-            inst = self.linker.instantiate(store, runtime)
+            inst = self.linker.instantiate(store, self._runtime)
             reply = cn.call_text(store, self._func(store, inst, COMPILE), sources)
         except (wasmtime.Trap, wasmtime.WasmtimeError, TypeError) as t:
             raise DeployError(f"function {name}: compiling its sources failed: {t}") from None
