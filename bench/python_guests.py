@@ -5,8 +5,9 @@ the first deploy on a fresh host (compiles the runtime), the next deploys (build
 deploy of another function, then of a changed one), an unchanged build, loading from
 the disk cache in a fresh process, the first response of a fresh ``nimbus serve`` and
 after scale to zero, fresh instance + call (a hello and a handler importing json, re,
-datetime and dataclasses; back to back, and spaced 5 ms apart), and disk, compile
-time and RSS for 1 and for N functions::
+datetime and dataclasses; back to back, and spaced 5 ms apart), instantiation alone
+and its floor in wasmtime (``bench/instantiate_floor.py``), and disk, compile time and
+RSS for 1 and for N functions::
 
     python -m bench.python_guests [--count 10] [--calls 300]
     python -m bench.python_guests --fresh-only [--calls 300]   # fresh instance + call only
@@ -27,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from bench import instantiate_floor
 from bench.runtime import measure, percentile
 from bench.servers import ROOT, Process, nimbus
 from host.manifest.functions import function_spec_from_dict
@@ -166,7 +168,7 @@ def _made_ahead_or_not(cache: Path, wasm: bytes, calls: int) -> dict[str, Any]:
     def classify(trap: Any, name: str) -> Exception:
         raise RuntimeError(f"{name}: {trap}")
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"instantiate_alone_us": _instantiate_alone(hosts["inline"][0], calls)}
     try:
         for gap in (0.0, SPACING_S):
             wall: dict[str, list[float]] = {mode: [] for mode in modes}
@@ -194,6 +196,25 @@ def _made_ahead_or_not(cache: Path, wasm: bytes, calls: int) -> dict[str, Any]:
         for ph, _ in hosts.values():
             ph.close()
     return out
+
+
+def _instantiate_alone(ph: Any, calls: int) -> float:
+    """Median microseconds to instantiate the runtime in a fresh store (no call): the
+    part of a fresh instance + call that a made-ahead instance takes off the request's
+    path (see ``bench/instantiate_floor.py`` for what wasmtime spends it on)."""
+    import wasmtime
+
+    component = ph.start()
+    times = []
+    for _ in range(calls):
+        store = wasmtime.Store(ph.engine)
+        store.set_wasi(wasmtime.WasiConfig())
+        store.set_epoch_deadline(1 << 20)  # the start functions run under the deadline
+        t0 = time.perf_counter_ns()
+        ph.linker.instantiate(store, component)
+        times.append((time.perf_counter_ns() - t0) / 1000)
+        store.close()
+    return statistics.median(times)
 
 
 def _fresh_process(cache: Path, wasms: list[Path]) -> tuple[float, float, float]:
@@ -317,6 +338,7 @@ def run(count: int, calls: int) -> dict[str, Any]:
         print(json.dumps(out), file=sys.stderr)  # the in-process figures, in case
         server = _server(tmp / "serve", {"zig": zig_wasm, "python": wasm0}, cache)
     out["server"] = server["python"]
+    out["instantiate_floor"] = instantiate_floor.measure()
     out["zig_hello"] = {
         "module_kib": zig_wasm.stat().st_size / 1024,
         "compile_ms": zig["compile_ms"],
