@@ -19,11 +19,11 @@ import httpx
 
 from bench.runtime import hello_event
 from bench.servers import ROOT, nimbus
-from host.hostcalls.catalog import all_host_functions, component_imports
+from host.hostcalls.catalog import all_host_functions
+from host.platform.python_runtime import runtime_wasm
 from host.runtime.invocation import Invocation
 from host.runtime.runtime import Runtime
 from host.toolchain.builder import build_function
-from host.toolchain.python_runtime import runtime_wasm
 
 FUNCTIONS = {
     "hello": ROOT / "functions" / "hello",
@@ -34,11 +34,11 @@ FUNCTIONS = {
 _LOAD_PROBE = """
 import sys, time
 from pathlib import Path
-from host.hostcalls.catalog import all_host_functions, component_imports
+from host.hostcalls.catalog import all_host_functions
 from host.runtime.runtime import Runtime
-from host.toolchain.python_runtime import runtime_wasm
+from host.platform.python_runtime import runtime_wasm
 wasm = Path(sys.argv[2]).read_bytes()
-rt = Runtime(Path(sys.argv[1]), all_host_functions(), component_imports=component_imports(),
+rt = Runtime(Path(sys.argv[1]), all_host_functions(),
              python_runtime=runtime_wasm)
 t0 = time.perf_counter()
 fn = rt.load("f", wasm)
@@ -50,7 +50,6 @@ def _runtime(cache: Path) -> Runtime:
     return Runtime(
         cache,
         all_host_functions(),
-        component_imports=component_imports(),
         python_runtime=runtime_wasm,
     )
 

@@ -1,13 +1,14 @@
 """What wasmtime charges per instantiation for function-table elements, by where the
 table lives: the floor under a fresh Python instance.
 
-The shared Python runtime is componentize-py's dynamically linked CPython: its
-libraries import one shared function table and fill it with element segments at
-``global.get __table_base`` offsets (libpython alone 4,955 of the table's 5,674
-entries). wasmtime initialises a table lazily only when the module defines it and every
-segment has a constant offset; elements written into an *imported* table are resolved
-one by one at every instantiation. This measures that cost on a synthetic module of
-``ELEMENTS`` functions, with the table imported, defined, or absent::
+Why the shared Python runtime is a statically linked core module: the earlier one,
+componentize-py's dynamically linked CPython, had its libraries import one shared
+function table and fill it with element segments at ``global.get __table_base``
+offsets (libpython alone 4,955 of the table's 5,674 entries), and wasmtime initialises
+a table lazily only when the module defines it and every segment has a constant
+offset; elements written into an *imported* table are resolved one by one at every
+instantiation (~0.8 ms for that runtime). This measures that cost on a synthetic
+module of ``ELEMENTS`` functions, with the table imported, defined, or absent::
 
     python -m bench.instantiate_floor
 """

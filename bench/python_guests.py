@@ -33,10 +33,11 @@ from bench.runtime import measure, percentile
 from bench.servers import ROOT, Process, nimbus
 from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import Platform
+from host.platform.python_runtime import runtime_wasm
 from host.runtime.invocation import Invocation
 from host.runtime.runtime import LoadedFunction, Runtime
 from host.toolchain.builder import build_function
-from host.toolchain.python_runtime import runtime_dir, runtime_wasm
+from host.toolchain.python_runtime import runtime_dir
 
 MiB = 1024 * 1024
 #: the gap between spaced calls
@@ -61,10 +62,10 @@ _LOAD_PROBE = """
 import sys, time
 import msgpack
 from pathlib import Path
-from host.hostcalls.catalog import all_host_functions, component_imports
+from host.hostcalls.catalog import all_host_functions
 from host.runtime.invocation import Invocation
 from host.runtime.runtime import Runtime
-from host.toolchain.python_runtime import runtime_wasm
+from host.platform.python_runtime import runtime_wasm
 
 def rss():
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -74,7 +75,7 @@ def rss():
 wasms = [Path(p).read_bytes() for p in sys.argv[2:]]
 event = msgpack.packb({"kind": "invoke", "input": None})
 rss0 = rss()
-rt = Runtime(Path(sys.argv[1]), all_host_functions(), component_imports=component_imports(),
+rt = Runtime(Path(sys.argv[1]), all_host_functions(),
              python_runtime=runtime_wasm)
 t0 = time.perf_counter()
 fn = rt.load("f0", wasms[0])
@@ -150,38 +151,28 @@ def _made_ahead_or_not(cache: Path, wasm: bytes, calls: int) -> dict[str, Any]:
     default), made ahead only, and made inline, in one process, in alternating blocks
     (so all see the same machine load): back to back, and spaced 5 ms apart."""
     from bench.runtime import hello_event
-    from host.hostcalls.catalog import component_imports
-    from host.runtime.components import PythonHost
-    from host.runtime.limits import Limits
+    from host.hostcalls.catalog import all_host_functions
 
-    event, limits = hello_event(), Limits()
-    modes = {
-        "made_ahead": (True, True),
-        "made_ahead_unwarmed": (True, False),
-        "inline": (False, False),
-    }
+    event = hello_event()
+    modes = ("made_ahead", "made_ahead_unwarmed", "inline")
     hosts = {}
-    for mode, (ahead, warm) in modes.items():
-        ph = PythonHost(cache, component_imports(), 1.0, 512 * 1024, runtime_wasm, ahead, warm)
-        hosts[mode] = (ph, ph.load("hello", wasm)[0])
-
-    def classify(trap: Any, name: str) -> Exception:
-        raise RuntimeError(f"{name}: {trap}")
-
-    out: dict[str, Any] = {"instantiate_alone_us": _instantiate_alone(hosts["inline"][0], calls)}
+    for mode in modes:
+        rt = Runtime(
+            cache, all_host_functions(), python_runtime=runtime_wasm, python_instances=mode
+        )
+        hosts[mode] = (rt, rt.load("hello", wasm))
+    out: dict[str, Any] = {"instantiate_alone_us": _instantiate_alone(*hosts["inline"], calls)}
     try:
         for gap in (0.0, SPACING_S):
             wall: dict[str, list[float]] = {mode: [] for mode in modes}
             cpu: dict[str, list[float]] = {mode: [] for mode in modes}
             for block in range(max(2, calls // 25)):
-                for mode in list(modes)[:: 1 if block % 2 else -1]:
-                    ph, code = hosts[mode]
+                for mode in modes[:: 1 if block % 2 else -1]:
+                    rt, fn = hosts[mode]
                     for i in range(25):
                         time.sleep(gap)
                         t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
-                        ph.invoke(
-                            "hello", code, limits, event, Invocation("r", "hello"), None, classify
-                        )
+                        rt.invoke(fn, event, Invocation("r", "hello"))
                         if i >= 3:  # the block's first calls find the other's leftovers
                             cpu[mode].append((time.thread_time_ns() - c0) / 1000)
                             wall[mode].append((time.perf_counter_ns() - t0) / 1000)
@@ -193,25 +184,25 @@ def _made_ahead_or_not(cache: Path, wasm: bytes, calls: int) -> dict[str, Any]:
                     "cpu_median_us": statistics.median(cpu[mode]),
                 }
     finally:
-        for ph, _ in hosts.values():
-            ph.close()
+        for rt, _ in hosts.values():
+            rt.close()
     return out
 
 
-def _instantiate_alone(ph: Any, calls: int) -> float:
+def _instantiate_alone(rt: Runtime, fn: LoadedFunction, calls: int) -> float:
     """Median microseconds to instantiate the runtime in a fresh store (no call): the
     part of a fresh instance + call that a made-ahead instance takes off the request's
     path (see ``bench/instantiate_floor.py`` for what wasmtime spends it on)."""
-    import wasmtime
+    from host.runtime import native
 
-    component = ph.start()
     times = []
     for _ in range(calls):
-        store = wasmtime.Store(ph.engine)
-        store.set_wasi(wasmtime.WasiConfig())
-        store.set_epoch_deadline(1 << 20)  # the start functions run under the deadline
+        key = rt.instances.new_key()
+        store = native.NativeStore(rt.instances.engine_ptr, key, fn.limits.memory_bytes)
+        store.set_deadline(1 << 20)
+        store.give_empty_wasi()
         t0 = time.perf_counter_ns()
-        ph.linker.instantiate(store, component)
+        native.instantiate(fn.pre_ptr, store.ctx)
         times.append((time.perf_counter_ns() - t0) / 1000)
         store.close()
     return statistics.median(times)
@@ -285,7 +276,7 @@ def run(count: int, calls: int) -> dict[str, Any]:
     cached = any(runtime_dir().glob("runtime-*.wasm"))
     runtime_path = runtime_wasm()
     out["runtime_build_s"] = None if cached else time.perf_counter() - t0
-    out["runtime_component_mib"] = runtime_path.stat().st_size / MiB
+    out["runtime_module_mib"] = runtime_path.stat().st_size / MiB
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         srcs = [_function(tmp, i) for i in range(count)]

@@ -1,4 +1,4 @@
-"""Python functions: built into bundles, run in the shared runtime component with the
+"""Python functions: built into bundles, run in the shared runtime module with the
 same limits, errors, imports and services as Zig and C functions."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import msgpack
 import pytest
 
 from host.errors import BuildError, FunctionCrashed, FunctionOutOfMemory, FunctionTimeout
-from host.hostcalls.catalog import all_host_functions, component_imports
+from host.hostcalls.catalog import all_host_functions
 from host.manifest.functions import function_spec_from_dict
 from host.platform.platform import Platform
+from host.platform.python_runtime import runtime_wasm
 from host.runtime.runtime import Runtime
 from host.toolchain.builder import build_function
-from host.toolchain.python_runtime import runtime_wasm
 
 Build = Callable[[str], Path]
 
@@ -197,7 +197,6 @@ def test_runtime_and_code_from_the_cache_in_a_new_runtime(py: Platform) -> None:
     rt = Runtime(
         py.data_dir / "cache",
         all_host_functions(),
-        component_imports=component_imports(),
         python_runtime=runtime_wasm,
     )
     try:

@@ -218,8 +218,8 @@ def test_pure_python_requirements_just_work(tmp_path: Path, fresh: Platform) -> 
 
 
 def test_every_byte_crosses_both_ways(tmp_path: Path, fresh: Platform) -> None:
-    """Code, event and reply cross as strings of characters U+0000..U+00FF: every byte
-    value arrives and comes back as it was, in a body of a few hundred KiB."""
+    """Code, event and reply cross linear memory as bytes: every byte value arrives and
+    comes back as it was, in a body of a few hundred KiB."""
     deploy_source(
         tmp_path,
         fresh,
@@ -234,33 +234,33 @@ def test_every_byte_crosses_both_ways(tmp_path: Path, fresh: Platform) -> None:
 
 
 @pytest.mark.parametrize(
-    ("reply", "message"),
+    ("reply", "error", "message"),
     [
-        ("'\\u0100'", r"character above U\+00FF"),  # not bytes at all
-        ("'\\xc1'", r"refused|msgpack"),  # bytes, but not msgpack
+        ("Reply()", "FunctionCrashed", r"the Python runtime failed"),  # not bytes at all
+        ("b'\\xc1'", "AbiError", r"refused|msgpack"),  # bytes, but not msgpack
     ],
 )
 def test_a_reply_that_is_not_a_response_is_refused(
-    tmp_path: Path, fresh: Platform, reply: str, message: str
+    tmp_path: Path, fresh: Platform, reply: str, error: str, message: str
 ) -> None:
     """A handler that tampers with the runtime so that ``handle`` replies with what the
     host never accepts: a clear error, and the host serves on."""
-    from host.errors import AbiError
+    from host import errors
 
     deploy_source(
         tmp_path,
         fresh,
         "import nimbus._pack\n"
         "class Reply:\n"
-        "    def decode(self, encoding):\n"
-        f"        return {reply}\n"
+        "    pass\n"
         "def handle(event):\n"
-        "    nimbus._pack.packb = lambda value: Reply()\n"
+        f"    nimbus._pack.packb = lambda value: {reply}\n"
         "    return 1\n",
     )
-    with pytest.raises(AbiError, match=message):
+    expected = getattr(errors, error)
+    with pytest.raises(expected, match=message):
         fresh.invoke("f0", {"kind": "invoke", "input": None})
-    with pytest.raises(AbiError, match=message):  # a fresh instance: it fails the same way
+    with pytest.raises(expected, match=message):  # a fresh instance: it fails the same way
         fresh.invoke("f0", {"kind": "invoke", "input": None})
 
 
@@ -284,38 +284,31 @@ def test_a_warmed_instance_looks_like_a_new_one(tmp_path: Path, python_cache: Pa
     import time
 
     from bench.runtime import hello_event
-    from host.hostcalls.catalog import component_imports
-    from host.runtime.components import PythonHost
+    from host.hostcalls.catalog import all_host_functions
+    from host.platform.python_runtime import runtime_wasm
     from host.runtime.invocation import Invocation
-    from host.runtime.limits import Limits
-    from host.toolchain.python_runtime import runtime_wasm
+    from host.runtime.runtime import Runtime
 
     (tmp_path / "handler.py").write_text(STATE_PROBE)
     wasm = build_function(tmp_path).wasm.read_bytes()
-
-    def classify(trap: Any, name: str) -> Exception:
-        raise AssertionError(f"{name}: {trap}")
-
     seen = []
-    for ahead in (True, False):
-        ph = PythonHost(python_cache, component_imports(), 1.0, 512 * 1024, runtime_wasm, ahead)
+    for mode in ("made_ahead", "inline"):
+        rt = Runtime(
+            python_cache, all_host_functions(), python_runtime=runtime_wasm, python_instances=mode
+        )
         try:
-            code = ph.load("probe", wasm)[0]
-            if ahead:  # wait for the instances made ahead, so the call takes a warmed one
-                ready = ph._ready
-                assert ready is not None
-                ready.take()  # the first: the start-up check's instance, not warmed
-                ready.release(None)
+            fn = rt.load("probe", wasm)
+            if mode == "made_ahead":  # wait for them, so that the call takes a warmed one
+                ready = rt.instances.ready[fn.pre]
                 deadline = time.monotonic() + 30
                 while len(ready._ready) < 2:
                     assert time.monotonic() < deadline, "no instance was made ahead"
                     time.sleep(0.01)
-            out = ph.invoke(
-                "probe", code, Limits(), hello_event(), Invocation("r", "probe"), None, classify
-            )
-            seen.append(out["output"])
+            else:
+                assert not rt.instances.ready
+            seen.append(rt.invoke(fn, hello_event(), Invocation("r", "probe"))["output"])
         finally:
-            ph.close()
+            rt.close()
     warmed, inline = seen
     assert warmed["random"] != inline["random"]
     del warmed["random"], inline["random"]
@@ -324,8 +317,8 @@ def test_a_warmed_instance_looks_like_a_new_one(tmp_path: Path, python_cache: Pa
 
 
 def test_service_values_cross_whole(tmp_path: Path, fresh: Platform) -> None:
-    """A service request and reply, and random bytes, cross as strings of characters
-    U+0000..U+00FF: every byte value of a few hundred KiB survives a put and a get."""
+    """A service request and reply, and random bytes, cross whole: every byte value of a
+    few hundred KiB survives a put and a get."""
     deploy_source(
         tmp_path,
         fresh,
@@ -343,16 +336,16 @@ def test_service_values_cross_whole(tmp_path: Path, fresh: Platform) -> None:
 
 
 def test_a_request_that_is_not_bytes_is_refused(tmp_path: Path, fresh: Platform) -> None:
-    from host.errors import AbiError
+    """The runtime's ``_nimbus.call`` takes the request as bytes: anything else is the
+    function's TypeError (its crash), before the host is called."""
+    from host.errors import FunctionCrashed
 
     deploy_source(
         tmp_path,
         fresh,
-        "from nimbus import host\n"
-        "def handle(event):\n"
-        "    return host._host.call('kv_get', '\\u0100')\n",
+        "import _nimbus\ndef handle(event):\n    return _nimbus.call('kv_get', '\\u0100')\n",
     )
-    with pytest.raises(AbiError, match=r"character above U\+00FF"):
+    with pytest.raises(FunctionCrashed, match=r"TypeError: .*bytes-like"):
         fresh.invoke("f0", {"kind": "invoke", "input": None})
 
 
@@ -367,30 +360,6 @@ def test_a_python_invocation_leaves_no_garbage_cycle(ten: tuple[Platform, Path])
             assert call(p, "f0", do="write") is not None
 
     assert garbage_cycles(run) == []
-
-
-IMMORTALITY_PROBE = """
-import json, sys
-import nimbus
-
-def handle(event):
-    made_here = [object()]
-    return [
-        sys._is_immortal(json),  # snapshot objects: modules, functions, classes, strings
-        sys._is_immortal(json.dumps),
-        sys._is_immortal(nimbus.Response),
-        sys._is_immortal(made_here),  # an object of the call
-        sys._is_immortal(made_here[0]),
-    ]
-"""
-
-
-def test_the_snapshot_objects_are_immortal(tmp_path: Path, fresh: Platform) -> None:
-    """The runtime's build makes the snapshot's objects immortal in its memory image
-    (host/toolchain/immortal.py), so a call never writes their reference counts;
-    what a call makes is mortal as usual."""
-    deploy_source(tmp_path, fresh, IMMORTALITY_PROBE)
-    assert call(fresh, "f0") == [True, True, True, False, False]
 
 
 def test_a_server_prepares_its_python_functions(tmp_path: Path, fresh: Platform) -> None:
@@ -435,22 +404,16 @@ def test_a_server_loads_its_python_functions_as_it_starts(tmp_path: Path, fresh:
 def test_a_failing_host_import_fails_the_call_and_names_itself(
     tmp_path: Path, python_cache: Path
 ) -> None:
-    """A host import that raises (here the clock, through the C API callback) ends the
-    guest's call with an error naming it, whatever the exception; the next call, in a
-    fresh instance, runs."""
-    import ctypes
-
-    import wasmtime
-    from wasmtime import _ffi as ffi
-
+    """A host import that raises (here the clock) ends the guest's call with an error
+    naming it, whatever the exception, its traceback in the host's log; the next call,
+    in a fresh instance, runs."""
     from bench.runtime import hello_event
-    from host.errors import AbiError
-    from host.hostcalls.catalog import component_imports
-    from host.runtime import component_native as cn
-    from host.runtime.components import PythonHost
+    from host.errors import FunctionCrashed
+    from host.hostcalls.catalog import all_host_functions
+    from host.platform.python_runtime import runtime_wasm
+    from host.runtime.imports import HostFunction
     from host.runtime.invocation import Invocation
-    from host.runtime.limits import Limits
-    from host.toolchain.python_runtime import runtime_wasm
+    from host.runtime.runtime import Runtime
 
     broken = [True]
 
@@ -459,68 +422,20 @@ def test_a_failing_host_import_fails_the_call_and_names_itself(
             raise RuntimeError("the clock broke")
         return 7
 
-    imports = {**component_imports(), "now": now}
+    functions = [
+        HostFunction("now", (), ("i64",), now) if hf.name == "now" else hf
+        for hf in all_host_functions()
+    ]
     (tmp_path / "handler.py").write_text(
-        "from nimbus import host\ndef handle(event):\n    return host._host.now()\n"
+        "import _nimbus\ndef handle(event):\n    return _nimbus.now()\n"
     )
     wasm = build_function(tmp_path).wasm.read_bytes()
-
-    def classify(trap: Any, name: str) -> Exception:
-        return AssertionError(f"{name}: {trap}")
-
-    ph = PythonHost(python_cache, imports, 1.0, 512 * 1024, runtime_wasm, make_ahead=False)
+    rt = Runtime(python_cache, functions, python_runtime=runtime_wasm, python_instances="inline")
     try:
-        code = ph.load("clock", wasm)[0]
-
-        def invoke() -> Any:
-            inv = Invocation("r", "clock")
-            return ph.invoke("clock", code, Limits(), hello_event(), inv, None, classify)
-
-        with pytest.raises(AbiError, match=r"host function now failed: RuntimeError"):
-            invoke()
-        # what wasmtime itself got back: an error naming the import, not an unwinding
-        raw = cn._host_callback("now", lambda: now(None))(None, None, None, None, 0, None, 0)
-        error = wasmtime.WasmtimeError._from_ptr(
-            ctypes.cast(raw, ctypes.POINTER(ffi.wasmtime_error_t))
-        )
-        assert "host import now failed: the clock broke" in str(error)
+        fn = rt.load("clock", wasm)
+        with pytest.raises(FunctionCrashed, match=r"the host import now failed"):
+            rt.invoke(fn, hello_event(), Invocation("r", "clock"))
         broken[0] = False
-        assert invoke()["output"] == 7
+        assert rt.invoke(fn, hello_event(), Invocation("r", "clock"))["output"] == 7
     finally:
-        ph.close()
-
-
-def test_the_component_layer_of_wasmtime_py_is_never_imported(
-    tmp_path: Path, python_cache: Path
-) -> None:
-    """The host calls wasmtime's component C API itself: loading and calling a Python
-    function imports no ``wasmtime.component`` (~15 ms, paid by a first request)."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    (tmp_path / "handler.py").write_text("def handle(event):\n    return 3\n")
-    wasm = build_function(tmp_path).wasm
-    probe = (
-        "import sys; from pathlib import Path\n"
-        "from bench.runtime import hello_event\n"
-        "from host.hostcalls.catalog import component_imports\n"
-        "from host.runtime.components import PythonHost\n"
-        "from host.runtime.invocation import Invocation\n"
-        "from host.runtime.limits import Limits\n"
-        "from host.toolchain.python_runtime import runtime_wasm\n"
-        "ph = PythonHost(Path(sys.argv[1]), component_imports(), 1.0, 512 * 1024, runtime_wasm)\n"
-        "code = ph.load('f', Path(sys.argv[2]).read_bytes())[0]\n"
-        "out = ph.invoke('f', code, Limits(), hello_event(), Invocation('r', 'f'), None, None)\n"
-        "print(out['output'], 'wasmtime.component' in sys.modules)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe, str(python_cache), str(wasm)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["3", "False"]
+        rt.close()

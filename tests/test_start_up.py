@@ -121,7 +121,7 @@ NOT_BEFORE_SERVING = (
     "host.triggers.delivery",
     "host.triggers.schedules",
     "host.gateway.admin",  # built on its first request
-    "wasmtime.component",  # never: the runtime calls the component C API itself
+    "wasmtime.component",  # never: Python functions run in a core module
     "httpx",
     "rich",
 )

@@ -1,6 +1,6 @@
 """``nimbus doctor``: checks what a working setup needs and says what to fix.
 
-The toolchains (Zig for Zig and C functions, componentize-py for Python ones), the
+The toolchains (Zig for Zig and C functions and for the shared Python runtime), the
 app manifest in the current directory, the data dir, the admin token and the
 server. Each check answers ok, a warning or a problem, with the next thing to try;
 the command fails when there is a problem, so a script can gate on it.
@@ -70,7 +70,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def toolchains() -> list[Check]:
-    from host.toolchain.python_runtime import componentize_version
+    from host.toolchain.python_runtime import CPYTHON_WASI, PYTHON_VERSION, built_runtime
     from host.toolchain.zig import zig_version
 
     found = []
@@ -87,11 +87,17 @@ def toolchains() -> list[Check]:
             )
         )
     try:
-        found.append(
-            Check(
-                "python", "ok", f"componentize-py {componentize_version()} builds Python functions"
+        built = built_runtime()
+        if built is not None:
+            detail = f"the shared Python {PYTHON_VERSION} runtime is built ({built})"
+        else:
+            name, version, _ = CPYTHON_WASI
+            detail = (
+                f"the shared Python {PYTHON_VERSION} runtime is built by the first Python "
+                f"deploy (CPython for WASI from PyPI's {name} {version}, ~85 MB once, then "
+                "about half a minute)"
             )
-        )
+        found.append(Check("python", "ok", detail))
     except NimbusError as e:
         found.append(Check("python", "warn", str(e), "only needed for Python functions"))
     return found

@@ -1,6 +1,6 @@
 """LEB128, the variable-length integers of the WebAssembly binary format (section sizes,
-counts, offsets): written and read by the Python bundle, read by the Python runtime's
-image patch (``host/toolchain/immortal.py``)."""
+counts, offsets): written and read by the Python bundle and by the snapshot step
+(``host/runtime/snapshot.py``)."""
 
 from __future__ import annotations
 

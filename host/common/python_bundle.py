@@ -1,6 +1,6 @@
 """The artifact of a Python function: its own sources, in a WebAssembly wrapper.
 
-Every Python function on a host runs in one shared runtime component (the
+Every Python function on a host runs in one shared runtime module (the
 interpreter, the standard library and the SDK, compiled once per host), so what
 ``nimbus build`` makes of a ``handler.py`` is only the function's modules and its
 pure-Python requirements. They travel as a WebAssembly module holding nothing but one

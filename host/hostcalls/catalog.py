@@ -7,15 +7,7 @@ Each module here declares the imports of one capability as ``HostFunction`` valu
 from __future__ import annotations
 
 from host.hostcalls import core, http, secrets, services
-from host.runtime.components import ComponentImport
 from host.runtime.imports import HostFunction
-
-
-def component_imports() -> dict[str, ComponentImport]:
-    """The imports of component (Python) guests."""
-    from host.hostcalls.component import IMPORTS
-
-    return dict(IMPORTS)
 
 
 def all_host_functions() -> list[HostFunction]:

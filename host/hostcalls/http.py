@@ -187,8 +187,7 @@ def _headers(raw: Any) -> list[tuple[str, str]]:
 
 
 def serve(inv: Invocation, request: bytes) -> bytes:
-    """The msgpack ``[status, value]`` answer to one ``http_fetch`` request (core and
-    component guests both come through here)."""
+    """The msgpack ``[status, value]`` answer to one ``http_fetch`` request."""
     try:
         req = decode_request(request)  # bounded: a hostile map cannot blow up the host
         fetch, timeout_s = parse_request(req)

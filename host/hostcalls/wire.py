@@ -1,4 +1,4 @@
-"""The msgpack request/reply protocol of every service import, core and component alike.
+"""The msgpack request/reply protocol of every service import.
 
 A request is a msgpack map read from guest bytes that no one has checked: it is
 decoded field by field under bounds (``decode_request``). A field that holds an
@@ -140,8 +140,7 @@ def too_large(op: Operation, size: int) -> bytes:
 
 
 def reply_to(op: Operation, inv: Invocation, request: bytes) -> bytes:
-    """The msgpack ``[status, value]`` answer to one request (core and component
-    guests both come through here)."""
+    """The msgpack ``[status, value]`` answer to one request."""
     if len(request) > op.max_request_bytes:
         return too_large(op, len(request))
     access = inv.services

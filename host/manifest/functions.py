@@ -24,8 +24,8 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KiB, MiB, GiB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 #: the most a wasm32 linear memory can hold
 MAX_MEMORY = 4 * GiB
-#: the largest module (.wasm or component) a deploy accepts, checked on the bytes
-#: uploaded (admin API, CLI, platform): a Python component with its interpreter is ~20 MiB
+#: the largest module a deploy accepts, checked on the bytes uploaded (admin API, CLI,
+#: platform)
 MAX_MODULE_BYTES = 64 * MiB
 #: the default cap on one outbound response's body (``max_outbound_response``)
 MAX_OUTBOUND_RESPONSE = 4 * MiB

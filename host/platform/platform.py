@@ -36,13 +36,14 @@ from host.errors import (
     PayloadTooLarge,
     Throttled,
 )
-from host.hostcalls.catalog import all_host_functions, component_imports
+from host.hostcalls.catalog import all_host_functions
 from host.hostcalls.context import ServiceAccess
 from host.hostcalls.fetcher import Fetcher
 from host.hostcalls.http import OutboundAccess, stable_event_id
 from host.hostcalls.secrets import SecretAccess
 from host.manifest.functions import MAX_MODULE_BYTES, FunctionSpec
 from host.platform.call import Call
+from host.platform.python_runtime import runtime_wasm
 from host.platform.registry import Deployment, Registry
 from host.platform.request import CommitDeclined, InvocationRequest
 from host.platform.slots import Slots
@@ -57,7 +58,6 @@ from host.services.secrets import KEY_FILE, KEY_FILE_ENV
 from host.services.usage import FLUSH_INTERVAL_S
 from host.telemetry.records import Telemetry
 from host.telemetry.tracing import Tracing, ended
-from host.toolchain.python_runtime import runtime_wasm
 
 log = logging.getLogger("nimbus.platform")
 
@@ -131,7 +131,6 @@ class Platform:
             self.data_dir / "cache",
             all_host_functions(),
             time_scale=self.options.time_scale,
-            component_imports=component_imports(),
             python_runtime=runtime_wasm,
         )
         self.registry = Registry(self.services.deployments, self.data_dir / "modules")

@@ -36,7 +36,7 @@ log = logging.getLogger("nimbus.cache")
 
 
 class CachedModule(Struct, frozen=True):
-    """A module (or component) ready to link, and whether it came from the disk cache."""
+    """A module ready to link, and whether it came from the disk cache."""
 
     module: Any
     sha256: str
@@ -51,11 +51,7 @@ class ModuleCache:
         root: Path,
         engine: wasmtime.Engine,
         fingerprint: str,
-        compile: Callable[[wasmtime.Engine, bytes], Any] = wasmtime.Module,
-        deserialize_file: Callable[[wasmtime.Engine, str], Any] = wasmtime.Module.deserialize_file,
     ) -> None:
-        self._new = compile
-        self._deserialize_file = deserialize_file
         self.dir = root / fingerprint
         self.dir.mkdir(parents=True, exist_ok=True)
         self._engine = engine
@@ -93,7 +89,7 @@ class ModuleCache:
 
     def _compile(self, wasm: bytes) -> Any:
         try:
-            module = self._new(self._engine, wasm)
+            module = wasmtime.Module(self._engine, wasm)
         except wasmtime.WasmtimeError as e:
             raise DeployError(f"not a valid WebAssembly module: {e}") from e
         with self._lock:
@@ -118,7 +114,7 @@ class ModuleCache:
             self._reject(path, "checksum mismatch (corrupt or truncated)")
             return None
         try:
-            return self._deserialize_file(self._engine, str(path))
+            return wasmtime.Module.deserialize_file(self._engine, str(path))
         except wasmtime.WasmtimeError as e:
             self._reject(path, f"incompatible with this engine: {e}")
             return None

@@ -19,6 +19,7 @@ from host.runtime.engine import EpochTicker
 from host.runtime.invocation import Invocation
 from host.runtime.loaded import LoadedFunction
 from host.runtime.priority import Demoter
+from host.runtime.ready import ReadyInstances
 from host.runtime.traps import instantiate_error
 
 _MEMORY = native.EXTERN_MEMORY
@@ -32,7 +33,13 @@ class Instances:
         self.engine_ptr = engine_ptr
         self.ticker = ticker
         self.live: dict[int, Invocation] = {}
+        #: instances made ahead, by the InstancePre they are made from (the Python
+        #: runtime's: ``python.py``)
+        self.ready: dict[Any, ReadyInstances] = {}
         self._ids = itertools.count(1)
+
+    def new_key(self) -> int:
+        return next(self._ids)
 
     def fresh(
         self, fn: LoadedFunction, inv: Invocation, timeout_s: float | None = None
@@ -41,9 +48,10 @@ class Instances:
 
 
 class FreshInstance:
-    """A new store and instance for one call, deleted on exit whatever happened."""
+    """A new store and instance for one call (made ahead, never used, where the
+    function's module has instances made ahead), deleted on exit whatever happened."""
 
-    __slots__ = ("fn", "inv", "key", "owner", "store", "timeout_s")
+    __slots__ = ("fn", "inv", "key", "owner", "pool", "store", "timeout_s")
 
     def __init__(
         self, owner: Instances, fn: LoadedFunction, inv: Invocation, timeout_s: float | None
@@ -53,12 +61,23 @@ class FreshInstance:
 
     def __enter__(self) -> tuple[Any, Any]:
         owner, fn = self.owner, self.fn
-        self.key = next(owner._ids)
+        self.pool = owner.ready.get(fn.pre) if owner.ready else None
+        if self.pool is not None:
+            made = self.pool.take(fn.limits.memory_bytes >= self.pool.memory_bytes)
+            if made is not None:
+                self.store, inst = made
+                self.key = self.store.key
+                owner.live[self.key] = self.inv
+                self.store.set_memory_cap(fn.limits.memory_bytes)
+                self.store.set_deadline(owner.ticker.ticks_for(self.timeout_s))
+                return self.store.ctx, inst
+        self.key = owner.new_key()
         owner.live[self.key] = self.inv
         self.store = native.NativeStore(owner.engine_ptr, self.key, fn.limits.memory_bytes)
         try:
             self.store.set_deadline(owner.ticker.ticks_for(self.timeout_s))
-            assert fn.pre_ptr is not None, "Python functions are instantiated by the PythonHost"
+            if fn.kind == "python":
+                self.store.give_empty_wasi()
             inst = native.instantiate(fn.pre_ptr, self.store.ctx)
         except native.GuestTrap as t:
             self._close()
@@ -71,8 +90,12 @@ class FreshInstance:
         self._close()
 
     def _close(self) -> None:
-        self.store.close()
         del self.owner.live[self.key]
+        store: native.NativeStore | None = self.store
+        if self.pool is not None:  # closed in the background, off the request's path
+            store = self.pool.release(store)
+        if store is not None:
+            store.close()
 
 
 def call_handler(
@@ -83,12 +106,14 @@ def call_handler(
     inv: Invocation,
     demoter: Demoter | None = None,
     timeout_s: float | None = None,
+    export: bytes = b"nimbus_handle",
 ) -> bytes:
-    """Run ``event`` through ``nimbus_handle`` of ``inst``; the response bytes. The
-    guest's run is reported to ``demoter`` (host/runtime/priority.py)."""
+    """Run ``event`` through ``nimbus_handle`` (or another export of the same type) of
+    ``inst``; the response bytes. The guest's run is reported to ``demoter``
+    (host/runtime/priority.py)."""
     memory = native.export(ctx, inst, b"memory", _MEMORY)
     alloc = native.export(ctx, inst, b"nimbus_alloc", _FUNC)
-    handle = native.export(ctx, inst, b"nimbus_handle", _FUNC)
+    handle = native.export(ctx, inst, export, _FUNC)
     inv.bind(ctx, memory, alloc)
     vals = (native.ValRaw * 2)()
     vals[0].i32 = len(event)

@@ -85,6 +85,8 @@ def _raw(name: str, restype: Any, argtypes: list[Any]) -> Any:
 
 _memory_data = _raw("wasmtime_memory_data", c_void_p, [c_void_p, POINTER(ffi.wasmtime_memory_t)])
 _trap_new = _raw("wasmtime_trap_new", c_void_p, [ctypes.c_char_p, c_size_t])
+_wasi_config_new = _raw("wasi_config_new", c_void_p, [])
+_set_wasi = _raw("wasmtime_context_set_wasi", c_void_p, [c_void_p, c_void_p])
 
 EXTERN_FUNC: int = ffi.WASMTIME_EXTERN_FUNC.value
 EXTERN_MEMORY: int = ffi.WASMTIME_EXTERN_MEMORY.value
@@ -108,7 +110,7 @@ class GuestTrap(Exception):
         if isinstance(self.trap, wasmtime.Trap):
             code: wasmtime.TrapCode | None = self.trap.trap_code
             return code
-        # a component call reports its trap as an error whose cause names it
+        # an error (not a trap) may name the trap that caused it
         text = str(self.trap)
         for marker, trap_code in _TRAP_TEXT:
             if marker in text:
@@ -119,15 +121,29 @@ class GuestTrap(Exception):
 class NativeStore:
     """One store (one invocation's world), created and deleted without Python wrappers."""
 
-    __slots__ = ("ctx", "ptr")
+    __slots__ = ("ctx", "key", "ptr")
 
     def __init__(self, engine_ptr: Any, data: int, memory_cap: int) -> None:
+        self.key = data
         self.ptr = _store_new(engine_ptr, data, _NO_FINALIZER)
         self.ctx = _store_context(self.ptr)
         _store_limiter(self.ptr, memory_cap, -1, -1, -1, -1)
 
     def set_deadline(self, ticks: int) -> None:
         _set_epoch_deadline(self.ctx, ticks)
+
+    def set_memory_cap(self, memory_cap: int) -> None:
+        _store_limiter(self.ptr, memory_cap, -1, -1, -1, -1)
+
+    def give_empty_wasi(self) -> None:
+        """A WASI world with nothing in it: a clock and randomness; no file, no
+        environment, no argument, no standard stream (the Python runtime's libc needs
+        its imports; a Zig or C function's module never gets them)."""
+        err = _set_wasi(self.ctx, _wasi_config_new())  # the store owns the config
+        if err:
+            raise GuestTrap(
+                wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, POINTER(ffi.wasmtime_error_t)))
+            )
 
     def close(self) -> None:
         _store_delete(self.ptr)

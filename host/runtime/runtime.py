@@ -26,9 +26,8 @@ import wasmtime
 
 from host.common.python_bundle import is_python_bundle
 from host.errors import DeployError, FunctionCrashed, InvocationError, NimbusError, PayloadTooLarge
-from host.runtime import abi, native, response
+from host.runtime import abi, native, python, response
 from host.runtime.cache import ModuleCache
-from host.runtime.components import ComponentImport, PythonHost, is_component
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint, make_engine
 from host.runtime.imports import HostFunction
 from host.runtime.instance import FreshInstance, Instances, call_handler, memory_size
@@ -52,9 +51,13 @@ class Runtime:
         host_functions: Iterable[HostFunction],
         settings: EngineSettings | None = None,
         time_scale: float = 1.0,
-        component_imports: dict[str, ComponentImport] | None = None,
         python_runtime: Callable[[], Path] | None = None,
+        python_instances: str = "made_ahead",
     ) -> None:
+        """``python_runtime``: the path of the shared Python runtime (built first if
+        need be), or None for a host without Python functions; ``python_instances``:
+        how its instances are made: ``made_ahead`` (and warmed), ``made_ahead_unwarmed``
+        or ``inline`` (see ``python.PythonRuntime``)."""
         settings = settings or EngineSettings()
         self.engine = make_engine(settings)
         self.fingerprint = fingerprint(settings)
@@ -63,39 +66,42 @@ class Runtime:
         self.instances = Instances(self.engine.ptr(), self._ticker)
         self.demoter = Demoter()
         self._cache_dir = cache_dir
-        self._settings = settings
-        self._time_scale = time_scale
-        self._component_imports = component_imports or {}
         self._python_runtime = python_runtime
-        self._component_host: PythonHost | None = None
-        self._component_lock = threading.Lock()
+        self._python_instances = python_instances
+        self._python: python.PythonRuntime | None = None
+        self._python_lock = threading.Lock()
         self._linker = wasmtime.Linker(self.engine)
+        #: the Python runtime's: the same host functions, and WASI for its libc
+        self._python_linker = wasmtime.Linker(self.engine)
+        self._python_linker.define_wasi()
         self._callbacks: list[Any] = []
         self.host_functions: dict[tuple[str, str], HostFunction] = {}
         for hf in host_functions:
             self._define(hf)
 
     def close(self) -> None:
+        if self._python is not None:
+            self._python.close()
         self._ticker.stop()
         self.demoter.stop()
-        if self._component_host is not None:
-            self._component_host.close()
 
-    def python(self) -> PythonHost:
-        """The shared Python runtime (made on first use; ``start()`` it to warm it)."""
-        with self._component_lock:
-            if self._component_host is None:
+    def python(self) -> python.PythonRuntime:
+        """The shared Python runtime (made on first use; ``start()`` loads it)."""
+        with self._python_lock:
+            if self._python is None:
                 if self._python_runtime is None:
                     raise DeployError("this host runs no Python functions (no Python runtime)")
-                self._component_host = PythonHost(
-                    self._cache_dir,
-                    self._component_imports,
-                    self._time_scale,
-                    self._settings.max_wasm_stack,
+                cache = ModuleCache(self._cache_dir, self.engine, self.fingerprint)
+                mode = self._python_instances
+                self._python = python.PythonRuntime(
+                    cache,
+                    self._python_linker,
+                    self.instances,
                     self._python_runtime,
-                    ticker=self._ticker,
+                    make_ahead=mode != "inline",
+                    warm_ahead=mode == "made_ahead",
                 )
-            return self._component_host
+            return self._python
 
     # --- host functions ------------------------------------------------------------
 
@@ -103,7 +109,8 @@ class Runtime:
         self.host_functions[(hf.module, hf.name)] = hf
         callback = native.HostCallback(self._trampoline(hf))
         self._callbacks.append(callback)  # the C side holds only a raw pointer
-        native.define_host_func(self._linker, hf.module, hf.name, hf.func_type(), callback)
+        for linker in (self._linker, self._python_linker):
+            native.define_host_func(linker, hf.module, hf.name, hf.func_type(), callback)
 
     def _trampoline(self, hf: HostFunction) -> Any:
         impl = hf.impl
@@ -171,9 +178,8 @@ class Runtime:
         """
         limits = limits or Limits()
         if is_python_bundle(wasm):
-            code, sha, hit = self.python().load(name, wasm)
-            return LoadedFunction(name, sha, code, None, limits, hit, kind="python")
-        if is_component(wasm):
+            return self.python().load(name, wasm, limits)
+        if python.is_component(wasm):
             raise DeployError(
                 "this is a WebAssembly component; Python functions are deployed as the "
                 "bundle `nimbus build` makes of their handler.py (rebuild it)"
@@ -222,10 +228,14 @@ class Runtime:
         """Run ``event`` (msgpack) through a fresh instance of ``fn``; the response,
         checked and in its delivered form (``response.validate``)."""
         limits = fn.limits
-        if fn.kind == "python":
-            value = self.python().invoke(
-                fn.name, fn.module, limits, event, inv, timeout_s, classify
+        if len(event) > limits.max_request_bytes:
+            raise PayloadTooLarge(
+                f"event is {len(event)} bytes; function {fn.name} accepts at most "
+                f"{limits.max_request_bytes}"
             )
+        if fn.kind == "python":
+            raw = self._invoke_module(fn, python.payload(fn.module, event), inv, timeout_s)
+            value = python.decode(fn.name, raw, limits)
         else:
             value = response.decode(self._invoke_module(fn, event, inv, timeout_s), fn.name)
         return response.validate(value, fn.name, limits.max_response_bytes, _noter(inv))
@@ -234,11 +244,6 @@ class Runtime:
         self, fn: LoadedFunction, event: bytes, inv: Invocation, timeout_s: float | None
     ) -> bytes:
         limits = fn.limits
-        if len(event) > limits.max_request_bytes:
-            raise PayloadTooLarge(
-                f"event is {len(event)} bytes; function {fn.name} accepts at most "
-                f"{limits.max_request_bytes}"
-            )
         with self.instances.fresh(fn, inv, timeout_s) as (ctx, inst):
             try:
                 return call_handler(fn, ctx, inst, event, inv, self.demoter, timeout_s)
@@ -256,7 +261,7 @@ class Runtime:
         and the instance template are paged in before a request needs them (keep-warm).
         A start function that needs the host fails here harmlessly (logged)."""
         if fn.kind == "python":
-            return  # loading it started the shared runtime and compiled its code
+            return  # loading it started the shared runtime, which makes instances ahead
         inv = Invocation(request_id="keep-warm", function=fn.name)
         try:
             with self.instances.fresh(fn, inv):

@@ -1,6 +1,6 @@
 """Python functions: ``handler.py`` with ``def handle(event)``, built into a bundle.
 
-Every Python function runs in the host's one shared runtime component (see
+Every Python function runs in the host's one shared runtime module (see
 ``host/toolchain/python_runtime.py``), so building one only gathers what is the
 function's own: its modules and its pure-Python requirements (``requirements =
 ["pkg==1.0"]`` in ``function.toml``, installed with pip), packed by

@@ -1,8 +1,9 @@
-"""The shared Python runtime: one component for every Python function on a host.
+"""The shared Python runtime: one core module for every Python function on a host.
 
-componentize-py snapshots this module's interpreter once (with the standard library
-modules functions use most already imported, and the bytecode of the rest of the
-pure-Python standard library at hand); the host compiles that component once per
+The host's build imports this module into a CPython interpreter for WASI and
+snapshots it (with the standard library modules functions use most already imported,
+and the bytecode of the rest of the pure-Python standard library at hand; see
+``guest_sdk/python/runtime/nimbus_python.c``); the host compiles that module once per
 engine and hands each invocation the function's own code bundle. ``handle`` installs
 the bundle as an importer, imports ``handler`` and calls it: every invocation runs in
 a fresh instance of the snapshot, so nothing of one call or one function reaches
@@ -15,7 +16,6 @@ compile.
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import gc
 import importlib
@@ -27,15 +27,11 @@ import os
 import random
 import sys
 import traceback
-import zlib
 from collections.abc import Iterable
-from types import ModuleType
-from typing import Any
 
 import msgpack
-import wit_world
 
-from nimbus import _pack, log
+from nimbus import _bundles, _pack, log
 from nimbus.events import Event, decode, from_map
 from nimbus.response import to_map
 
@@ -46,7 +42,7 @@ PRELOADED = (
     "hashlib heapq hmac html html.parser http io ipaddress itertools json keyword "
     "logging math numbers operator pprint random re secrets shlex statistics string "
     "struct textwrap time traceback types typing unicodedata urllib.parse uuid warnings "
-    "weakref zlib zoneinfo email.utils"
+    "weakref zoneinfo email.utils"
 ).split()
 
 #: error kinds the host turns into FunctionCrashed / FunctionOutOfMemory (a function
@@ -57,18 +53,6 @@ OUT_OF_MEMORY = "nimbus.MemoryError"
 #: already decoded it; marshal is the interpreter's own C codec, pure-Python msgpack
 #: took a quarter of a small call); any other event is the envelope in msgpack
 MARSHALLED_EVENT = b"\0"
-#: a code bundle: this magic, the interpreter's bytecode magic, the index length, the
-#: marshalled index {module: (is_package, filename, code_at, code_len, src_at, src_len)}
-#: and the code and sources it points into
-BUNDLE_MAGIC = b"NPYB"
-#: what a bundle compiled by this interpreter starts with
-_BUNDLE_HEAD = BUNDLE_MAGIC + importlib.util.MAGIC_NUMBER
-#: standard-library modules a function never imports or that cannot work in wasm
-#: (no processes, no threads, no C libraries): left out of the snapshot
-_SKIP = {"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3"}
-_SKIP |= {"site-packages", "__pycache__", "venv", "pydoc_data", "__phello__", "pydoc"}
-_SKIP |= {"multiprocessing", "concurrent", "ctypes", "curses", "dbm", "sqlite3", "turtle"}
-_SKIP |= {"distutils", "msilib", "_pyrepl", "antigravity", "this", "_android_support"}
 
 
 def _preload() -> list[str]:
@@ -81,123 +65,9 @@ def _preload() -> list[str]:
     return missing
 
 
-class _Importer(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports modules from a bundle's index, with their sources for tracebacks."""
-
-    def __init__(
-        self, index: dict[str, tuple[Any, ...]], data: memoryview | bytes, packed: bool
-    ) -> None:
-        self.index = index
-        self.data = data
-        self.packed = packed  # code is zlib-compressed (the standard library's)
-
-    def find_spec(
-        self, fullname: str, path: object = None, target: object = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        entry = self.index.get(fullname)
-        if entry is None:
-            return None
-        spec = importlib.machinery.ModuleSpec(
-            fullname, self, origin=entry[1], is_package=entry[0]
-        )
-        spec.has_location = True
-        return spec
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
-        return None
-
-    def exec_module(self, module: ModuleType) -> None:
-        _, filename, at, n, _, _ = self.index[module.__name__]
-        module.__file__ = filename
-        code = self.data[at : at + n]
-        exec(marshal.loads(zlib.decompress(code) if self.packed else code), module.__dict__)  # noqa: S102
-
-    def load(self, name: str) -> ModuleType:
-        """Import ``name``, a top-level module, straight from this bundle: what
-        ``import`` would do, without the import system's general machinery (in a
-        fresh instance each of its steps touches memory for the first time)."""
-        entry = self.index.get(name)
-        if entry is None:
-            raise ImportError(f"the function has no module {name!r}")
-        if entry[0]:  # a package: __path__ and the rest, as import sets them
-            module = importlib.util.module_from_spec(self.find_spec(name))
-        else:
-            module = ModuleType(name)
-            module.__spec__ = spec = importlib.machinery.ModuleSpec(name, self, origin=entry[1])
-            spec.has_location = True
-            module.__loader__ = self
-            module.__package__ = ""
-        sys.modules[name] = module
-        self.exec_module(module)
-        return module
-
-    def get_source(self, fullname: str) -> str | None:
-        entry = self.index.get(fullname)
-        if entry is None:
-            return None
-        return bytes(self.data[entry[4] : entry[4] + entry[5]]).decode("utf-8", "replace")
-
-
-def _pack_bundle(modules: dict[str, tuple[bool, str, bytes, bytes]], packed: bool) -> bytes:
-    index: dict[str, tuple[Any, ...]] = {}
-    chunks: list[bytes] = []
-    at = 0
-    for name, (is_pkg, filename, code, source) in sorted(modules.items()):
-        index[name] = (is_pkg, filename, at, len(code), at + len(code), len(source))
-        chunks += [code, source]
-        at += len(code) + len(source)
-    head = marshal.dumps(index)
-    magic = importlib.util.MAGIC_NUMBER
-    flags = b"Z" if packed else b"-"
-    return BUNDLE_MAGIC + magic + flags + len(head).to_bytes(4, "big") + head + b"".join(chunks)
-
-
-def _open_bundle(bundle: bytes) -> _Importer:
-    if not bundle.startswith(_BUNDLE_HEAD):
-        raise ImportError("the code bundle was compiled for another runtime: redeploy it")
-    n = int.from_bytes(bundle[9:13], "big")
-    data = memoryview(bundle)
-    return _Importer(marshal.loads(data[13 : 13 + n]), data[13 + n :], bundle[8:9] == b"Z")
-
-
-def _compile_tree(root: str) -> bytes:
-    """The bytecode of every pure-Python module under ``root`` (the standard library)."""
-    modules: dict[str, tuple[bool, str, bytes, bytes]] = {}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP and "-" not in d)
-        rel = os.path.relpath(folder, root)
-        prefix = "" if rel == "." else rel.replace(os.sep, ".") + "."
-        for file in sorted(files):
-            if not file.endswith(".py"):
-                continue
-            stem = file[:-3]
-            is_pkg = stem == "__init__"
-            name = prefix[:-1] if is_pkg else prefix + stem
-            if not name or name in sys.modules:
-                continue
-            path = os.path.join(folder, file)
-            try:
-                with open(path, "rb") as f:
-                    source = f.read()
-                code = compile(source, path, "exec", dont_inherit=True)
-            except (SyntaxError, OSError, ValueError):
-                continue
-            modules[name] = (is_pkg, path, zlib.compress(marshal.dumps(code), 9), b"")
-    return _pack_bundle(modules, packed=True)
-
-
-def _stdlib_dir() -> str:
-    # componentize-py mounts the standard library at build time only (and reports
-    # os.__file__ under another name): find the sys.path entry that holds it
-    for entry in sys.path:
-        if os.path.isfile(os.path.join(entry, "os.py")):
-            return entry
-    raise ImportError(f"the standard library is not on sys.path: {sys.path}")
-
-
 MISSING = _preload()
 #: the rest of the standard library, imported on demand from the snapshot
-STDLIB = _open_bundle(_compile_tree(_stdlib_dir()))
+STDLIB = _bundles.read_stdlib()
 sys.meta_path.append(STDLIB)
 
 
@@ -215,11 +85,11 @@ def compile_sources(sources: bytes) -> bytes:
         return msgpack.packb([f"{where}: {e.msg}", b""])
     except Exception as e:
         return msgpack.packb([f"cannot compile the function: {type(e).__name__}: {e}", b""])
-    return msgpack.packb([None, _pack_bundle(modules, packed=False)], use_bin_type=True)
+    return msgpack.packb([None, _bundles.pack(modules)], use_bin_type=True)
 
 
-def _install(code: bytes) -> _Importer:
-    importer = _open_bundle(code)
+def _install(code: bytes) -> _bundles.Importer:
+    importer = _bundles.open_bundle(code)
     for name in importer.index:  # the function's own modules shadow preloaded ones
         if name in sys.modules and name.partition(".")[0] != "nimbus":
             del sys.modules[name]
@@ -228,19 +98,6 @@ def _install(code: bytes) -> _Importer:
     # (random.seed() would draw 2.5 KB from the host, twice the time)
     random.seed(int.from_bytes(os.urandom(32)))
     return importer
-
-
-class WitWorld(wit_world.WitWorld):
-    def compile(self, sources: str) -> str:
-        # bytes carried as characters U+0000 to U+00FF (see the world in nimbus.wit)
-        return compile_sources(sources.encode("latin-1")).decode("latin-1")
-
-    def warm(self) -> None:
-        warm_up()
-
-    def handle(self, code: str, event: str) -> str:
-        # bytes carried as characters U+0000 to U+00FF (see the world in nimbus.wit)
-        return run(code.encode("latin-1"), event.encode("latin-1")).decode("latin-1")
 
 
 def run(code: bytes, event: bytes) -> bytes:
@@ -342,51 +199,19 @@ def _take_free_chunks() -> list[bytes]:
     return kept
 
 
-def _census() -> tuple[list[object], bytes]:
-    """Every object of the snapshot that is not immortal yet, kept alive for good, and
-    their census for the host: ``CENSUS_MAGIC``, the interpreter's major and minor
-    version (a byte each, two zero bytes), the count and the CRC-32 of what follows,
-    then each object's address and its type's address (u32 little-endian; ``id`` is an
-    address in linear memory).
-
-    The host's build (``host/toolchain/immortal.py``) finds the census in the
-    component's memory image and makes every object in it immortal there (refcount
-    ``5 << 28`` on this 32-bit CPython 3.14), checking each address against its type:
-    an invocation then never writes the refcount of a snapshot object, and the page
-    holding it stays shared with the image instead of taking a copy-on-write fault on
-    the first ``Py_INCREF``. Objects are found from the collector's list and through
-    their referents (strings, numbers and other untracked objects included)."""
-    todo = gc.get_objects()  # first: what follows is the census's own, left out
-    seen: set[int] = set()
-    kept: list[object] = []
-    while todo:
-        obj = todo.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if not sys._is_immortal(obj):
-            kept.append(obj)
-        todo.extend(gc.get_referents(obj))
-    pairs = array.array("I")
-    for obj in kept:
-        pairs.append(id(obj))
-        pairs.append(id(type(obj)))
-    if sys.byteorder != "little":
-        pairs.byteswap()
-    raw = pairs.tobytes()
-    version = bytes((sys.version_info.major, sys.version_info.minor, 0, 0))
-    head = version + len(kept).to_bytes(4, "little") + zlib.crc32(raw).to_bytes(4, "little")
-    return kept, CENSUS_MAGIC + head + raw
+def seal() -> None:
+    """The last step of the build, before the snapshot: the warm-up run once, the
+    heap's small free chunks taken, the snapshot's objects left out of every later
+    collection, and the filesystem forgotten (an instance has none: modules the
+    snapshot has not imported come from the standard library's bundle)."""
+    global FREE_CHUNKS_TAKEN
+    warm_up()
+    gc.collect()
+    FREE_CHUNKS_TAKEN = _take_free_chunks()
+    gc.freeze()
+    sys.path.clear()
+    sys.path_importer_cache.clear()
 
 
-#: what the census starts with (made at run time, so that the bytes are not also a
-#: constant of this module's code in the image)
-CENSUS_MAGIC = bytes(reversed(b"2v-susnec-latrommi-submin"))
-
-warm_up()
-gc.collect()
-#: never freed, and immortal in the image (see ``_census``)
-IMMORTAL, CENSUS = _census()
 #: never freed (see ``_take_free_chunks``)
-FREE_CHUNKS_TAKEN = _take_free_chunks()
-gc.freeze()  # the snapshot's objects are never scanned by a collection again
+FREE_CHUNKS_TAKEN: list[bytes] = []
