@@ -137,6 +137,16 @@ def test_limits_are_per_function(ten: tuple[Platform, Path]) -> None:
     assert call(p, "f6")["me"] == 6  # and the host keeps serving
 
 
+def test_a_memory_cap_below_the_runtime_is_refused_at_deploy(ten: tuple[Platform, Path]) -> None:
+    """The runtime's memory starts at its snapshot's size: a smaller cap could never
+    instantiate, so deploying it fails at once, saying what to set."""
+    p, root = ten
+    wasm = build_function(root / "f3").wasm.read_bytes()
+    with pytest.raises(DeployError, match=r'memory cap \(16 MiB\) is below .* memory = "\d+MiB"'):
+        p.deploy(_spec(3, memory="16MiB"), wasm)
+    assert call(p, "f3")["me"] == 3  # the deployed version still serves
+
+
 def test_redeploy_changes_only_that_function(ten: tuple[Platform, Path]) -> None:
     p, root = ten
     for i in range(COUNT):

@@ -101,6 +101,8 @@ class PythonRuntime:
         self._lock = threading.Lock()
         self.runtime_key = ""
         self.runtime_cache_hit = False
+        #: the runtime's memory as an instance starts (its snapshot's size)
+        self.memory_bytes = 0
 
     def start(self) -> LoadedFunction:
         """The runtime module: compiled (or read from the cache), checked against the
@@ -117,6 +119,7 @@ class PythonRuntime:
             except (wasmtime.WasmtimeError, InvocationError) as e:
                 raise DeployError(f"the Python runtime {path} cannot be linked: {e}") from None
             self.runtime_key, self.runtime_cache_hit = key, cached.cache_hit
+            self.memory_bytes = _initial_memory(cached.module)
             self._runtime = LoadedFunction(
                 "python-runtime",
                 key,
@@ -165,6 +168,13 @@ class PythonRuntime:
         """A Python function (``wasm`` is the bundle of its sources ``nimbus build``
         makes): the runtime, with the function's code bundle and limits."""
         runtime = self.start()
+        if limits.memory_bytes < self.memory_bytes:
+            need = -(-self.memory_bytes // (16 << 20)) * 16
+            raise DeployError(
+                f"function {name}: its memory cap ({limits.memory_bytes >> 20} MiB) is below "
+                f"the {self.memory_bytes >> 20} MiB the Python runtime starts with; give it "
+                f'memory = "{need}MiB" or more (the default is 128MiB)'
+            )
         sha = hashlib.sha256(wasm).hexdigest()
         path = self._code_dir / f"{sha}.{self.runtime_key}.code"
         hit = True
@@ -200,6 +210,13 @@ class PythonRuntime:
         if error:
             raise DeployError(f"function {name}: {error}")
         return bytes(code)
+
+
+def _initial_memory(module: wasmtime.Module) -> int:
+    for export in module.exports:
+        if isinstance(export.type, wasmtime.MemoryType):
+            return int(export.type.limits.min) * 65536
+    return 0
 
 
 def payload(code: bytes, event: bytes) -> bytes:
