@@ -24,7 +24,7 @@ from host.common.leb128 import encode as unsigned
 from host.common.leb128 import read as read_unsigned
 from host.errors import BuildError
 
-_TYPE, _IMPORT, _MEMORY, _GLOBAL, _EXPORT, _DATA, _DATA_COUNT, _CUSTOM = 1, 2, 5, 6, 7, 11, 12, 0
+_IMPORT, _MEMORY, _GLOBAL, _EXPORT, _DATA, _DATA_COUNT, _CUSTOM = 2, 5, 6, 7, 11, 12, 0
 _I32, _I64 = 0x7F, 0x7E
 #: what a module has to be in to be snapshotted: instantiated (with its WASI world set
 #: up by the caller), its reactor initialiser run; the caller then runs its own steps
@@ -93,8 +93,8 @@ def python_runtime(linked: bytes, lib: Path, sdk: Path, stderr: Path) -> bytes:
     def store() -> wasmtime.Store:
         store = wasmtime.Store(engine)
         wasi = wasmtime.WasiConfig()
-        wasi.preopen_dir(str(lib), "/lib")
-        wasi.preopen_dir(str(sdk), "/sdk")
+        wasi.preopen_dir(str(lib), "/lib", fs_mutable=False)
+        wasi.preopen_dir(str(sdk), "/sdk")  # the standard library's bundle is written here
         wasi.stderr_file = str(stderr)
         wasi.stdout_file = str(stderr)
         store.set_wasi(wasi)
