@@ -449,3 +449,36 @@ def test_a_failing_host_import_fails_the_call_and_names_itself(
         assert rt.invoke(fn, hello_event(), Invocation("r", "clock"))["output"] == 7
     finally:
         rt.close()
+
+
+SLEEPER = """
+import select, time
+
+def handle(event):
+    seconds = event.input["sleep"]
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    slept = time.monotonic() - t0
+    try:  # a descriptor the sandbox does not have: answered at once, not after 5 s
+        select.select([0], [], [], 5)
+    except OSError:
+        pass
+    return {"slept": slept, "select": time.monotonic() - t0 - slept}
+"""
+
+
+def test_sleeping_waits_but_never_past_the_timeout(tmp_path: Path, fresh: Platform) -> None:
+    """``time.sleep`` waits as asked (its clock and the wait's are the same), a
+    descriptor the sandbox does not have is an error at once, and a sleep longer than
+    the function's time left ends the call at its timeout (wasmtime's WASI would have
+    held the thread for the whole sleep: epoch interruption stops only guest code)."""
+    import time
+
+    deploy_source(tmp_path, fresh, SLEEPER, timeout="1s")
+    out = call(fresh, "f0", sleep=0.05)
+    assert 0.05 <= out["slept"] < 0.9 and out["select"] < 0.9
+    t0 = time.monotonic()
+    with pytest.raises(FunctionTimeout):
+        call(fresh, "f0", sleep=30)
+    assert time.monotonic() - t0 < 10  # not the 30 s asked for
+    assert call(fresh, "f0", sleep=0)["slept"] < 0.9  # and the host serves on

@@ -56,6 +56,9 @@ class Invocation(Struct):
     memory_bytes: int = 0
     #: host imports the guest called (metering)
     host_calls: int = 0
+    #: when the invocation's time is up (``time.monotonic()``; 0: no deadline): a host
+    #: call that waits (WASI's ``poll_oneoff``) waits no longer
+    deadline: float = 0.0
     #: ``spans(name, kind, attributes)``: a context manager making a child span of
     #: the current one, when tracing is on (host/telemetry/tracing.py); None when off
     spans: Any = None

@@ -26,7 +26,7 @@ import wasmtime
 
 from host.common.python_bundle import is_python_bundle
 from host.errors import DeployError, FunctionCrashed, InvocationError, NimbusError, PayloadTooLarge
-from host.runtime import abi, native, python, response
+from host.runtime import abi, native, python, response, wasi
 from host.runtime.cache import ModuleCache
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint, make_engine
 from host.runtime.imports import HostFunction
@@ -78,6 +78,9 @@ class Runtime:
         self.host_functions: dict[tuple[str, str], HostFunction] = {}
         for hf in host_functions:
             self._define(hf)
+        self._python_linker.allow_shadowing = True  # wasmtime's WASI, bounded where it waits
+        for hf in wasi.FUNCTIONS:
+            self._define(hf, self._python_linker)
 
     def close(self) -> None:
         if self._python is not None:
@@ -105,11 +108,14 @@ class Runtime:
 
     # --- host functions ------------------------------------------------------------
 
-    def _define(self, hf: HostFunction) -> None:
-        self.host_functions[(hf.module, hf.name)] = hf
+    def _define(self, hf: HostFunction, only: wasmtime.Linker | None = None) -> None:
+        """``hf`` on both linkers (a guest import), or on ``only`` (the Python
+        runtime's WASI: not an import any other module may have)."""
+        if only is None:
+            self.host_functions[(hf.module, hf.name)] = hf
         callback = native.HostCallback(self._trampoline(hf))
         self._callbacks.append(callback)  # the C side holds only a raw pointer
-        for linker in (self._linker, self._python_linker):
+        for linker in (self._linker, self._python_linker) if only is None else (only,):
             native.define_host_func(linker, hf.module, hf.name, hf.func_type(), callback)
 
     def _trampoline(self, hf: HostFunction) -> Any:
