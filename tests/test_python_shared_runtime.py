@@ -482,3 +482,28 @@ def test_sleeping_waits_but_never_past_the_timeout(tmp_path: Path, fresh: Platfo
         call(fresh, "f0", sleep=30)
     assert time.monotonic() - t0 < 10  # not the 30 s asked for
     assert call(fresh, "f0", sleep=0)["slept"] < 0.9  # and the host serves on
+
+
+def test_a_large_module_deploys(tmp_path: Path, fresh: Platform) -> None:
+    """A compiled bundle holds bytecode and sources: a module of a few MiB (here 4 MiB
+    of data in a string) deploys, its bundle well over the 6 MiB response cap that
+    invocations have."""
+    blob = "x" * (4 << 20)
+    deploy_source(tmp_path, fresh, f"DATA = {blob!r}\ndef handle(event):\n    return len(DATA)\n")
+    assert call(fresh, "f0") == 4 << 20
+
+
+def test_a_crash_message_is_capped(tmp_path: Path, fresh: Platform) -> None:
+    """A function that reports its own crash cannot hand the host a message of any
+    size: it is cut as every error message is."""
+    from host.errors import FunctionCrashed
+
+    deploy_source(
+        tmp_path,
+        fresh,
+        "def handle(event):\n"
+        "    return {'error': {'kind': 'nimbus.UnhandledException', 'message': 'm' * 10**6}}\n",
+    )
+    with pytest.raises(FunctionCrashed) as crashed:
+        call(fresh, "f0")
+    assert 4096 <= len(str(crashed.value)) < 4096 + 200

@@ -63,7 +63,8 @@ def test_every_fresh_instance_starts_where_the_initialiser_left_off() -> None:
             "not active",
         ),
         (
-            '(module (memory (export "memory") 1) (global (mut f32) (f32.const 1))'
+            '(module (memory (export "memory") 1) (data (i32.const 0) "x")'
+            " (global (mut f32) (f32.const 1))"
             ' (func (export "init")))',
             "mutable global",
         ),

@@ -117,6 +117,10 @@ class EpochTicker:
         self._thread = threading.Thread(target=self._run, name="nimbus-epoch", daemon=True)
         self._thread.start()
 
+    def real_seconds(self, seconds: float) -> float:
+        """How long ``seconds`` of a function's time last on the clock (``time_scale``)."""
+        return seconds / self._scale
+
     def ticks_for(self, seconds: float) -> int:
         """Epoch ticks that cover ``seconds`` from now (rounded up, plus the tick in
         progress, plus the ticks the thread owes the clock and will give at once when it

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
 from host.runtime.loaded import LoadedFunction
 from host.runtime.ready import ReadyInstances
+from host.runtime.response import MAX_ERROR_MESSAGE
 from host.runtime.traps import classify
 
 #: what the Python SDK reports for an exception escaping ``handle`` (its traceback is
@@ -59,8 +61,9 @@ WARM = b"nimbus_python_warm"
 #: same (a smaller cap instantiates inline, failing as it always did if the runtime's
 #: memory does not fit in it)
 READY_MEMORY_BYTES = 64 << 20
-#: what compiling a function's sources may use (a large requirement takes a while)
-COMPILE_LIMITS = Limits(memory_bytes=1 << 30, timeout_s=120.0)
+#: what compiling a function's sources may use (a large requirement takes a while); its
+#: reply holds the bytecode and the sources of a module of up to 64 MiB
+COMPILE_LIMITS = Limits(memory_bytes=1 << 30, timeout_s=120.0, max_response_bytes=256 << 20)
 #: the first byte of an event the host hands in marshalled (see ``_for_guest``)
 _MARSHALLED_EVENT = b"\0"
 _COMPONENT_LAYER = b"\x0d\x00\x01\x00"
@@ -149,11 +152,18 @@ class PythonRuntime:
         instances = self._instances
         key = instances.new_key()
         store = native.NativeStore(instances.engine_ptr, key, READY_MEMORY_BYTES)
-        instances.live[key] = Invocation(request_id="warm-up", function="python-runtime")
+        inv = Invocation(request_id="warm-up", function="python-runtime")
+        instances.live[key] = inv
         try:
             store.set_deadline(instances.ticker.ticks_for(COMPILE_LIMITS.timeout_s))
+            inv.deadline = time.monotonic() + instances.ticker.real_seconds(
+                COMPILE_LIMITS.timeout_s
+            )
             store.give_empty_wasi()
             inst = native.instantiate(self._runtime.pre_ptr, store.ctx)
+            memory = native.export(store.ctx, inst, b"memory", native.EXTERN_MEMORY)
+            alloc = native.export(store.ctx, inst, b"nimbus_alloc", native.EXTERN_FUNC)
+            inv.bind(store.ctx, memory, alloc)  # the host calls it makes are served
             if self._warm_ahead:
                 warm = native.export(store.ctx, inst, WARM, native.EXTERN_FUNC)
                 native.call(store.ctx, warm, (native.ValRaw * 1)(), 0)
@@ -251,5 +261,5 @@ def decode(name: str, raw: bytes, limits: Limits) -> dict[str, Any]:
         )
     if kind == GUEST_CRASHED:
         message = error.get("message", "") if isinstance(error, dict) else ""
-        raise FunctionCrashed(f"function {name} crashed: {message}")
+        raise FunctionCrashed(f"function {name} crashed: {str(message)[:MAX_ERROR_MESSAGE]}")
     return value

@@ -44,6 +44,8 @@ SETTLE_S = 0.001
 #: while invocations keep running, the thread looks again after twice as long each
 #: time, up to this: a few wake-ups a second, not one or two a call
 MAX_SETTLE_S = 0.032
+#: after an instance could not be made, the thread tries again this much later
+RETRY_S = 1.0
 
 
 class ReadyInstances:
@@ -108,13 +110,16 @@ class ReadyInstances:
         return store
 
     def close(self) -> None:
-        self._stopped = True
+        with self._lock:
+            self._stopped = True
         self._wake.set()
         self._thread.join(timeout=5)
-        for store in self._used:
+        with self._lock:
+            left = [*self._used, *(store for store, _ in self._ready)]
+            self._ready.clear()
+            self._used.clear()
+        for store in left:
             store.close()
-        self._ready.clear()
-        self._used.clear()
 
     def _has_work(self) -> bool:
         return bool(self._used) or len(self._ready) < self._depth
@@ -146,19 +151,19 @@ class ReadyInstances:
             wait = SETTLE_S
             # quiet: work until an invocation starts or nothing is left
             while not self._stopped and self._takes == takes and self._has_work():
-                if not self._step():
-                    return
+                if not self._step():  # invocations instantiate inline meanwhile
+                    self._wake.wait(RETRY_S)
+                    break
 
     def _step(self) -> bool:
         """One unit of work: close a used store, else make an instance; False when
-        instances cannot be made (invocations then instantiate inline)."""
+        an instance could not be made (tried again after ``RETRY_S``)."""
         if self._used:
             self._used.popleft().close()
             return True
         try:
             self._ready.append(self._make())
-        except Exception as e:  # invocations instantiate inline, as without us
-            log.warning("instances cannot be made ahead: %s", e)
-            self._stopped = True
+        except Exception as e:  # e.g. every slot of the pooling allocator in use
+            log.warning("an instance could not be made ahead (trying again): %s", e)
             return False
         return True

