@@ -507,3 +507,16 @@ def test_a_crash_message_is_capped(tmp_path: Path, fresh: Platform) -> None:
     with pytest.raises(FunctionCrashed) as crashed:
         call(fresh, "f0")
     assert 4096 <= len(str(crashed.value)) < 4096 + 200
+
+
+def test_the_guests_randomness_is_the_hosts(tmp_path: Path, fresh: Platform) -> None:
+    """``os.urandom`` (WASI's ``random_get``, served by host/runtime/wasi.py) fills
+    what it is asked for, differently in every call."""
+    deploy_source(
+        tmp_path,
+        fresh,
+        "import os\ndef handle(event):\n    data = os.urandom(200_000)\n"
+        "    return [len(data), len(set(data)), data[:16]]\n",
+    )
+    first, second = call(fresh, "f0"), call(fresh, "f0")
+    assert first[0] == 200_000 and first[1] == 256 and first[2] != second[2]

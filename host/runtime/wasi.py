@@ -1,5 +1,5 @@
-"""WASI's ``poll_oneoff``, bounded by the invocation's deadline, and the clock it
-waits on.
+"""WASI's ``poll_oneoff``, bounded by the invocation's deadline, the clock it waits
+on, and ``random_get`` checked before it draws.
 
 The Python runtime's libc sleeps (``time.sleep``, ``select`` with a timeout) through
 ``poll_oneoff``. wasmtime's WASI blocks the calling thread in the host for as long as
@@ -7,14 +7,17 @@ the guest asks, and epoch interruption only stops guest code: a function sleepin
 hour would hold its thread an hour past its timeout. This one sleeps at most until
 the invocation's deadline, and a wait that would end past it ends the invocation
 there with ``FunctionTimeout``; it answers subscriptions to file descriptors at once
-with ``EBADF``: the sandbox has none. ``clock_time_get`` is served here too, so that an absolute
-timeout the guest computed from its monotonic clock is on the same clock as the wait
-(wasmtime's counts from each store's creation); that clock counts from the host
-process's start. Both shadow wasmtime's on the Python runtime's linker only.
+with ``EBADF``: the sandbox has none. ``clock_time_get`` is served here too, so that
+an absolute timeout the guest computed from its monotonic clock is on the same clock
+as the wait (wasmtime's counts from each store's creation); that clock counts from
+the host process's start. ``random_get`` checks the range before it draws anything
+and draws 64 KiB at a time (wasmtime's allocates the whole length first). All three
+shadow wasmtime's on the Python runtime's linker only.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 
@@ -30,6 +33,8 @@ _ESUCCESS, _EBADF, _EINVAL = 0, 8, 28
 #: subscriptions one call may pass (CPython's select passes one per descriptor)
 MAX_SUBSCRIPTIONS = 1024
 _REALTIME = 0
+#: the most ``random_get`` draws from the OS at once
+RANDOM_CHUNK = 64 * 1024
 _START_NS = time.monotonic_ns()
 
 
@@ -43,6 +48,16 @@ def clock_time_get(inv: Invocation, clock: int, _precision: int, out_ptr: int) -
     if clock > 3:
         return _EINVAL
     inv.write(out_ptr, struct.pack("<Q", _now(clock)))
+    return _ESUCCESS
+
+
+def random_get(inv: Invocation, ptr: int, length: int) -> int:
+    """The range checked first, then filled a chunk at a time: the host never holds
+    more than ``RANDOM_CHUNK`` bytes for it (wasmtime's allocates the whole length
+    before it checks the range)."""
+    inv.check_range(ptr, length)
+    for at in range(0, length, RANDOM_CHUNK):
+        inv.write(ptr + at, os.urandom(min(RANDOM_CHUNK, length - at)))
     return _ESUCCESS
 
 
@@ -78,4 +93,5 @@ def poll_oneoff(inv: Invocation, subs_ptr: int, events_ptr: int, n: int, nevents
 FUNCTIONS = [
     HostFunction("poll_oneoff", ("i32", "i32", "i32", "i32"), ("i32",), poll_oneoff, MODULE),
     HostFunction("clock_time_get", ("i32", "i64", "i32"), ("i32",), clock_time_get, MODULE),
+    HostFunction("random_get", ("i32", "i32"), ("i32",), random_get, MODULE),
 ]
