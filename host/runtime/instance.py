@@ -62,8 +62,10 @@ class FreshInstance:
 
     def __enter__(self) -> tuple[Any, Any]:
         owner, fn = self.owner, self.fn
-        self.inv.deadline = time.monotonic() + owner.ticker.real_seconds(self.timeout_s)
-        self.pool = owner.ready.get(fn.pre) if owner.ready else None
+        self.pool = None
+        if fn.kind == "python":  # a Zig or C call pays for none of this
+            self.inv.deadline = time.monotonic() + owner.ticker.real_seconds(self.timeout_s)
+            self.pool = owner.ready.get(fn.pre)
         if self.pool is not None:
             made = self.pool.take(fn.limits.memory_bytes >= self.pool.memory_bytes)
             if made is not None:
