@@ -198,7 +198,7 @@ def _instantiate_alone(rt: Runtime, fn: LoadedFunction, calls: int) -> float:
     times = []
     for _ in range(calls):
         key = rt.instances.new_key()
-        store = native.NativeStore(rt.instances.engine_ptr, key, fn.limits.memory_bytes)
+        store = native.NativeStore(rt.instances.python_engine_ptr, key, fn.limits.memory_bytes)
         store.set_deadline(1 << 20)
         store.give_empty_wasi()
         t0 = time.perf_counter_ns()

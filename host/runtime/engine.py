@@ -35,6 +35,9 @@ class EngineSettings(Struct, frozen=True):
     max_instances: int = 1000
     #: the largest linear memory any function may be given (wasm32's whole space)
     max_memory_bytes: int = 1 << 32
+    #: instances from the pooling allocator's slots; off, allocated on demand (the
+    #: Python runtime's engine, whose memories its own creator makes)
+    pooling: bool = True
 
     def config(self) -> wasmtime.Config:
         cfg = wasmtime.Config()
@@ -42,7 +45,8 @@ class EngineSettings(Struct, frozen=True):
         cfg.cranelift_opt_level = self.opt_level
         cfg.max_wasm_stack = self.max_wasm_stack
         cfg.parallel_compilation = True
-        _use_pooling_allocator(cfg, self.max_instances, self.max_memory_bytes)
+        if self.pooling:
+            _use_pooling_allocator(cfg, self.max_instances, self.max_memory_bytes)
         return cfg
 
 

@@ -30,8 +30,10 @@ _FUNC = native.EXTERN_FUNC
 class Instances:
     """The live stores of one engine, by the integer each store carries."""
 
-    def __init__(self, engine_ptr: Any, ticker: EpochTicker) -> None:
+    def __init__(self, engine_ptr: Any, ticker: EpochTicker, python_engine_ptr: Any) -> None:
         self.engine_ptr = engine_ptr
+        #: the Python runtime's engine (``runtime.py``): its stores are made there
+        self.python_engine_ptr = python_engine_ptr
         self.ticker = ticker
         self.live: dict[int, Invocation] = {}
         #: instances made ahead, by the InstancePre they are made from (the Python
@@ -63,9 +65,11 @@ class FreshInstance:
     def __enter__(self) -> tuple[Any, Any]:
         owner, fn = self.owner, self.fn
         self.pool = None
+        engine = owner.engine_ptr
         if fn.kind == "python":  # a Zig or C call pays for none of this
             self.inv.deadline = time.monotonic() + owner.ticker.real_seconds(self.timeout_s)
             self.pool = owner.ready.get(fn.pre)
+            engine = owner.python_engine_ptr
         if self.pool is not None:
             made = self.pool.take(fn.limits.memory_bytes >= self.pool.memory_bytes)
             if made is not None:
@@ -77,7 +81,7 @@ class FreshInstance:
                 return self.store.ctx, inst
         self.key = owner.new_key()
         owner.live[self.key] = self.inv
-        self.store = native.NativeStore(owner.engine_ptr, self.key, fn.limits.memory_bytes)
+        self.store = native.NativeStore(engine, self.key, fn.limits.memory_bytes)
         try:
             self.store.set_deadline(owner.ticker.ticks_for(self.timeout_s))
             if fn.kind == "python":

@@ -47,6 +47,8 @@ from host.runtime.limits import Limits
 from host.runtime.loaded import LoadedFunction
 from host.runtime.ready import ReadyInstances
 from host.runtime.response import MAX_ERROR_MESSAGE
+from host.runtime.snapshot import detach_memory
+from host.runtime.snapshot_memory import SnapshotMemories
 from host.runtime.traps import classify
 
 #: what the Python SDK reports for an exception escaping ``handle`` (its traceback is
@@ -83,6 +85,7 @@ class PythonRuntime:
         cache: ModuleCache,
         linker: wasmtime.Linker,
         instances: Instances,
+        memories: SnapshotMemories,
         runtime_wasm: Callable[[], Path],
         make_ahead: bool = True,
         warm_ahead: bool = True,
@@ -98,6 +101,7 @@ class PythonRuntime:
         self.cache = cache
         self._linker = linker
         self._instances = instances
+        self._memories = memories
         self._runtime_wasm = runtime_wasm
         self._code_dir = cache.dir / "python"
         self._runtime: LoadedFunction | None = None
@@ -115,7 +119,21 @@ class PythonRuntime:
                 return self._runtime
             path = self._runtime_wasm()
             key = path.stem
-            cached = self.cache.load_named(key, path.read_bytes)
+            image = self._code_dir / f"{key}.memory"
+            detached: list[bytes] = []
+
+            def module() -> bytes:  # compiled without its data: its memory is the image
+                if not detached:
+                    code, memory = detach_memory(path.read_bytes())
+                    self._code_dir.mkdir(parents=True, exist_ok=True)
+                    atomic_write(image, memory)
+                    detached.append(code)
+                return detached[0]
+
+            if not image.exists():
+                module()
+            cached = self.cache.load_named(key, module)
+            self._memories.attach(image)
             try:
                 abi.check_exports(cached.module)
                 pre = self._linker.instantiate_pre(cached.module)
@@ -151,7 +169,7 @@ class PythonRuntime:
         assert self._runtime is not None  # made by start
         instances = self._instances
         key = instances.new_key()
-        store = native.NativeStore(instances.engine_ptr, key, READY_MEMORY_BYTES)
+        store = native.NativeStore(instances.python_engine_ptr, key, READY_MEMORY_BYTES)
         inv = Invocation(request_id="warm-up", function="python-runtime")
         instances.live[key] = inv
         try:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import wasmtime
 
 from host.common.python_bundle import is_python_bundle
@@ -35,6 +36,7 @@ from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
 from host.runtime.loaded import LoadedFunction
 from host.runtime.priority import Demoter
+from host.runtime.snapshot_memory import SnapshotMemories
 from host.runtime.traps import classify, classify_memory
 
 log = logging.getLogger("nimbus.runtime")
@@ -63,7 +65,16 @@ class Runtime:
         self.fingerprint = fingerprint(settings)
         self.cache = ModuleCache(cache_dir, self.engine, self.fingerprint)
         self._ticker = EpochTicker(self.engine, time_scale=time_scale)
-        self.instances = Instances(self.engine.ptr(), self._ticker)
+        #: the Python runtime's engine: instances on demand, memories from snapshot
+        #: slots reset page by page (``snapshot_memory.py``)
+        python_settings = msgspec.structs.replace(settings, pooling=False)
+        self.python_memories = SnapshotMemories(settings.max_instances)
+        config = python_settings.config()
+        self.python_memories.install(config)
+        self.python_engine = wasmtime.Engine(config)
+        self.python_fingerprint = fingerprint(python_settings)
+        self._ticker.add(self.python_engine)
+        self.instances = Instances(self.engine.ptr(), self._ticker, self.python_engine.ptr())
         self.demoter = Demoter()
         self._cache_dir = cache_dir
         self._python_runtime = python_runtime
@@ -72,7 +83,7 @@ class Runtime:
         self._python_lock = threading.Lock()
         self._linker = wasmtime.Linker(self.engine)
         #: the Python runtime's: the same host functions, and WASI for its libc
-        self._python_linker = wasmtime.Linker(self.engine)
+        self._python_linker = wasmtime.Linker(self.python_engine)
         self._python_linker.define_wasi()
         self._callbacks: list[Any] = []
         self.host_functions: dict[tuple[str, str], HostFunction] = {}
@@ -87,6 +98,7 @@ class Runtime:
             self._python.close()
         self._ticker.stop()
         self.demoter.stop()
+        self.python_memories.close()
 
     def python(self) -> python.PythonRuntime:
         """The shared Python runtime (made on first use; ``start()`` loads it)."""
@@ -94,12 +106,13 @@ class Runtime:
             if self._python is None:
                 if self._python_runtime is None:
                     raise DeployError("this host runs no Python functions (no Python runtime)")
-                cache = ModuleCache(self._cache_dir, self.engine, self.fingerprint)
+                cache = ModuleCache(self._cache_dir, self.python_engine, self.python_fingerprint)
                 mode = self._python_instances
                 self._python = python.PythonRuntime(
                     cache,
                     self._python_linker,
                     self.instances,
+                    self.python_memories,
                     self._python_runtime,
                     make_ahead=mode != "inline",
                     warm_ahead=mode == "made_ahead",

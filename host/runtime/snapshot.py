@@ -22,6 +22,7 @@ import wasmtime
 
 from host.common.leb128 import encode as unsigned
 from host.common.leb128 import read as read_unsigned
+from host.common.leb128 import read_signed
 from host.errors import BuildError
 
 _IMPORT, _MEMORY, _GLOBAL, _EXPORT, _START, _DATA, _DATA_COUNT, _CUSTOM = 2, 5, 6, 7, 8, 11, 12, 0
@@ -263,3 +264,40 @@ def _segments(data: bytes, gap: int = 64) -> list[tuple[int, bytes]]:
         end = len(data) if end < 0 else end
         out.append((i, data[i:end]))
         i = end
+
+
+def detach_memory(module: bytes) -> tuple[bytes, bytes]:
+    """``module`` without its data segments, and its whole initial memory as they fill
+    it (for a host memory that starts as that image: ``runtime/snapshot_memory.py``)."""
+    sections = _sections(module)
+    _active_data_only(sections)
+    pages = None
+    out = []
+    image = bytearray()
+    for sid, body in sections:
+        if sid == _MEMORY:
+            count, j = read_unsigned(body, 0)
+            if count != 1:
+                raise ValueError(f"a module with {count} memories has no one image")
+            pages, _ = read_unsigned(body, j + 1)
+            image = bytearray(pages << 16)
+        elif sid == _DATA:
+            if pages is None:
+                raise ValueError("a data section before the memory section")
+            count, j = read_unsigned(body, 0)
+            for _ in range(count):
+                if body[j + 1] != 0x41:
+                    raise ValueError("a data segment whose offset is not an i32.const")
+                offset = read_signed(body, j + 2)[0] & 0xFFFFFFFF
+                size, j = read_unsigned(body, _const_end(body, j + 1))
+                if offset + size > len(image):
+                    raise ValueError(f"a data segment at {offset} outside the initial memory")
+                image[offset : offset + size] = body[j : j + size]
+                j += size
+            body = unsigned(0)
+        elif sid == _DATA_COUNT:
+            body = unsigned(0)
+        out.append((sid, body))
+    if pages is None:
+        raise ValueError("a module without a memory")
+    return _build(out), bytes(image)

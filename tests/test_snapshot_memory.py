@@ -1,0 +1,164 @@
+"""The Python runtime's memories (host/runtime/snapshot_memory.py): every instance
+starts as the snapshot image, byte for byte, whatever the instance before it in the
+same slot wrote or grew; a reset copies back only what was written, or maps the image
+anew when that is more than a slot may keep; slots beyond the cap are refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from host.runtime import snapshot_memory
+from host.runtime.engine import EngineSettings
+from host.runtime.snapshot import detach_memory, snapshot
+from host.runtime.snapshot_memory import SnapshotMemories
+
+PAGE = 65536
+#: two pages initialised by a snapshot, growable to six; ``fill`` writes a byte over a
+#: range, ``sum`` adds a range's bytes (what a fresh instance sees), ``grow`` grows
+MODULE = """
+(module
+  (memory (export "memory") 1 6)
+  (data (i32.const 10) "snapshot")
+  (func (export "init")
+    (memory.grow (i32.const 1)) drop
+    (memory.fill (i32.const 65536) (i32.const 7) (i32.const 65536)))
+  (func (export "fill") (param i32 i32 i32) (memory.fill (local.get 0) (local.get 1) (local.get 2)))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "size") (result i32) (memory.size))
+  (func (export "sum") (param i32 i32) (result i64) (local $s i64)
+    (block $done (loop $next
+      (br_if $done (i32.eqz (local.get 1)))
+      (local.set $s (i64.add (local.get $s) (i64.load8_u (local.get 0))))
+      (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+      (local.set 1 (i32.sub (local.get 1) (i32.const 1)))
+      (br $next)))
+    (local.get $s)))
+"""
+
+
+@pytest.fixture
+def snapshotted(tmp_path: Path) -> tuple[bytes, Path]:
+    """The module without its data, and its image file (two pages)."""
+    engine = wasmtime.Engine()
+    module = snapshot(
+        wasmtime.wat2wasm(MODULE),
+        wasmtime.Linker(engine),
+        wasmtime.Store(engine),
+        lambda store, exports: exports["init"](store),
+    )
+    code, image = detach_memory(module)
+    path = tmp_path / "image.memory"
+    path.write_bytes(image)
+    return code, path
+
+
+@pytest.fixture
+def memories(snapshotted: tuple[bytes, Path]) -> Iterator[tuple[wasmtime.Engine, SnapshotMemories]]:
+    _, image = snapshotted
+    memories = SnapshotMemories(max_slots=2)
+    config = EngineSettings(pooling=False).config()
+    memories.install(config)
+    engine = wasmtime.Engine(config)
+    memories.attach(image)
+    yield engine, memories
+    memories.close()
+
+
+def _store(engine: wasmtime.Engine) -> wasmtime.Store:
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(1 << 30)  # the engine interrupts at epoch deadlines
+    return store
+
+
+def _image_sum(path: Path) -> int:
+    return sum(path.read_bytes())
+
+
+def test_detach_memory_writes_the_whole_initial_memory(snapshotted: tuple[bytes, Path]) -> None:
+    code, image = snapshotted
+    data = image.read_bytes()
+    assert len(data) == 2 * PAGE
+    assert data[10:18] == b"snapshot" and data[PAGE:] == bytes([7]) * PAGE
+    engine = wasmtime.Engine()  # wasmtime's own memory: zeros, no data
+    store = wasmtime.Store(engine)  # an engine without epoch interruption
+    exports = wasmtime.Instance(store, wasmtime.Module(engine, code), []).exports(store)
+    assert exports["sum"](store, 0, 2 * PAGE) == 0
+
+
+def test_every_instance_starts_as_the_image(
+    memories: tuple[wasmtime.Engine, SnapshotMemories], snapshotted: tuple[bytes, Path]
+) -> None:
+    engine, mem = memories
+    code, image = snapshotted
+    module = wasmtime.Module(engine, code)
+    want = _image_sum(image)
+    for round_ in range(6):
+        store = _store(engine)
+        exports = wasmtime.Instance(store, module, []).exports(store)
+        assert exports["size"](store) == 2
+        assert exports["sum"](store, 0, 2 * PAGE) == want, f"round {round_}"
+        memory = exports["memory"]
+        assert isinstance(memory, wasmtime.Memory)
+        assert memory.read(store, 10, 18) == bytearray(b"snapshot")
+        exports["fill"](store, 5 + round_ * 4096, 0xAB, 3 * 4096 + 17)  # across pages
+        assert exports["grow"](store, 3) == 2  # grown pages start zero
+        assert exports["sum"](store, 2 * PAGE, 3 * PAGE) == 0
+        exports["fill"](store, 3 * PAGE, 0xCD, PAGE)
+        del exports, memory
+        del store  # the instance goes: its slot is reset
+    assert mem.resets["copied"] >= 5  # reset page by page, the slot kept
+    assert mem.slots() == (0, 1)
+
+
+def test_too_much_written_maps_the_image_anew(
+    memories: tuple[wasmtime.Engine, SnapshotMemories],
+    snapshotted: tuple[bytes, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine, mem = memories
+    code, image = snapshotted
+    monkeypatch.setattr(snapshot_memory, "KEEP_RESIDENT_BYTES", 4096 * 2)
+    module = wasmtime.Module(engine, code)
+    store = _store(engine)
+    exports = wasmtime.Instance(store, module, []).exports(store)
+    exports["fill"](store, 0, 0xEE, 2 * PAGE)  # every page: more than a slot may keep
+    mapped = mem.resets["mapped"]
+    del exports, store
+    assert mem.resets["mapped"] == mapped + 1
+    store = _store(engine)
+    exports = wasmtime.Instance(store, module, []).exports(store)
+    assert exports["sum"](store, 0, 2 * PAGE) == _image_sum(image)
+
+
+def test_slots_beyond_the_cap_are_refused_as_overloaded(
+    memories: tuple[wasmtime.Engine, SnapshotMemories], snapshotted: tuple[bytes, Path]
+) -> None:
+    engine, _ = memories
+    module = wasmtime.Module(engine, snapshotted[0])
+    stores = [_store(engine) for _ in range(3)]
+    wasmtime.Instance(stores[0], module, [])
+    wasmtime.Instance(stores[1], module, [])
+    with pytest.raises(wasmtime.WasmtimeError, match="concurrent memory limit of 2"):
+        wasmtime.Instance(stores[2], module, [])
+    del stores[0]
+    wasmtime.Instance(stores[1], module, [])  # a freed slot serves again
+
+
+def test_a_memory_of_another_size_is_refused(
+    memories: tuple[wasmtime.Engine, SnapshotMemories],
+) -> None:
+    engine, _ = memories
+    other = wasmtime.Module(engine, '(module (memory (export "memory") 3))')
+    with pytest.raises(wasmtime.WasmtimeError, match="memories start as its 131072-byte image"):
+        wasmtime.Instance(_store(engine), other, [])
+
+
+def test_image_must_be_whole_pages(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.memory"
+    bad.write_bytes(b"x" * 100)
+    with pytest.raises(ValueError, match="whole number of 64 KiB pages"):
+        SnapshotMemories(1).attach(bad)
