@@ -42,6 +42,9 @@ from host.toolchain.python_runtime import runtime_dir
 MiB = 1024 * 1024
 #: the gap between spaced calls
 SPACING_S = 0.005
+#: how long RSS is left to settle before it is read (the background thread makes its
+#: instances ahead in the meantime, so 1 and N functions are compared alike)
+SETTLE_S = 0.5
 HELLO = ROOT / "tests" / "guests" / "hello_py" / "handler.py"
 IMPORT_HEAVY = """
 import dataclasses, datetime, json, re
@@ -60,6 +63,7 @@ def handle(event):
 RETURNS_AT_ONCE = "def handle(event):\n    return None\n"
 _LOAD_PROBE = """
 import sys, time
+SETTLE_S = %s
 import msgpack
 from pathlib import Path
 from host.hostcalls.catalog import all_host_functions
@@ -67,24 +71,25 @@ from host.runtime.invocation import Invocation
 from host.runtime.runtime import Runtime
 from host.platform.python_runtime import runtime_wasm
 
-def rss():
+def rss(field="VmRSS:"):
+    time.sleep(SETTLE_S)  # the instances the background thread makes ahead, made
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return int(line.split()[1]) * 1024
 
 wasms = [Path(p).read_bytes() for p in sys.argv[2:]]
 event = msgpack.packb({"kind": "invoke", "input": None})
-rss0 = rss()
+rss0, anon0 = rss(), rss("RssAnon:")
 rt = Runtime(Path(sys.argv[1]), all_host_functions(),
              python_runtime=runtime_wasm)
 t0 = time.perf_counter()
 fn = rt.load("f0", wasms[0])
 load_ms = (time.perf_counter() - t0) * 1000
 rt.invoke(fn, event, Invocation("req", "f0"))
-rss1 = rss()
+rss1, anon1 = rss(), rss("RssAnon:")
 for i, wasm in enumerate(wasms):
     rt.invoke(rt.load(f"f{i}", wasm), event, Invocation("req", f"f{i}"))
-print(load_ms, fn.cache_hit, rss1 - rss0, rss() - rss0)
+print(load_ms, fn.cache_hit, rss1 - rss0, rss() - rss0, anon1 - anon0, rss("RssAnon:") - anon0)
 """
 
 
@@ -208,18 +213,20 @@ def _instantiate_alone(rt: Runtime, fn: LoadedFunction, calls: int) -> float:
     return statistics.median(times)
 
 
-def _fresh_process(cache: Path, wasms: list[Path]) -> tuple[float, float, float]:
+def _fresh_process(cache: Path, wasms: list[Path]) -> tuple[float, ...]:
     """A new process loading from ``cache``: the first function's load time (ms), and
-    its RSS growth (MiB) with the first function warm and with all of them warm."""
+    its RSS growth (MiB) with the first function warm and with all of them warm, then
+    the same for its anonymous memory alone (RSS counts each mapping of a page of the
+    shared runtime's image, which the page cache holds once)."""
     out = subprocess.run(
-        [sys.executable, "-c", _LOAD_PROBE, str(cache), *map(str, wasms)],
+        [sys.executable, "-c", _LOAD_PROBE % SETTLE_S, str(cache), *map(str, wasms)],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
     ).stdout.split()
     assert out[1] == "True", "the fresh process did not hit the cache"
-    return float(out[0]), int(out[2]) / MiB, int(out[3]) / MiB
+    return (float(out[0]), *(int(x) / MiB for x in out[2:6]))
 
 
 def _server(tmp: Path, wasms: dict[str, Path], cache: Path) -> dict[str, dict[str, float]]:
@@ -288,6 +295,7 @@ def run(count: int, calls: int) -> dict[str, Any]:
             platform.invoke("py0", {"kind": "invoke", "input": None})
             out["first_deploy_s"] = first
             out["disk_1_mib"] = _du(platform.data_dir / "cache") / MiB
+            time.sleep(SETTLE_S)
             out["rss_1_warm_mib"] = (_rss() - rss0) / MiB
             nexts = [_build_and_deploy(platform, s, f"py{i + 1}") for i, s in enumerate(srcs[1:])]
             out["next_deploy_s_median"] = statistics.median(nexts)
@@ -297,6 +305,7 @@ def run(count: int, calls: int) -> dict[str, Any]:
             out[f"rss_{count}_deployed_mib"] = (_rss() - rss0) / MiB
             for i in range(count):
                 platform.invoke(f"py{i}", {"kind": "invoke", "input": None})
+            time.sleep(SETTLE_S)
             out[f"rss_{count}_warm_mib"] = (_rss() - rss0) / MiB
             out[f"disk_{count}_mib"] = _du(platform.data_dir / "cache") / MiB
             _function(tmp, 1, HELLO.read_text() + "\nCHANGED = True\n")
@@ -325,6 +334,8 @@ def run(count: int, calls: int) -> dict[str, Any]:
         out["cache_load_fresh_process_ms"] = statistics.median(p[0] for p in probes)
         out["fresh_process_rss_1_warm_mib"] = statistics.median(p[1] for p in probes)
         out[f"fresh_process_rss_{count}_warm_mib"] = statistics.median(p[2] for p in probes)
+        out["fresh_process_anon_1_warm_mib"] = statistics.median(p[3] for p in probes)
+        out[f"fresh_process_anon_{count}_warm_mib"] = statistics.median(p[4] for p in probes)
         wasm0 = wasms[0]
         print(json.dumps(out), file=sys.stderr)  # the in-process figures, in case
         server = _server(tmp / "serve", {"zig": zig_wasm, "python": wasm0}, cache)
@@ -344,6 +355,8 @@ def run(count: int, calls: int) -> dict[str, Any]:
         f"rss_{count}_warm_over_1": out[f"rss_{count}_warm_mib"] / out["rss_1_warm_mib"],
         f"fresh_process_rss_{count}_over_1": out[f"fresh_process_rss_{count}_warm_mib"]
         / out["fresh_process_rss_1_warm_mib"],
+        f"fresh_process_anon_{count}_over_1": out[f"fresh_process_anon_{count}_warm_mib"]
+        / out["fresh_process_anon_1_warm_mib"],
         "python_fresh_over_zig": out["fresh_call_hello"]["median_us"] / zig["fresh_median_us"],
         "python_fresh_cpu_over_zig": out["fresh_call_hello"]["cpu_median_us"]
         / out["fresh_call_zig_same_harness"]["cpu_median_us"],
