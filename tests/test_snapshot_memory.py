@@ -162,3 +162,19 @@ def test_image_must_be_whole_pages(tmp_path: Path) -> None:
     bad.write_bytes(b"x" * 100)
     with pytest.raises(ValueError, match="whole number of 64 KiB pages"):
         SnapshotMemories(1).attach(bad)
+
+
+def test_without_pagemap_scan_the_image_is_mapped_anew(
+    memories: tuple[wasmtime.Engine, SnapshotMemories], snapshotted: tuple[bytes, Path]
+) -> None:
+    engine, mem = memories
+    code, image = snapshotted
+    mem._pagemap = -1  # as on a kernel before 6.7
+    module = wasmtime.Module(engine, code)
+    for _ in range(3):
+        store = _store(engine)
+        exports = wasmtime.Instance(store, module, []).exports(store)
+        assert exports["sum"](store, 0, 2 * PAGE) == _image_sum(image)
+        exports["fill"](store, 100, 0x11, 5000)
+        del exports, store
+    assert mem.resets == {"mapped": 4, "copied": 0}  # the slot's first map, 3 resets

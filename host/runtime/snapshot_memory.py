@@ -38,9 +38,9 @@ from typing import Any
 from wasmtime import _ffi as ffi
 
 #: pages of its own a waiting slot may keep (more, and its reset maps the image anew)
-KEEP_RESIDENT_BYTES = 16 << 20
+KEEP_RESIDENT_BYTES = 8 << 20
 #: slots kept for reuse once their instance is gone
-KEEP_SLOTS = 16
+KEEP_SLOTS = 8
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PROT_NONE, _PROT_RW, _PROT_READ = 0, 3, 1
