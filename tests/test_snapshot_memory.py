@@ -178,3 +178,14 @@ def test_without_pagemap_scan_the_image_is_mapped_anew(
         exports["fill"](store, 100, 0x11, 5000)
         del exports, store
     assert mem.resets == {"mapped": 4, "copied": 0}  # the slot's first map, 3 resets
+
+
+def test_one_image_per_creator(
+    memories: tuple[wasmtime.Engine, SnapshotMemories], snapshotted: tuple[bytes, Path]
+) -> None:
+    _, mem = memories
+    mem.attach(snapshotted[1])  # the same image again: nothing to do
+    other = snapshotted[1].with_name("other.memory")
+    other.write_bytes(bytes(PAGE))
+    with pytest.raises(ValueError, match="memories already served from"):
+        mem.attach(other)

@@ -112,8 +112,10 @@ class SnapshotMemories:
         self.max_slots = max_slots
         self._lock = threading.Lock()
         self._slots: dict[int, _Slot] = {}
+        #: slots made (in use and waiting), counted as they are reserved
+        self._made = 0
         self._waiting: list[_Slot] = []
-        self._ids = iter(range(1, 1 << 62))
+        self._image_path: Path | None = None
         self._image_fd = -1
         self._image_len = 0
         self._image = 0  # the image mapped read-only: what resets copy from
@@ -140,7 +142,9 @@ class SnapshotMemories:
     def attach(self, image: Path) -> None:
         """Serve memories from ``image`` (the snapshot's whole initial memory, as
         ``snapshot.detach_memory`` writes it), before the first instance."""
-        if self._image_fd >= 0:
+        if self._image_path is not None:
+            if self._image_path != image:  # its memories would not match the module
+                raise ValueError(f"memories already served from {self._image_path}")
             return
         fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC)
         size = os.fstat(fd).st_size
@@ -152,6 +156,7 @@ class SnapshotMemories:
             os.close(fd)
             raise OSError(ctypes.get_errno(), f"mapping {image} failed")
         self._image_fd, self._image_len, self._image = fd, size, addr
+        self._image_path = image
         self._pagemap = _open_pagemap()
 
     @property
@@ -161,14 +166,15 @@ class SnapshotMemories:
     def slots(self) -> tuple[int, int]:
         """Slots in use, slots waiting."""
         with self._lock:
-            return len(self._slots) - len(self._waiting), len(self._waiting)
+            return self._made - len(self._waiting), len(self._waiting)
 
     def close(self) -> None:
         """Unmap the waiting slots (slots in use go when their instances do)."""
         with self._lock:
             waiting, self._waiting = self._waiting, []
             for slot in waiting:
-                self._slots.pop(slot.base, None)
+                if self._slots.pop(slot.base, None) is not None:
+                    self._made -= 1
         for slot in waiting:
             _munmap(slot.base, slot.reserved + slot.guard)
 
@@ -246,13 +252,21 @@ class SnapshotMemories:
                 if (slot.reserved, slot.guard) == (reserved, guard):
                     return slot
                 stale = slot
-            elif len(self._slots) >= self.max_slots:
+            elif self._made >= self.max_slots:
                 return None
+            self._made += 1  # counted before it is made: the cap holds across threads
         if stale is not None:
             self._unmap(stale)
-        base = _mmap(
-            None, reserved + guard, _PROT_NONE, _MAP_PRIVATE | _MAP_ANON | _MAP_NORESERVE, -1, 0
-        )
+        try:
+            return self._new_slot(reserved, guard)
+        except BaseException:
+            with self._lock:
+                self._made -= 1
+            raise
+
+    def _new_slot(self, reserved: int, guard: int) -> _Slot:
+        flags = _MAP_PRIVATE | _MAP_ANON | _MAP_NORESERVE
+        base = _mmap(None, reserved + guard, _PROT_NONE, flags, -1, 0)
         if base in (None, _MAP_FAILED):
             raise OSError(ctypes.get_errno(), "reserving a memory's address range failed")
         slot = _Slot(base, self._image_len, reserved, guard)
@@ -267,7 +281,8 @@ class SnapshotMemories:
 
     def _unmap(self, slot: _Slot) -> None:
         with self._lock:
-            self._slots.pop(slot.base, None)
+            if self._slots.pop(slot.base, None) is not None:
+                self._made -= 1
         _munmap(slot.base, slot.reserved + slot.guard)
 
     def _map_image(self, slot: _Slot) -> None:
