@@ -189,3 +189,28 @@ def test_one_image_per_creator(
     other.write_bytes(bytes(PAGE))
     with pytest.raises(ValueError, match="memories already served from"):
         mem.attach(other)
+
+
+def test_a_slot_keeps_at_most_twice_its_first_calls_pages(
+    memories: tuple[wasmtime.Engine, SnapshotMemories], snapshotted: tuple[bytes, Path]
+) -> None:
+    engine, mem = memories
+    code, image = snapshotted
+    module = wasmtime.Module(engine, code)
+
+    def call(start: int, pages: int) -> None:
+        store = _store(engine)
+        exports = wasmtime.Instance(store, module, []).exports(store)
+        assert exports["sum"](store, 0, 2 * PAGE) == _image_sum(image)
+        exports["fill"](store, start, 0x22, pages * 4096)
+        del exports, store
+
+    call(0, 2)  # the slot's first reset copies 2 pages back
+    assert mem.resets == {"mapped": 1, "copied": 1}
+    call(8 * 4096, 10)  # 12 pages written since the map: within 2 * 2 + 16
+    assert mem.resets == {"mapped": 1, "copied": 2}
+    call(20 * 4096, 10)  # 22: past it, so the image is mapped anew
+    assert mem.resets == {"mapped": 2, "copied": 2}
+    call(0, 1)  # and the slot starts counting again
+    assert mem.resets == {"mapped": 2, "copied": 3}
+    call(0, 1)

@@ -41,6 +41,9 @@ from wasmtime import _ffi as ffi
 KEEP_RESIDENT_BYTES = 8 << 20
 #: slots kept for reuse once their instance is gone
 KEEP_SLOTS = 8
+#: a slot's copied pages may grow to twice the first reset's plus this many before
+#: the image is mapped anew (see ``_copy_back_written``)
+_SLACK_PAGES = 16
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PROT_NONE, _PROT_RW, _PROT_READ = 0, 3, 1
@@ -94,10 +97,12 @@ class _ScanArg(ctypes.Structure):
 class _Slot:
     """One memory's address range and what is accessible of it now."""
 
-    __slots__ = ("base", "guard", "regions", "reserved", "scan", "size")
+    __slots__ = ("base", "first", "guard", "regions", "reserved", "scan", "size")
 
     def __init__(self, base: int, size: int, reserved: int, guard: int) -> None:
         self.base, self.size, self.reserved, self.guard = base, size, reserved, guard
+        #: pages the first reset after the image was mapped copied back (0: none yet)
+        self.first = 0
         self.regions = (_PageRegion * _REGIONS)()
         self.scan = _ScanArg(size=ctypes.sizeof(_ScanArg))
 
@@ -289,6 +294,7 @@ class SnapshotMemories:
         flags = _MAP_PRIVATE | _MAP_FIXED
         if _mmap(slot.base, self._image_len, _PROT_RW, flags, self._image_fd, 0) != slot.base:
             raise OSError(ctypes.get_errno(), "mapping the memory image failed")
+        slot.first = 0
         self.resets["mapped"] += 1
 
     def _reset(self, slot: _Slot) -> None:
@@ -309,10 +315,19 @@ class SnapshotMemories:
 
     def _copy_back_written(self, slot: _Slot) -> bool:
         """Copy the image's bytes over every page of ``slot`` that is not the image's
-        own (nor the zero page); False if the scan failed or found more than a slot
-        may keep (the caller then maps the image anew)."""
+        own (nor the zero page); False if the scan failed or found more than the slot
+        may keep (the caller then maps the image anew).
+
+        A page copied back stays the slot's own, so what a reset copies is every page
+        any call since the image was mapped wrote: with different functions in one
+        slot, that union would grow to the budget and every reset would copy pages the
+        next call may never write (a copy costs about half a fault). So a slot keeps at
+        most twice what its first reset copied (plus a few pages), then starts anew."""
         base, scan, regions = slot.base, slot.scan, slot.regions
         budget = KEEP_RESIDENT_BYTES // _PAGE
+        if slot.first:  # what calls wrote keeps growing: at most twice the first's
+            budget = min(budget, 2 * slot.first + _SLACK_PAGES)
+        allowed = budget
         scan.start, scan.end = base, base + self._image_len
         scan.vec, scan.vec_len = ctypes.addressof(regions), _REGIONS
         scan.category_inverted = _PAGE_IS_FILE | _PAGE_IS_PFNZERO
@@ -330,6 +345,7 @@ class SnapshotMemories:
                 ctypes.memmove(start, start + delta, end - start)
                 budget -= (end - start) // _PAGE
             if scan.walk_end >= scan.end:
+                slot.first = slot.first or max(1, allowed - budget)
                 return True
             if n < _REGIONS or budget <= 0:  # stopped at the budget: too much to copy
                 return False
