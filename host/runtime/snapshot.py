@@ -7,9 +7,10 @@ runs its initialisation, and writes the result back into the module: the linear
 memory as active data segments (only its non-zero stretches) and every defined
 global's value as its constant initialiser. wasmtime maps those segments as a
 copy-on-write image, so a fresh instance of the snapshot starts initialised in
-microseconds. Only what this needs is supported: one memory, globals of number
-types with one-instruction initialisers, active data segments; anything else is
-refused with the reason.
+microseconds; the host serves the Python runtime's memory itself from that image
+(``detach_memory``, ``snapshot_memory.py``). Only what this needs is supported: one
+memory, globals of number types with one-instruction initialisers, active data
+segments; anything else is refused with the reason.
 """
 
 from __future__ import annotations
