@@ -5,8 +5,10 @@ anew when that is more than a slot may keep; slots beyond the cap are refused.""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wasmtime
@@ -57,6 +59,15 @@ def snapshotted(tmp_path: Path) -> tuple[bytes, Path]:
 
 
 @pytest.fixture
+def random_image(snapshotted: tuple[bytes, Path]) -> tuple[bytes, Path]:
+    """The same module over an image of random bytes: a copy from a wrong offset, or a
+    page left as a call wrote it, shows in a byte-for-byte comparison."""
+    code, path = snapshotted
+    path.write_bytes(os.urandom(2 * PAGE))
+    return code, path
+
+
+@pytest.fixture
 def memories(snapshotted: tuple[bytes, Path]) -> Iterator[tuple[wasmtime.Engine, SnapshotMemories]]:
     _, image = snapshotted
     memories = SnapshotMemories(max_slots=2)
@@ -72,6 +83,11 @@ def _store(engine: wasmtime.Engine) -> wasmtime.Store:
     store = wasmtime.Store(engine)
     store.set_epoch_deadline(1 << 30)  # the engine interrupts at epoch deadlines
     return store
+
+
+def _as_image(store: wasmtime.Store, exports: Any, image: Path) -> bool:
+    memory = exports["memory"]
+    return bytes(memory.read(store, 0, 2 * PAGE)) == image.read_bytes()
 
 
 def _image_sum(path: Path) -> int:
@@ -214,3 +230,70 @@ def test_a_slot_keeps_at_most_twice_its_first_calls_pages(
     call(0, 1)  # and the slot starts counting again
     assert mem.resets == {"mapped": 2, "copied": 3}
     call(0, 1)
+
+
+def test_written_pages_come_back_byte_for_byte_even_past_one_scan(
+    random_image: tuple[bytes, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshot_memory, "_REGIONS", 2)  # a scan stops every 2 runs
+    code, image = random_image
+    mem = SnapshotMemories(max_slots=1)
+    config = EngineSettings(pooling=False).config()
+    mem.install(config)
+    engine = wasmtime.Engine(config)
+    mem.attach(image)
+    module = wasmtime.Module(engine, code)
+    for round_ in range(4):
+        store = _store(engine)
+        exports = wasmtime.Instance(store, module, []).exports(store)
+        assert _as_image(store, exports, image), f"round {round_}"
+        for page in range(round_ % 2, 32, 2):  # 16 separate runs of written pages
+            exports["fill"](store, page * 4096 + 100, round_ + 1, 10)
+        assert exports["grow"](store, 2) == 2
+        exports["fill"](store, 3 * PAGE, 0x99, 100)
+        del exports, store
+    assert mem.resets["copied"] == 4 and mem.slots() == (0, 1)
+    store = _store(engine)
+    exports = wasmtime.Instance(store, module, []).exports(store)
+    with pytest.raises(wasmtime.Trap, match="out of bounds"):  # the grown pages are gone
+        exports["sum"](store, 3 * PAGE, 1)
+    del exports, store
+    mem.close()
+
+
+def test_a_forked_process_scans_its_own_pages(
+    memories: tuple[wasmtime.Engine, SnapshotMemories], random_image: tuple[bytes, Path]
+) -> None:
+    engine, mem = memories
+    code, image = random_image
+    module = wasmtime.Module(engine, code)
+    mem._pid = -1  # as if this process were a fork of the one that opened the pagemap
+    for _ in range(2):
+        store = _store(engine)
+        exports = wasmtime.Instance(store, module, []).exports(store)
+        assert _as_image(store, exports, image)
+        exports["fill"](store, 4096, 0x5A, 3 * 4096)
+        del exports, store
+    assert mem._pid == os.getpid() and mem.resets["copied"] == 2
+
+
+def test_close_unmaps_waiting_slots_and_later_drops(
+    snapshotted: tuple[bytes, Path],
+) -> None:
+    code, image = snapshotted
+    mem = SnapshotMemories(max_slots=4)
+    config = EngineSettings(pooling=False).config()
+    mem.install(config)
+    engine = wasmtime.Engine(config)
+    mem.attach(image)
+    module = wasmtime.Module(engine, code)
+    kept = _store(engine)
+    wasmtime.Instance(kept, module, [])
+    dropped = _store(engine)
+    wasmtime.Instance(dropped, module, [])
+    del dropped
+    assert mem.slots() == (1, 1)
+    mem.close()
+    assert mem.slots() == (1, 0)
+    del kept
+    assert mem.slots() == (0, 0)

@@ -30,7 +30,8 @@ class EngineSettings(Struct, frozen=True):
 
     opt_level: str = "speed"
     max_wasm_stack: int = 512 * 1024
-    #: instances alive at once in this process (the pooling allocator's slots); an
+    #: instances alive at once in this process (the pooling allocator's slots; the
+    #: Python runtime's engine caps its memories at the same count, apart); an
     #: invocation beyond it is refused as ``Overloaded``
     max_instances: int = 1000
     #: the largest linear memory any function may be given (wasm32's whole space)

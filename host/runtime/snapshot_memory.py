@@ -52,7 +52,7 @@ _MADV_DONTNEED = 4
 _MAP_FAILED = ctypes.c_void_p(-1).value
 #: ``_IOWR('f', 16, struct pm_scan_arg)`` and its page categories (linux/fs.h)
 _PAGEMAP_SCAN = 0xC0606610
-_PAGE_IS_FILE, _PAGE_IS_PRESENT, _PAGE_IS_SWAPPED, _PAGE_IS_PFNZERO = 1 << 2, 1 << 3, 1 << 4, 1 << 5
+_PAGE_IS_FILE, _PAGE_IS_PRESENT, _PAGE_IS_SWAPPED = 1 << 2, 1 << 3, 1 << 4
 #: regions one scan call reports at most (a scan with more goes on where it stopped)
 _REGIONS = 256
 
@@ -125,6 +125,8 @@ class SnapshotMemories:
         self._image_len = 0
         self._image = 0  # the image mapped read-only: what resets copy from
         self._pagemap = -1
+        self._pid = 0  # the process that opened the pagemap
+        self._closed = False
         #: how slots were made the image: by mapping it (a new slot, or a reset that
         #: found too much written) or by copying the written pages back
         self.resets = {"mapped": 0, "copied": 0}
@@ -163,6 +165,7 @@ class SnapshotMemories:
         self._image_fd, self._image_len, self._image = fd, size, addr
         self._image_path = image
         self._pagemap = _open_pagemap()
+        self._pid = os.getpid()
 
     @property
     def image_bytes(self) -> int:
@@ -174,14 +177,19 @@ class SnapshotMemories:
             return self._made - len(self._waiting), len(self._waiting)
 
     def close(self) -> None:
-        """Unmap the waiting slots (slots in use go when their instances do)."""
+        """Unmap the waiting slots and the image (slots in use are unmapped when their
+        instances go)."""
         with self._lock:
+            self._closed = True
             waiting, self._waiting = self._waiting, []
-            for slot in waiting:
-                if self._slots.pop(slot.base, None) is not None:
-                    self._made -= 1
         for slot in waiting:
-            _munmap(slot.base, slot.reserved + slot.guard)
+            self._unmap(slot)
+        if self._image_fd >= 0:
+            _munmap(self._image, self._image_len)
+            os.close(self._image_fd)
+        if self._pagemap >= 0:
+            os.close(self._pagemap)
+        self._image_fd = self._pagemap = -1
 
     # --- wasmtime's callbacks (they must not raise: an error is returned) ----------
 
@@ -209,11 +217,15 @@ class SnapshotMemories:
                     f"maximum concurrent memory limit of {self.max_slots} reached "
                     "(the Python runtime's slots)"
                 )
-            out = ret.contents
-            out.env = slot.base
-            out.get_memory = self._get_cb
-            out.grow_memory = self._grow_cb
-            out.finalizer = self._drop_cb
+            try:
+                out = ret.contents
+                out.env = slot.base
+                out.get_memory = self._get_cb
+                out.grow_memory = self._grow_cb
+                out.finalizer = self._drop_cb
+            except BaseException:
+                self._unmap(slot)
+                raise
             return 0
         except Exception as e:
             return _error(f"the Python runtime's memory could not be made: {e}")
@@ -236,13 +248,16 @@ class SnapshotMemories:
 
     def _drop_memory(self, env: int) -> None:
         slot = self._slots[env]
+        if self._closed:
+            self._unmap(slot)
+            return
         try:
             self._reset(slot)
         except Exception:
             self._unmap(slot)
             return
         with self._lock:
-            if len(self._waiting) < KEEP_SLOTS:
+            if len(self._waiting) < KEEP_SLOTS and not self._closed:
                 self._waiting.append(slot)
                 return
         self._unmap(slot)
@@ -270,25 +285,27 @@ class SnapshotMemories:
             raise
 
     def _new_slot(self, reserved: int, guard: int) -> _Slot:
+        """A slot: a guard, the memory's reservation (the image mapped over its start),
+        a guard (wasmtime elides bounds checks the reservation and guard cover)."""
         flags = _MAP_PRIVATE | _MAP_ANON | _MAP_NORESERVE
-        base = _mmap(None, reserved + guard, _PROT_NONE, flags, -1, 0)
-        if base in (None, _MAP_FAILED):
+        start = _mmap(None, guard + reserved + guard, _PROT_NONE, flags, -1, 0)
+        if start in (None, _MAP_FAILED):
             raise OSError(ctypes.get_errno(), "reserving a memory's address range failed")
-        slot = _Slot(base, self._image_len, reserved, guard)
+        slot = _Slot(start + guard, self._image_len, reserved, guard)
         try:
             self._map_image(slot)
         except OSError:
-            _munmap(base, reserved + guard)
+            _munmap(start, guard + reserved + guard)
             raise
         with self._lock:
-            self._slots[base] = slot
+            self._slots[slot.base] = slot
         return slot
 
     def _unmap(self, slot: _Slot) -> None:
         with self._lock:
             if self._slots.pop(slot.base, None) is not None:
                 self._made -= 1
-        _munmap(slot.base, slot.reserved + slot.guard)
+        _munmap(slot.base - slot.guard, slot.guard + slot.reserved + slot.guard)
 
     def _map_image(self, slot: _Slot) -> None:
         flags = _MAP_PRIVATE | _MAP_FIXED
@@ -301,13 +318,17 @@ class SnapshotMemories:
         """Make ``slot`` the image again: grown pages discarded, written pages copied
         back (or the image mapped anew)."""
         image = self._image_len
-        if slot.size > image:
-            grown = slot.size - image
-            if _madvise(slot.base + image, grown, _MADV_DONTNEED) != 0:
-                raise OSError(ctypes.get_errno(), "discarding grown memory failed")
-            if _mprotect(slot.base + image, grown, _PROT_NONE) != 0:
-                raise OSError(ctypes.get_errno(), "protecting grown memory failed")
-            slot.size = image
+        if slot.size > image and _madvise(slot.base + image, slot.size - image, _MADV_DONTNEED):
+            raise OSError(ctypes.get_errno(), "discarding grown memory failed")
+        # all of the reservation past the image, whatever ``size`` says
+        if _mprotect(slot.base + image, slot.reserved - image, _PROT_NONE) != 0:
+            raise OSError(ctypes.get_errno(), "protecting grown memory failed")
+        slot.size = image
+        if self._pid != os.getpid():  # a forked child: the pagemap read is the parent's
+            if self._pagemap >= 0:
+                os.close(self._pagemap)
+            self._pagemap = _open_pagemap()
+            self._pid = os.getpid()
         if self._pagemap < 0 or not self._copy_back_written(slot):
             self._map_image(slot)
         else:
@@ -330,8 +351,10 @@ class SnapshotMemories:
         allowed = budget
         scan.start, scan.end = base, base + self._image_len
         scan.vec, scan.vec_len = ctypes.addressof(regions), _REGIONS
-        scan.category_inverted = _PAGE_IS_FILE | _PAGE_IS_PFNZERO
-        scan.category_mask = _PAGE_IS_FILE | _PAGE_IS_PFNZERO
+        # not the file's page: a page the slot wrote (or one KSM merged into the zero
+        # page, which is not the image's either)
+        scan.category_inverted = _PAGE_IS_FILE
+        scan.category_mask = _PAGE_IS_FILE
         scan.category_anyof_mask = _PAGE_IS_PRESENT | _PAGE_IS_SWAPPED
         scan.return_mask = 0
         delta = self._image - base
