@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +68,39 @@ def random_image(snapshotted: tuple[bytes, Path]) -> tuple[bytes, Path]:
     return code, path
 
 
-@pytest.fixture
-def memories(snapshotted: tuple[bytes, Path]) -> Iterator[tuple[wasmtime.Engine, SnapshotMemories]]:
-    _, image = snapshotted
-    memories = SnapshotMemories(max_slots=2)
+@dataclass
+class Served:
+    """The snapshotted module on an engine whose memories come from its image."""
+
+    engine: wasmtime.Engine
+    mem: SnapshotMemories
+    module: wasmtime.Module
+    image: Path
+
+
+def _serving(image: Path, max_slots: int) -> tuple[wasmtime.Engine, SnapshotMemories]:
+    """An engine like the Python runtime's, its memories made from ``image``."""
+    memories = SnapshotMemories(max_slots=max_slots)
     config = EngineSettings(pooling=False).config()
     memories.install(config)
     engine = wasmtime.Engine(config)
     memories.attach(image)
+    return engine, memories
+
+
+@pytest.fixture
+def memories(snapshotted: tuple[bytes, Path]) -> Iterator[tuple[wasmtime.Engine, SnapshotMemories]]:
+    engine, memories = _serving(snapshotted[1], max_slots=2)
     yield engine, memories
     memories.close()
+
+
+@pytest.fixture
+def served(
+    memories: tuple[wasmtime.Engine, SnapshotMemories], snapshotted: tuple[bytes, Path]
+) -> Served:
+    engine, mem = memories
+    return Served(engine, mem, wasmtime.Module(engine, snapshotted[0]), snapshotted[1])
 
 
 def _store(engine: wasmtime.Engine) -> wasmtime.Store:
@@ -88,6 +112,12 @@ def _store(engine: wasmtime.Engine) -> wasmtime.Store:
 def _as_image(store: wasmtime.Store, exports: Any, image: Path) -> bool:
     memory = exports["memory"]
     return bytes(memory.read(store, 0, 2 * PAGE)) == image.read_bytes()
+
+
+def _fresh(engine: wasmtime.Engine, module: wasmtime.Module) -> tuple[wasmtime.Store, Any]:
+    """A new store and instance: its memory comes from a slot."""
+    store = _store(engine)
+    return store, wasmtime.Instance(store, module, []).exports(store)
 
 
 def _image_sum(path: Path) -> int:
@@ -105,16 +135,11 @@ def test_detach_memory_writes_the_whole_initial_memory(snapshotted: tuple[bytes,
     assert exports["sum"](store, 0, 2 * PAGE) == 0
 
 
-def test_every_instance_starts_as_the_image(
-    memories: tuple[wasmtime.Engine, SnapshotMemories], snapshotted: tuple[bytes, Path]
-) -> None:
-    engine, mem = memories
-    code, image = snapshotted
-    module = wasmtime.Module(engine, code)
+def test_every_instance_starts_as_the_image(served: Served) -> None:
+    engine, mem, module, image = served.engine, served.mem, served.module, served.image
     want = _image_sum(image)
     for round_ in range(6):
-        store = _store(engine)
-        exports = wasmtime.Instance(store, module, []).exports(store)
+        store, exports = _fresh(engine, module)
         assert exports["size"](store) == 2
         assert exports["sum"](store, 0, 2 * PAGE) == want, f"round {round_}"
         memory = exports["memory"]
@@ -139,14 +164,12 @@ def test_too_much_written_maps_the_image_anew(
     code, image = snapshotted
     monkeypatch.setattr(snapshot_memory, "KEEP_RESIDENT_BYTES", 4096 * 2)
     module = wasmtime.Module(engine, code)
-    store = _store(engine)
-    exports = wasmtime.Instance(store, module, []).exports(store)
+    store, exports = _fresh(engine, module)
     exports["fill"](store, 0, 0xEE, 2 * PAGE)  # every page: more than a slot may keep
     mapped = mem.resets["mapped"]
     del exports, store
     assert mem.resets["mapped"] == mapped + 1
-    store = _store(engine)
-    exports = wasmtime.Instance(store, module, []).exports(store)
+    store, exports = _fresh(engine, module)
     assert exports["sum"](store, 0, 2 * PAGE) == _image_sum(image)
 
 
@@ -188,8 +211,7 @@ def test_without_pagemap_scan_the_image_is_mapped_anew(
     mem._pagemap = -1  # as on a kernel before 6.7
     module = wasmtime.Module(engine, code)
     for _ in range(3):
-        store = _store(engine)
-        exports = wasmtime.Instance(store, module, []).exports(store)
+        store, exports = _fresh(engine, module)
         assert exports["sum"](store, 0, 2 * PAGE) == _image_sum(image)
         exports["fill"](store, 100, 0x11, 5000)
         del exports, store
@@ -207,16 +229,11 @@ def test_one_image_per_creator(
         mem.attach(other)
 
 
-def test_a_slot_keeps_at_most_twice_its_first_calls_pages(
-    memories: tuple[wasmtime.Engine, SnapshotMemories], snapshotted: tuple[bytes, Path]
-) -> None:
-    engine, mem = memories
-    code, image = snapshotted
-    module = wasmtime.Module(engine, code)
+def test_a_slot_keeps_at_most_twice_its_first_calls_pages(served: Served) -> None:
+    engine, mem, module, image = served.engine, served.mem, served.module, served.image
 
     def call(start: int, pages: int) -> None:
-        store = _store(engine)
-        exports = wasmtime.Instance(store, module, []).exports(store)
+        store, exports = _fresh(engine, module)
         assert exports["sum"](store, 0, 2 * PAGE) == _image_sum(image)
         exports["fill"](store, start, 0x22, pages * 4096)
         del exports, store
@@ -237,15 +254,10 @@ def test_written_pages_come_back_byte_for_byte_even_past_one_scan(
 ) -> None:
     monkeypatch.setattr(snapshot_memory, "_REGIONS", 2)  # a scan stops every 2 runs
     code, image = random_image
-    mem = SnapshotMemories(max_slots=1)
-    config = EngineSettings(pooling=False).config()
-    mem.install(config)
-    engine = wasmtime.Engine(config)
-    mem.attach(image)
+    engine, mem = _serving(image, max_slots=1)
     module = wasmtime.Module(engine, code)
     for round_ in range(4):
-        store = _store(engine)
-        exports = wasmtime.Instance(store, module, []).exports(store)
+        store, exports = _fresh(engine, module)
         assert _as_image(store, exports, image), f"round {round_}"
         for page in range(round_ % 2, 32, 2):  # 16 separate runs of written pages
             exports["fill"](store, page * 4096 + 100, round_ + 1, 10)
@@ -253,8 +265,7 @@ def test_written_pages_come_back_byte_for_byte_even_past_one_scan(
         exports["fill"](store, 3 * PAGE, 0x99, 100)
         del exports, store
     assert mem.resets["copied"] == 4 and mem.slots() == (0, 1)
-    store = _store(engine)
-    exports = wasmtime.Instance(store, module, []).exports(store)
+    store, exports = _fresh(engine, module)
     with pytest.raises(wasmtime.Trap, match="out of bounds"):  # the grown pages are gone
         exports["sum"](store, 3 * PAGE, 1)
     del exports, store
@@ -269,8 +280,7 @@ def test_a_forked_process_scans_its_own_pages(
     module = wasmtime.Module(engine, code)
     mem._pid = -1  # as if this process were a fork of the one that opened the pagemap
     for _ in range(2):
-        store = _store(engine)
-        exports = wasmtime.Instance(store, module, []).exports(store)
+        store, exports = _fresh(engine, module)
         assert _as_image(store, exports, image)
         exports["fill"](store, 4096, 0x5A, 3 * 4096)
         del exports, store
@@ -281,11 +291,7 @@ def test_close_unmaps_waiting_slots_and_later_drops(
     snapshotted: tuple[bytes, Path],
 ) -> None:
     code, image = snapshotted
-    mem = SnapshotMemories(max_slots=4)
-    config = EngineSettings(pooling=False).config()
-    mem.install(config)
-    engine = wasmtime.Engine(config)
-    mem.attach(image)
+    engine, mem = _serving(image, max_slots=4)
     module = wasmtime.Module(engine, code)
     kept = _store(engine)
     wasmtime.Instance(kept, module, [])
