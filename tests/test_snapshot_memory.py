@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 import wasmtime
 
+from host.errors import Overloaded
 from host.runtime import snapshot_memory
 from host.runtime.engine import EngineSettings
+from host.runtime.native import GuestTrap
 from host.runtime.snapshot import detach_memory, snapshot
 from host.runtime.snapshot_memory import SnapshotMemories
+from host.runtime.traps import instantiate_error
 
 PAGE = 65536
 #: two pages initialised by a snapshot, growable to six; ``fill`` writes a byte over a
@@ -181,8 +184,10 @@ def test_slots_beyond_the_cap_are_refused_as_overloaded(
     stores = [_store(engine) for _ in range(3)]
     wasmtime.Instance(stores[0], module, [])
     wasmtime.Instance(stores[1], module, [])
-    with pytest.raises(wasmtime.WasmtimeError, match="concurrent memory limit of 2"):
+    with pytest.raises(wasmtime.WasmtimeError, match="concurrent memory limit of 2") as refused:
         wasmtime.Instance(stores[2], module, [])
+    error = instantiate_error(GuestTrap(refused.value), "f", 1 << 30)
+    assert isinstance(error, Overloaded)  # what the caller gets: 429, retry later
     del stores[0]
     wasmtime.Instance(stores[1], module, [])  # a freed slot serves again
 
