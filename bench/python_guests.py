@@ -71,25 +71,26 @@ from host.runtime.invocation import Invocation
 from host.runtime.runtime import Runtime
 from host.platform.python_runtime import runtime_wasm
 
-def rss(field="VmRSS:"):
-    time.sleep(SETTLE_S)  # the instances the background thread makes ahead, made
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
+def rss():  # RSS and anonymous memory, once the instances made ahead are made
+    time.sleep(SETTLE_S)
+    lines = Path("/proc/self/status").read_text().splitlines()
+    status = dict(line.split(":", 1) for line in lines)
+    return [int(status[field].split()[0]) * 1024 for field in ("VmRSS", "RssAnon")]
 
 wasms = [Path(p).read_bytes() for p in sys.argv[2:]]
 event = msgpack.packb({"kind": "invoke", "input": None})
-rss0, anon0 = rss(), rss("RssAnon:")
+rss0, anon0 = rss()
 rt = Runtime(Path(sys.argv[1]), all_host_functions(),
              python_runtime=runtime_wasm)
 t0 = time.perf_counter()
 fn = rt.load("f0", wasms[0])
 load_ms = (time.perf_counter() - t0) * 1000
 rt.invoke(fn, event, Invocation("req", "f0"))
-rss1, anon1 = rss(), rss("RssAnon:")
+rss1, anon1 = rss()
 for i, wasm in enumerate(wasms):
     rt.invoke(rt.load(f"f{i}", wasm), event, Invocation("req", f"f{i}"))
-print(load_ms, fn.cache_hit, rss1 - rss0, rss() - rss0, anon1 - anon0, rss("RssAnon:") - anon0)
+rss2, anon2 = rss()
+print(load_ms, fn.cache_hit, rss1 - rss0, rss2 - rss0, anon1 - anon0, anon2 - anon0)
 """
 
 
@@ -201,9 +202,8 @@ def _instantiate_alone(rt: Runtime, fn: LoadedFunction, calls: int) -> float:
     from host.runtime import native
 
     times = []
-    for _ in range(calls):
-        key = rt.instances.new_key()
-        store = native.NativeStore(rt.instances.python_engine_ptr, key, fn.limits.memory_bytes)
+    for key in range(calls):
+        store = native.NativeStore(fn.engine_ptr, key, fn.limits.memory_bytes)
         store.set_deadline(1 << 20)
         store.give_empty_wasi()
         t0 = time.perf_counter_ns()

@@ -309,13 +309,13 @@ def test_a_warmed_instance_looks_like_a_new_one(tmp_path: Path, python_cache: Pa
         try:
             fn = rt.load("probe", wasm)
             if mode == "made_ahead":  # wait for them, so that the call takes a warmed one
-                ready = rt.instances.ready[fn.pre]
+                ready = fn.ready
                 deadline = time.monotonic() + 30
                 while len(ready._ready) < 2:
                     assert time.monotonic() < deadline, "no instance was made ahead"
                     time.sleep(0.01)
             else:
-                assert not rt.instances.ready
+                assert fn.ready is None
             seen.append(rt.invoke(fn, hello_event(), Invocation("r", "probe"))["output"])
         finally:
             rt.close()

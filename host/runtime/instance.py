@@ -20,7 +20,6 @@ from host.runtime.engine import EpochTicker
 from host.runtime.invocation import Invocation
 from host.runtime.loaded import LoadedFunction
 from host.runtime.priority import Demoter
-from host.runtime.ready import ReadyInstances
 from host.runtime.traps import instantiate_error
 
 _MEMORY = native.EXTERN_MEMORY
@@ -30,19 +29,33 @@ _FUNC = native.EXTERN_FUNC
 class Instances:
     """The live stores of one engine, by the integer each store carries."""
 
-    def __init__(self, engine_ptr: Any, ticker: EpochTicker, python_engine_ptr: Any) -> None:
-        self.engine_ptr = engine_ptr
-        #: the Python runtime's engine (``runtime.py``): its stores are made there
-        self.python_engine_ptr = python_engine_ptr
+    def __init__(self, ticker: EpochTicker) -> None:
         self.ticker = ticker
         self.live: dict[int, Invocation] = {}
-        #: instances made ahead, by the InstancePre they are made from (the Python
-        #: runtime's: ``python.py``)
-        self.ready: dict[Any, ReadyInstances] = {}
         self._ids = itertools.count(1)
 
-    def new_key(self) -> int:
-        return next(self._ids)
+    def instantiate(
+        self, fn: LoadedFunction, inv: Invocation, timeout_s: float, memory_cap: int
+    ) -> tuple[native.NativeStore, Any]:
+        """A new store and instance of ``fn``, registered as ``inv``'s in ``live`` (its
+        start function's host calls are served; the caller removes it), or the error
+        instantiating it ended with."""
+        key = next(self._ids)
+        self.live[key] = inv
+        store = native.NativeStore(fn.engine_ptr, key, memory_cap)
+        try:
+            store.set_deadline(self.ticker.ticks_for(timeout_s))
+            if fn.kind == "python":  # its libc sleeps through WASI, bounded by this
+                inv.deadline = time.monotonic() + self.ticker.real_seconds(timeout_s)
+                store.give_empty_wasi()
+            inst = native.instantiate(fn.pre_ptr, store.ctx)
+        except native.GuestTrap as t:
+            store.close()
+            del self.live[key]
+            if inv.error is not None:  # a host import failed during the start function
+                raise inv.error from None
+            raise instantiate_error(t, fn.name, memory_cap) from None
+        return store, inst
 
     def fresh(
         self, fn: LoadedFunction, inv: Invocation, timeout_s: float | None = None
@@ -63,35 +76,25 @@ class FreshInstance:
         self.timeout_s = fn.limits.timeout_s if timeout_s is None else timeout_s
 
     def __enter__(self) -> tuple[Any, Any]:
-        owner, fn = self.owner, self.fn
-        self.pool = None
-        engine = owner.engine_ptr
-        if fn.kind == "python":  # a Zig or C call pays for none of this
-            self.inv.deadline = time.monotonic() + owner.ticker.real_seconds(self.timeout_s)
-            self.pool = owner.ready.get(fn.pre)
-            engine = owner.python_engine_ptr
-        if self.pool is not None:
-            made = self.pool.take(fn.limits.memory_bytes >= self.pool.memory_bytes)
+        owner, fn, inv = self.owner, self.fn, self.inv
+        self.pool = pool = fn.ready  # None for a Zig or C function: one check, no more
+        if pool is not None:
+            made = pool.take(fn.limits.memory_bytes >= pool.memory_bytes)
             if made is not None:
                 self.store, inst = made
                 self.key = self.store.key
-                owner.live[self.key] = self.inv
+                owner.live[self.key] = inv
+                inv.deadline = time.monotonic() + owner.ticker.real_seconds(self.timeout_s)
                 self.store.set_memory_cap(fn.limits.memory_bytes)
                 self.store.set_deadline(owner.ticker.ticks_for(self.timeout_s))
                 return self.store.ctx, inst
-        self.key = owner.new_key()
-        owner.live[self.key] = self.inv
-        self.store = native.NativeStore(engine, self.key, fn.limits.memory_bytes)
         try:
-            self.store.set_deadline(owner.ticker.ticks_for(self.timeout_s))
-            if fn.kind == "python":
-                self.store.give_empty_wasi()
-            inst = native.instantiate(fn.pre_ptr, self.store.ctx)
-        except native.GuestTrap as t:
-            self._close()
-            if self.inv.error is not None:  # a host import failed during the start function
-                raise self.inv.error from None
-            raise instantiate_error(t, fn.name, fn.limits.memory_bytes) from None
+            self.store, inst = owner.instantiate(fn, inv, self.timeout_s, fn.limits.memory_bytes)
+        except BaseException:
+            if pool is not None:
+                pool.release(None)  # every take is paired with a release
+            raise
+        self.key = self.store.key
         return self.store.ctx, inst
 
     def __exit__(self, *exc: object) -> None:
@@ -104,6 +107,14 @@ class FreshInstance:
             store = self.pool.release(store)
         if store is not None:
             store.close()
+
+
+def bind(ctx: Any, inst: Any, inv: Invocation) -> tuple[Any, Any]:
+    """``inst``'s memory and allocator, bound to ``inv`` so its host calls are served."""
+    memory = native.export(ctx, inst, b"memory", _MEMORY)
+    alloc = native.export(ctx, inst, b"nimbus_alloc", _FUNC)
+    inv.bind(ctx, memory, alloc)
+    return memory, alloc
 
 
 def call_handler(
@@ -119,10 +130,8 @@ def call_handler(
     """Run ``event`` through ``nimbus_handle`` (or another export of the same type) of
     ``inst``; the response bytes. The guest's run is reported to ``demoter``
     (host/runtime/priority.py)."""
-    memory = native.export(ctx, inst, b"memory", _MEMORY)
-    alloc = native.export(ctx, inst, b"nimbus_alloc", _FUNC)
+    memory, alloc = bind(ctx, inst, inv)
     handle = native.export(ctx, inst, export, _FUNC)
-    inv.bind(ctx, memory, alloc)
     vals = (native.ValRaw * 2)()
     vals[0].i32 = len(event)
     native.call(ctx, alloc, vals, 1)

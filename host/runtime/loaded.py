@@ -22,3 +22,8 @@ class LoadedFunction(Struct, frozen=True):
     kind: str = "module"
     #: the InstancePre's C pointer, looked up once (``pre.ptr()`` checks on every call)
     pre_ptr: Any = None
+    #: the C pointer of the engine its stores are made in (the Python runtime has one
+    #: of its own: ``runtime.py``)
+    engine_ptr: Any = None
+    #: its instances made ahead (``ready.ReadyInstances``: the Python runtime's), or None
+    ready: Any = None

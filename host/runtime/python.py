@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import marshal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from host.errors import (
 )
 from host.runtime import abi, native, response
 from host.runtime.cache import ModuleCache
-from host.runtime.instance import Instances, call_handler
+from host.runtime.instance import Instances, bind, call_handler
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
 from host.runtime.loaded import LoadedFunction
@@ -85,13 +84,15 @@ class PythonRuntime:
         cache: ModuleCache,
         linker: wasmtime.Linker,
         instances: Instances,
+        engine: wasmtime.Engine,
         memories: SnapshotMemories,
         runtime_wasm: Callable[[], Path],
         make_ahead: bool = True,
         warm_ahead: bool = True,
     ) -> None:
-        """``linker``: the host functions and WASI; ``runtime_wasm``: the path of the
-        runtime module, built first if need be. ``make_ahead``: keep instances ready
+        """``engine``: the runtime's own (instances on demand, memories from
+        ``memories``); ``linker``: its host functions and WASI; ``runtime_wasm``: the
+        path of the runtime module, built first if need be. ``make_ahead``: keep instances ready
         (``runtime/ready.py``); off, every invocation instantiates and tears down
         inline. ``warm_ahead``: run the runtime's warm-up in each instance made ahead
         (the bench compares the three)."""
@@ -101,6 +102,7 @@ class PythonRuntime:
         self.cache = cache
         self._linker = linker
         self._instances = instances
+        self._engine = engine
         self._memories = memories
         self._runtime_wasm = runtime_wasm
         self._code_dir = cache.dir / "python"
@@ -150,15 +152,16 @@ class PythonRuntime:
                 cached.cache_hit,
                 kind="python",
                 pre_ptr=pre.ptr(),
+                engine_ptr=self._engine.ptr(),
             )
             if self._make_ahead:
                 self._ready = ReadyInstances(self._make_ready, memory_bytes=READY_MEMORY_BYTES)
-                self._instances.ready[self._runtime.pre] = self._ready
             return self._runtime
 
     def close(self) -> None:
         if self._ready is not None:
             self._ready.close()
+        self._memories.close()
 
     def _make_ready(self) -> tuple[native.NativeStore, Any]:
         """A new instance for one invocation, with the SDK's warm-up invocation run in
@@ -167,29 +170,20 @@ class PythonRuntime:
         one by one during the call. The warm-up runs no function's code and leaves
         the interpreter as the snapshot has it (``warm_up`` in ``nimbus/_runtime.py``)."""
         assert self._runtime is not None  # made by start
-        instances = self._instances
-        key = instances.new_key()
-        store = native.NativeStore(instances.python_engine_ptr, key, READY_MEMORY_BYTES)
         inv = Invocation(request_id="warm-up", function="python-runtime")
-        instances.live[key] = inv
+        store, inst = self._instances.instantiate(
+            self._runtime, inv, COMPILE_LIMITS.timeout_s, READY_MEMORY_BYTES
+        )
         try:
-            store.set_deadline(instances.ticker.ticks_for(COMPILE_LIMITS.timeout_s))
-            inv.deadline = time.monotonic() + instances.ticker.real_seconds(
-                COMPILE_LIMITS.timeout_s
-            )
-            store.give_empty_wasi()
-            inst = native.instantiate(self._runtime.pre_ptr, store.ctx)
-            memory = native.export(store.ctx, inst, b"memory", native.EXTERN_MEMORY)
-            alloc = native.export(store.ctx, inst, b"nimbus_alloc", native.EXTERN_FUNC)
-            inv.bind(store.ctx, memory, alloc)  # the host calls it makes are served
             if self._warm_ahead:
+                bind(store.ctx, inst, inv)  # the host calls it makes are served
                 warm = native.export(store.ctx, inst, WARM, native.EXTERN_FUNC)
                 native.call(store.ctx, warm, (native.ValRaw * 1)(), 0)
         except BaseException:
             store.close()
             raise
         finally:
-            del instances.live[key]
+            del self._instances.live[store.key]
         return store, inst
 
     def load(self, name: str, wasm: bytes, limits: Limits) -> LoadedFunction:
@@ -218,7 +212,16 @@ class PythonRuntime:
             atomic_write(path, code)
             hit = False
         return LoadedFunction(
-            name, sha, code, runtime.pre, limits, hit, kind="python", pre_ptr=runtime.pre_ptr
+            name,
+            sha,
+            code,
+            runtime.pre,
+            limits,
+            hit,
+            kind="python",
+            pre_ptr=runtime.pre_ptr,
+            engine_ptr=runtime.engine_ptr,
+            ready=self._ready,
         )
 
     def _compile(self, runtime: LoadedFunction, name: str, sources: bytes) -> bytes:

@@ -65,40 +65,28 @@ class Runtime:
         self.fingerprint = fingerprint(settings)
         self.cache = ModuleCache(cache_dir, self.engine, self.fingerprint)
         self._ticker = EpochTicker(self.engine, time_scale=time_scale)
-        #: the Python runtime's engine: instances on demand, memories from snapshot
-        #: slots reset page by page (``snapshot_memory.py``)
-        python_settings = msgspec.structs.replace(settings, pooling=False)
-        self.python_memories = SnapshotMemories(settings.max_instances)
-        config = python_settings.config()
-        self.python_memories.install(config)
-        self.python_engine = wasmtime.Engine(config)
-        self.python_fingerprint = fingerprint(python_settings)
-        self._ticker.add(self.python_engine)
-        self.instances = Instances(self.engine.ptr(), self._ticker, self.python_engine.ptr())
+        self.instances = Instances(self._ticker)
+        self._engine_ptr = self.engine.ptr()
         self.demoter = Demoter()
+        self._settings = settings
         self._cache_dir = cache_dir
         self._python_runtime = python_runtime
         self._python_instances = python_instances
         self._python: python.PythonRuntime | None = None
         self._python_lock = threading.Lock()
         self._linker = wasmtime.Linker(self.engine)
-        #: the Python runtime's: the same host functions, and WASI for its libc
-        self._python_linker = wasmtime.Linker(self.python_engine)
-        self._python_linker.define_wasi()
         self._callbacks: list[Any] = []
-        self.host_functions: dict[tuple[str, str], HostFunction] = {}
-        for hf in host_functions:
-            self._define(hf)
-        self._python_linker.allow_shadowing = True  # wasmtime's WASI, bounded where it waits
-        for hf in wasi.FUNCTIONS:
-            self._define(hf, self._python_linker)
+        self.host_functions: dict[tuple[str, str], HostFunction] = {
+            (hf.module, hf.name): hf for hf in host_functions
+        }
+        for hf in self.host_functions.values():
+            self._define(hf, self._linker)
 
     def close(self) -> None:
         if self._python is not None:
             self._python.close()
         self._ticker.stop()
         self.demoter.stop()
-        self.python_memories.close()
 
     def python(self) -> python.PythonRuntime:
         """The shared Python runtime (made on first use; ``start()`` loads it)."""
@@ -106,13 +94,28 @@ class Runtime:
             if self._python is None:
                 if self._python_runtime is None:
                     raise DeployError("this host runs no Python functions (no Python runtime)")
-                cache = ModuleCache(self._cache_dir, self.python_engine, self.python_fingerprint)
+                # an engine of its own: instances on demand, memories from slots of
+                # the snapshot reset page by page (``snapshot_memory.py``)
+                settings = msgspec.structs.replace(self._settings, pooling=False)
+                memories = SnapshotMemories(settings.max_instances)
+                config = settings.config()
+                memories.install(config)
+                engine = wasmtime.Engine(config)
+                self._ticker.add(engine)
+                linker = wasmtime.Linker(engine)  # the same imports, and WASI for its libc
+                linker.define_wasi()
+                for hf in self.host_functions.values():
+                    self._define(hf, linker)
+                linker.allow_shadowing = True  # wasmtime's WASI, bounded where it waits
+                for hf in wasi.FUNCTIONS:
+                    self._define(hf, linker)
                 mode = self._python_instances
                 self._python = python.PythonRuntime(
-                    cache,
-                    self._python_linker,
+                    ModuleCache(self._cache_dir, engine, fingerprint(settings)),
+                    linker,
                     self.instances,
-                    self.python_memories,
+                    engine,
+                    memories,
                     self._python_runtime,
                     make_ahead=mode != "inline",
                     warm_ahead=mode == "made_ahead",
@@ -121,15 +124,10 @@ class Runtime:
 
     # --- host functions ------------------------------------------------------------
 
-    def _define(self, hf: HostFunction, only: wasmtime.Linker | None = None) -> None:
-        """``hf`` on both linkers (a guest import), or on ``only`` (the Python
-        runtime's WASI: not an import any other module may have)."""
-        if only is None:
-            self.host_functions[(hf.module, hf.name)] = hf
+    def _define(self, hf: HostFunction, linker: wasmtime.Linker) -> None:
         callback = native.HostCallback(self._trampoline(hf))
         self._callbacks.append(callback)  # the C side holds only a raw pointer
-        for linker in (self._linker, self._python_linker) if only is None else (only,):
-            native.define_host_func(linker, hf.module, hf.name, hf.func_type(), callback)
+        native.define_host_func(linker, hf.module, hf.name, hf.func_type(), callback)
 
     def _trampoline(self, hf: HostFunction) -> Any:
         impl = hf.impl
@@ -211,7 +209,14 @@ class Runtime:
         except wasmtime.WasmtimeError as e:
             raise DeployError(f"module could not be linked: {e}") from e
         fn = LoadedFunction(
-            name, cached.sha256, cached.module, pre, limits, cached.cache_hit, pre_ptr=pre.ptr()
+            name,
+            cached.sha256,
+            cached.module,
+            pre,
+            limits,
+            cached.cache_hit,
+            pre_ptr=pre.ptr(),
+            engine_ptr=self._engine_ptr,
         )
         if verify:
             self._check_version(fn)

@@ -167,10 +167,6 @@ class SnapshotMemories:
         self._pagemap = _open_pagemap()
         self._pid = os.getpid()
 
-    @property
-    def image_bytes(self) -> int:
-        return self._image_len
-
     def slots(self) -> tuple[int, int]:
         """Slots in use, slots waiting."""
         with self._lock:

@@ -95,16 +95,20 @@ def _key() -> str:
     return h.hexdigest()[:24]
 
 
+def _path() -> Path:
+    return runtime_dir() / f"runtime-{_key()}.wasm"
+
+
 def built_runtime() -> Path | None:
     """The shared runtime module if this machine has a current one built."""
-    out = runtime_dir() / f"runtime-{_key()}.wasm"
+    out = _path()
     return out if out.exists() else None
 
 
 def runtime_wasm(snapshot: Snapshot) -> Path:
     """The shared runtime module, built first (initialised by ``snapshot``) if this
     machine has none current."""
-    out = runtime_dir() / f"runtime-{_key()}.wasm"
+    out = _path()
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
