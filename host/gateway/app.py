@@ -21,6 +21,7 @@ from starlette.datastructures import State
 from starlette.routing import Mount, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from host.gateway.asgi import Answer, Direct
 from host.gateway.auth import AdminAuth, load_or_create_token
 from host.gateway.console.mount import console_routes
 from host.gateway.functions import FunctionRoutes
@@ -121,7 +122,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.platform = platform
-    return Gateway(app, traced(functions))
+    # traced, a request goes the ASGI way, through its span
+    direct = functions.direct if platform.tracing.tracer is None else None
+    return Gateway(app, traced(functions), direct)
 
 
 def _traced(platform: Platform) -> Callable[[ASGIApp], ASGIApp]:
@@ -192,13 +195,22 @@ class Gateway:
     """The ASGI entry point: function paths to ``FunctionRoutes``, the rest (the admin
     API, the console, the lifespan) to the Starlette app."""
 
-    def __init__(self, app: Starlette, functions: ASGIApp) -> None:
+    def __init__(self, app: Starlette, functions: ASGIApp, direct: Direct | None = None) -> None:
         self.app = app
         self.functions = functions
+        self._direct = direct
 
     @property
     def state(self) -> State:
         return self.app.state
+
+    def direct(self, scope: Scope, body: bytes) -> Answer | ASGIApp | None:
+        """A function route's answer without an ``await`` (``asgi.Direct``; the server's
+        protocol asks it first, host/server.py); None for every other request."""
+        path: str = scope["path"]
+        if self._direct is None or path.startswith(_STARLETTE_PREFIXES) or path in _STARLETTE_PATHS:
+            return None
+        return self._direct(scope, body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

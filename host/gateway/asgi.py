@@ -11,16 +11,23 @@ escape is taken through Starlette's ``URL`` so the two never differ.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import URL
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host.errors import PayloadTooLarge
 
 REQUEST_ID = "x-request-id"
+#: a response the server writes as it is: status, raw header list, body
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+#: a request whose body the server has read whole, answered without an ``await``: the
+#: answer, an ASGI app to run for it instead (an error response), or None (the request
+#: goes the ASGI way, as if it had never been asked)
+Direct = Callable[[Scope, bytes], Answer | ASGIApp | None]
 _REQUEST_ID = REQUEST_ID.encode()
 
 #: characters that Starlette's URL escapes or urlsplit drops: such a path takes its way
@@ -92,16 +99,28 @@ async def read_body(receive: Receive, headers: dict[str, str], cap: int) -> byte
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def send_response(
-    send: Send, status: int, headers: dict[str, str], body: bytes, request_id: str
-) -> None:
-    """A function's checked response (host/runtime/response.py: lower-case names,
-    latin-1 values, no host-owned header) with the request id and content length."""
+def response_headers(
+    status: int, headers: dict[str, str], body: bytes, request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """The raw header list of a function's checked response (host/runtime/response.py:
+    lower-case names, latin-1 values, no host-owned header): its own headers, the
+    request id and the content length."""
     raw = [
         (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items() if k != REQUEST_ID
     ]
     raw.append((_REQUEST_ID, request_id.encode("latin-1")))
-    if not (status < 200 or status in (204, 304)):
+    if not (status < 200 or status in (204, 304)):  # framed by its status: no length
         raw.append((b"content-length", str(len(body)).encode()))
+    return raw
+
+
+async def send_response(
+    send: Send, status: int, headers: dict[str, str], body: bytes, request_id: str
+) -> None:
+    """A function's checked response, sent (see ``response_headers``); a status that
+    has no body (1xx, 204, 304) is sent without one."""
+    raw = response_headers(status, headers, body, request_id)
+    if status < 200 or status in (204, 304):
+        body = b""
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

@@ -17,16 +17,18 @@ from typing import Any
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host.common.ids import new_id
 from host.errors import InvalidRequest
 from host.gateway.asgi import (
     REQUEST_ID,
+    Answer,
     http_event,
     read_body,
     request_headers,
     request_path,
+    response_headers,
     send_response,
 )
 from host.gateway.errors import error_response
@@ -74,6 +76,40 @@ class FunctionRoutes:
             await self._serve(scope, receive, send, headers, request_id)
         except Exception as err:
             await error_response(err, request_id)(scope, receive, send)
+
+    def direct(self, scope: Scope, body: bytes) -> Answer | ASGIApp | None:
+        """The answer to a request for a route without policies whose function runs
+        inline, given its whole body, without an ``await`` (``asgi.Direct``); None for
+        every other request, before anything ran."""
+        method: str = scope["method"]
+        if method == "HEAD" or method == "OPTIONS":
+            return None
+        path = request_path(scope)
+        found = self.table().match(method, path)
+        if not isinstance(found, Match) or found.route.workflow:
+            return None
+        function = found.route.function
+        policies = self._policies
+        if (policies is not None and policies.chain(found.route) is not None) or not (
+            self._invoker.runs_inline(function)
+        ):
+            return None
+        headers = request_headers(scope)
+        rid = headers.get(REQUEST_ID) or new_id("req")
+        try:
+            if len(body) > self._registry.get(function).spec.max_request_bytes:
+                return None  # refused the ASGI way, with its message
+            event = http_event(scope, headers, path, found.params, body)
+            result = self._invoker.try_inline(function, event, rid)
+        except Exception as err:
+            return error_response(err, rid)
+        if result is None:  # it runs again in a thread, the ASGI way
+            return None
+        out = result.response
+        status: int = out["status"]
+        if status < 200 or status in (204, 304):  # no body: the ASGI way's framing
+            return _sent(status, out["headers"], rid)
+        return status, response_headers(status, out["headers"], out["body"], rid), out["body"]
 
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], rid: str
@@ -187,3 +223,12 @@ def _plain(status: int, message: str, request_id: str) -> Response:
         status_code=status,
         headers={"content-type": "application/json", REQUEST_ID: request_id},
     )
+
+
+def _sent(status: int, headers: dict[str, str], request_id: str) -> ASGIApp:
+    """An app that sends a response whose status has no body."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_response(send, status, headers, b"", request_id)
+
+    return app

@@ -82,21 +82,10 @@ class Invoker:
     async def invoke(
         self, function: str, event: dict[str, Any], request_id: str
     ) -> InvocationResult:
-        streak = self._streak.get(function, 0)
-        if streak >= FAST_STREAK and not self._may_block(function):
-            try:
-                return self.platform.execute(
-                    InvocationRequest(
-                        function, event, request_id=request_id, budget_s=INLINE_BUDGET_S
-                    )
-                )
-            except OverBudget:
-                # back to the threads for a few runs: a slow function's next run there
-                # (over FAST_MS of CPU) takes its whole streak; one that was only
-                # preempted on a busy machine is back inline after a few fast runs
-                self._streak[function] = streak - OVER_BUDGET_PENALTY
-            except Throttled:  # no slot free now: wait for one in a thread, not here
-                pass
+        if self.runs_inline(function):
+            inline = self.try_inline(function, event, request_id)
+            if inline is not None:
+                return inline
         arrived = time.monotonic()
 
         def run() -> tuple[InvocationResult, float]:
@@ -122,6 +111,28 @@ class Invoker:
         elif not result.wrote or result.duration_ms < INLINE_WALL_MS:
             self._streak[function] = self._streak.get(function, 0) + 1
         return result
+
+    def runs_inline(self, function: str) -> bool:
+        """Whether ``function``'s next call is tried inline, on the caller's thread."""
+        return self._streak.get(function, 0) >= FAST_STREAK and not self._may_block(function)
+
+    def try_inline(
+        self, function: str, event: dict[str, Any], request_id: str
+    ) -> InvocationResult | None:
+        """``function`` run here under the inline budget; None if it must run in a
+        thread instead (stopped at the budget, its effects dropped, or no slot free)."""
+        try:
+            return self.platform.execute(
+                InvocationRequest(function, event, request_id=request_id, budget_s=INLINE_BUDGET_S)
+            )
+        except OverBudget:
+            # back to the threads for a few runs: a slow function's next run there
+            # (over FAST_MS of CPU) takes its whole streak; one that was only
+            # preempted on a busy machine is back inline after a few fast runs
+            self._streak[function] = self._streak.get(function, 0) - OVER_BUDGET_PENALTY
+        except Throttled:  # no slot free now: wait for one in a thread, not here
+            pass
+        return None
 
     async def _in_thread(self, function: str, run: Callable[[], T]) -> T:
         """``run()`` in a worker thread, within ``function``'s share of them; in the
