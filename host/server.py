@@ -38,6 +38,10 @@ DATA_DIR_ENV = "NIMBUS_DATA_DIR"
 #: a request body this large goes to the app the ASGI way (streamed, refused as soon as
 #: it passes its cap), not held whole for a direct answer
 DIRECT_BODY_BYTES = 64 * 1024
+#: requests of one read answered directly, at most: pipelined requests past it go the
+#: ASGI way, one task each, so one connection cannot hold the event loop for the
+#: hundreds of requests a read can carry
+DIRECT_PER_READ = 8
 
 
 def app_from_env() -> Gateway:
@@ -135,10 +139,16 @@ class OneWriteHttp(HttpToolsProtocol):
         super().connection_made(OneWriteTransport(transport))  # type: ignore[arg-type]
         self._direct = _direct_of(self.app)
         self._held: tuple[RequestResponseCycle, ASGI3Application] | None = None
+        self._direct_left = 0
+
+    def data_received(self, data: bytes) -> None:
+        self._direct_left = DIRECT_PER_READ
+        super().data_received(data)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         if (
             self._direct is not None
+            and self._direct_left > 0
             and app is self.app  # not Uvicorn's answer to a request over its limit
             and cycle is self.cycle
             and cycle.more_body
@@ -161,6 +171,7 @@ class OneWriteHttp(HttpToolsProtocol):
         if held is None or self._direct is None:
             return
         cycle, app = held
+        self._direct_left -= 1
         answer: Answer | ASGIApp | None = None
         if not self.flow.write_paused:  # a client that is not reading: the ASGI way
             try:

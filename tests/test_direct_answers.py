@@ -23,7 +23,7 @@ from host.manifest.app import load_manifest
 from host.orchestrator.runner import WorkflowRunner
 from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
-from host.server import DIRECT_BODY_BYTES, OneWriteHttp
+from host.server import DIRECT_BODY_BYTES, DIRECT_PER_READ, OneWriteHttp
 from host.triggers.manager import TriggerManager
 from tests.conftest import serve_in_thread
 
@@ -124,6 +124,14 @@ def proven(url: str, path: str, method: str = "GET", body: bytes = b"") -> httpx
     raise AssertionError(f"{path} never ran inline")
 
 
+def exchange(url: str, raw: bytes, answers: int) -> list[bytes]:
+    """``raw`` sent at once on one connection; the ``answers`` responses read back."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        return read(sock, answers)
+
+
 def read(sock: socket.socket, count: int) -> list[bytes]:
     data, out = b"", []
     while len(out) < count:
@@ -190,6 +198,20 @@ def test_pipelined_requests_are_answered_in_order_and_the_connection_lives_on(
         if len(DIRECT) == 11:
             break
     assert len(DIRECT) == 11
+
+
+def test_one_read_of_many_pipelined_requests_does_not_hold_the_loop_for_all(url: str) -> None:
+    proven(url, "/hello/warm")
+    count = 5 * DIRECT_PER_READ
+    answers = exchange(
+        url,
+        b"".join(f"GET /hello/m{i} HTTP/1.1\r\nhost: x\r\n\r\n".encode() for i in range(count)),
+        count,
+    )
+    assert [a.rsplit(b"\r\n\r\n", 1)[1] for a in answers] == [
+        f"hello, m{i}\n".encode() for i in range(count)
+    ]
+    assert 0 < len(DIRECT) < count, "past a few, the rest of the read went the ASGI way"
 
 
 def test_connection_close_and_http_1_0_are_honoured(url: str) -> None:
