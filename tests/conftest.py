@@ -201,6 +201,26 @@ def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
         thread.join(timeout=20)
 
 
+def read_responses(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` whole responses with a content-length, as they come."""
+    data = b""
+    out: list[bytes] = []
+    while len(out) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = data[:head_end].lower()
+            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+            end = head_end + 4 + length
+            if len(data) >= end:
+                out.append(data[:end])
+                data = data[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return out
+
+
 def serve_unwaited(data: Path) -> subprocess.Popen[bytes]:
     """``nimbus serve`` on a data dir, not waited for (crash tests kill it anyway)."""
     return subprocess.Popen(

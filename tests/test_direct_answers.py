@@ -25,7 +25,7 @@ from host.platform.apply import apply_manifest
 from host.platform.platform import Platform
 from host.server import DIRECT_BODY_BYTES, DIRECT_PER_READ, OneWriteHttp
 from host.triggers.manager import TriggerManager
-from tests.conftest import serve_in_thread
+from tests.conftest import read_responses, serve_in_thread
 
 Build = Callable[[str], Path]
 #: the status lines of the answers written the direct way, in order
@@ -100,7 +100,7 @@ def url(tmp_path_factory: pytest.TempPathFactory, build: Build) -> Iterator[str]
     runner = WorkflowRunner(platform)
     triggers = TriggerManager(platform, start_workflow=runner.start_run)
     app = create_app(platform, runner, triggers, admin_token="t", background=[])
-    with serve_in_thread(app, http=NotedHttp, timeout_keep_alive=1, access_log=False) as base:
+    with serve_in_thread(app, http=NotedHttp, timeout_keep_alive=1) as base:
         yield base
 
 
@@ -129,24 +129,7 @@ def exchange(url: str, raw: bytes, answers: int) -> list[bytes]:
     port = int(url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(raw)
-        return read(sock, answers)
-
-
-def read(sock: socket.socket, count: int) -> list[bytes]:
-    data, out = b"", []
-    while len(out) < count:
-        end = data.find(b"\r\n\r\n")
-        if end >= 0:
-            head = data[:end].lower()
-            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
-            if len(data) >= end + 4 + length:
-                out.append(data[: end + 4 + length])
-                data = data[end + 4 + length :]
-                continue
-        chunk = sock.recv(65536)
-        assert chunk, f"the server closed the connection after {len(out)} answers"
-        data += chunk
-    return out
+        return read_responses(sock, answers)
 
 
 def comparable(r: httpx.Response) -> tuple[int, dict[str, str], bytes]:
@@ -187,14 +170,14 @@ def test_pipelined_requests_are_answered_in_order_and_the_connection_lives_on(
         proven(url, "/hello/warm")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(pipelined)
-            bodies = [r.rsplit(b"\r\n\r\n", 1)[1] for r in read(sock, 5)]
+            bodies = [r.rsplit(b"\r\n\r\n", 1)[1] for r in read_responses(sock, 5)]
             assert bodies == [f"hello, p{i}\n".encode() for i in range(5)]
             # each answer armed the keep-alive timer (1 s here): a busy connection
             # stays open past it
             for i in range(6):
                 time.sleep(0.3)
                 sock.sendall(f"GET /hello/k{i} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
-                assert read(sock, 1)[0].endswith(f"hello, k{i}\n".encode())
+                assert read_responses(sock, 1)[0].endswith(f"hello, k{i}\n".encode())
         if len(DIRECT) == 11:
             break
     assert len(DIRECT) == 11
@@ -247,7 +230,7 @@ def test_head_and_expect_continue_go_the_asgi_way(url: str) -> None:
             interim += sock.recv(1)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"abc")
-        (answer,) = read(sock, 1)
+        (answer,) = read_responses(sock, 1)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nabc")
     assert DIRECT == []
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from host.server import OneWriteHttp
-from tests.conftest import serve_in_thread
+from tests.conftest import read_responses, serve_in_thread
 
 WRITES: list[bytes] = []
 STREAM_GO_ON = threading.Event()
@@ -58,26 +58,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def port() -> Iterator[int]:
     with serve_in_thread(app, http=CountedHttp, lifespan="off") as url:
         yield int(url.rsplit(":", 1)[1])
-
-
-def read_responses(sock: socket.socket, count: int) -> list[bytes]:
-    """``count`` whole responses with a content-length, as they come."""
-    data = b""
-    out: list[bytes] = []
-    while len(out) < count:
-        head_end = data.find(b"\r\n\r\n")
-        if head_end >= 0:
-            head = data[:head_end].lower()
-            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
-            end = head_end + 4 + length
-            if len(data) >= end:
-                out.append(data[:end])
-                data = data[end:]
-                continue
-        chunk = sock.recv(65536)
-        assert chunk, "the server closed the connection"
-        data += chunk
-    return out
 
 
 def test_a_response_goes_out_in_one_write(port: int) -> None:
