@@ -124,6 +124,8 @@ NOT_BEFORE_SERVING = (
     "wasmtime.component",  # never: Python functions run in a core module
     "httpx",
     "rich",
+    "tarfile",  # only to build the Python runtime
+    "difflib",  # only to suggest a key in a manifest's error
 )
 
 #: ``nimbus serve`` through its console entry, up to where Uvicorn would listen: its

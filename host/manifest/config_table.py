@@ -9,7 +9,6 @@ All mistakes land in one ``Problems`` list, raised at the end as a single
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -154,6 +153,8 @@ class ConfigTable:
         unknown = sorted(set(self.data) - self.used)
         known = ", ".join(sorted(self.used))
         for k in unknown:
+            import difflib  # an error's suggestion: not imported to serve
+
             near = difflib.get_close_matches(k, self.used, n=1)
             hint = f"did you mean {near[0]!r}? " if near else ""
             self.error(

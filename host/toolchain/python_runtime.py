@@ -28,7 +28,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -143,6 +142,8 @@ def cpython_wasi() -> Path:
                 f"{sdists[0].name} has sha256 {digest}, not the pinned {sha256}: refusing it"
             )
         unpacked = Path(tmp) / "unpacked"
+        import tarfile  # only when the runtime is built: not on a server's start
+
         with tarfile.open(sdists[0]) as tar:
             members = [m for m in tar.getmembers() if m.name.startswith(_IN_SDIST)]
             tar.extractall(unpacked, members=members, filter="data")
