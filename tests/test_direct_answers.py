@@ -260,3 +260,23 @@ def test_a_function_failing_inline_gets_the_error_answer_of_the_asgi_way(url: st
     assert comparable(again) == comparable(first)
     assert DIRECT == [], "an error answer is an ASGI app, run for the request"
     assert httpx.get(url + "/failing").status_code == 200 and DIRECT == [b"200"]
+
+
+class BrokenDirect:
+    """An app whose ``direct`` has a bug on one path (the protocol's own safety net)."""
+
+    def direct(self, scope: dict[str, Any], body: bytes) -> Any:
+        if scope["path"] == "/bug":
+            raise RuntimeError("a bug in the direct way")
+        return 200, [(b"content-length", b"2")], b"ok"
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"  # every http request is answered directly
+
+
+def test_a_bug_in_the_direct_way_is_a_500_and_the_server_goes_on() -> None:
+    with serve_in_thread(BrokenDirect(), http=OneWriteHttp, lifespan="off") as base:
+        bug = httpx.get(base + "/bug")
+        assert (bug.status_code, bug.text) == (500, "Internal Server Error")
+        ok = httpx.get(base + "/fine")
+        assert (ok.status_code, ok.text) == (200, "ok")

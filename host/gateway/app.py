@@ -207,14 +207,16 @@ class Gateway:
     def direct(self, scope: Scope, body: bytes) -> Answer | ASGIApp | None:
         """A function route's answer without an ``await`` (``asgi.Direct``; the server's
         protocol asks it first, host/server.py); None for every other request."""
-        path: str = scope["path"]
-        if self._direct is None or path.startswith(_STARLETTE_PREFIXES) or path in _STARLETTE_PATHS:
+        if self._direct is None or not _is_function_path(scope["path"]):
             return None
         return self._direct(scope, body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            if not path.startswith(_STARLETTE_PREFIXES) and path not in _STARLETTE_PATHS:
-                return await self.functions(scope, receive, send)
+        if scope["type"] == "http" and _is_function_path(scope["path"]):
+            return await self.functions(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+def _is_function_path(path: str) -> bool:
+    """A path the function routes take (every other is the admin API's or the console's)."""
+    return not path.startswith(_STARLETTE_PREFIXES) and path not in _STARLETTE_PATHS

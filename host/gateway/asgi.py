@@ -99,6 +99,11 @@ async def read_body(receive: Receive, headers: dict[str, str], cap: int) -> byte
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def has_body(status: int) -> bool:
+    """Whether a response of ``status`` carries a body (1xx, 204 and 304 do not)."""
+    return not (status < 200 or status in (204, 304))
+
+
 def response_headers(
     status: int, headers: dict[str, str], body: bytes, request_id: str
 ) -> list[tuple[bytes, bytes]]:
@@ -109,7 +114,7 @@ def response_headers(
         (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items() if k != REQUEST_ID
     ]
     raw.append((_REQUEST_ID, request_id.encode("latin-1")))
-    if not (status < 200 or status in (204, 304)):  # framed by its status: no length
+    if has_body(status):
         raw.append((b"content-length", str(len(body)).encode()))
     return raw
 
@@ -120,7 +125,7 @@ async def send_response(
     """A function's checked response, sent (see ``response_headers``); a status that
     has no body (1xx, 204, 304) is sent without one."""
     raw = response_headers(status, headers, body, request_id)
-    if status < 200 or status in (204, 304):
+    if not has_body(status):
         body = b""
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

@@ -24,6 +24,7 @@ from host.errors import InvalidRequest
 from host.gateway.asgi import (
     REQUEST_ID,
     Answer,
+    has_body,
     http_event,
     read_body,
     request_headers,
@@ -107,7 +108,7 @@ class FunctionRoutes:
             return None
         out = result.response
         status: int = out["status"]
-        if status < 200 or status in (204, 304):  # no body: the ASGI way's framing
+        if not has_body(status):  # framed the ASGI way
             return _sent(status, out["headers"], rid)
         return status, response_headers(status, out["headers"], out["body"], rid), out["body"]
 

@@ -15,7 +15,7 @@ segments; anything else is refused with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,12 +205,20 @@ def _active_data_only(sections: list[tuple[int, bytes]]) -> None:
     (used by ``memory.init``) would lose its index, so such a module is refused."""
     for sid, body in sections:
         if sid == _DATA:
-            count, j = read_unsigned(body, 0)
-            for _ in range(count):
-                if body[j] != 0:
-                    raise ValueError("a data segment that is not active in memory 0")
-                size, j = read_unsigned(body, _const_end(body, j + 1))
-                j += size
+            for _ in _data_segments(body):
+                pass
+
+
+def _data_segments(body: bytes) -> Iterator[tuple[int, bytes]]:
+    """Each segment of a data section's ``body``: where its offset expression starts,
+    and its bytes; ``ValueError`` at one that is not active in memory 0."""
+    count, j = read_unsigned(body, 0)
+    for _ in range(count):
+        if body[j] != 0:
+            raise ValueError("a data segment that is not active in memory 0")
+        size, end = read_unsigned(body, _const_end(body, j + 1))
+        yield j + 1, body[end : end + size]
+        j = end + size
 
 
 def _imported_globals(sections: list[tuple[int, bytes]]) -> int:
@@ -271,7 +279,6 @@ def detach_memory(module: bytes) -> tuple[bytes, bytes]:
     """``module`` without its data segments, and its whole initial memory as they fill
     it (for a host memory that starts as that image: ``runtime/snapshot_memory.py``)."""
     sections = _sections(module)
-    _active_data_only(sections)
     pages = None
     out = []
     image = bytearray()
@@ -285,16 +292,13 @@ def detach_memory(module: bytes) -> tuple[bytes, bytes]:
         elif sid == _DATA:
             if pages is None:
                 raise ValueError("a data section before the memory section")
-            count, j = read_unsigned(body, 0)
-            for _ in range(count):
-                if body[j + 1] != 0x41:
+            for at, data in _data_segments(body):
+                if body[at] != 0x41:
                     raise ValueError("a data segment whose offset is not an i32.const")
-                offset = read_signed(body, j + 2)[0] & 0xFFFFFFFF
-                size, j = read_unsigned(body, _const_end(body, j + 1))
-                if offset + size > len(image):
+                offset = read_signed(body, at + 1)[0] & 0xFFFFFFFF
+                if offset + len(data) > len(image):
                     raise ValueError(f"a data segment at {offset} outside the initial memory")
-                image[offset : offset + size] = body[j : j + size]
-                j += size
+                image[offset : offset + len(data)] = data
             body = unsigned(0)
         elif sid == _DATA_COUNT:
             body = unsigned(0)
