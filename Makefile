@@ -7,7 +7,7 @@ CHROMIUM := /usr/bin/chromium
 
 .PHONY: up test lint bench clean chromium pyc
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml host/runtime/_wasmcall.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

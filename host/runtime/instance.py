@@ -5,6 +5,8 @@ its memory cap and epoch deadline, and knows which invocation each live store
 belongs to (host functions find theirs through the store's data). ``call_handler``
 is steps 2-3 of "One invocation" in guest_sdk/ABI.md: allocate, copy the event in,
 call ``nimbus_handle``, and copy the response out after checking its length and range.
+``Instances.run`` makes the same steps for a Zig or C function in one call into the
+C extension (``native.wasmcall``), with the same checks and the same errors.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import itertools
 import time
 from typing import Any
 
-from host.errors import AbiError, FunctionOutOfMemory, ResponseTooLarge
+from host.errors import AbiError, FunctionOutOfMemory, NimbusError, ResponseTooLarge
 from host.runtime import abi, native
 from host.runtime.engine import EpochTicker
 from host.runtime.invocation import Invocation
 from host.runtime.loaded import LoadedFunction
 from host.runtime.priority import Demoter
-from host.runtime.traps import instantiate_error
+from host.runtime.traps import classify, classify_memory, instantiate_error
 
 _MEMORY = native.EXTERN_MEMORY
 _FUNC = native.EXTERN_FUNC
@@ -61,6 +63,54 @@ class Instances:
         self, fn: LoadedFunction, inv: Invocation, timeout_s: float | None = None
     ) -> FreshInstance:
         return FreshInstance(self, fn, inv, timeout_s)
+
+    def run(
+        self,
+        fn: LoadedFunction,
+        event: bytes,
+        inv: Invocation,
+        demoter: Demoter,
+        timeout_s: float | None = None,
+    ) -> bytes:
+        """``call_handler`` on a fresh instance of ``fn`` (a module without instances
+        made ahead), made, called and deleted by the C extension; the response bytes.
+        The guest's run, its instantiation included, is reported to ``demoter``."""
+        limits = fn.limits
+        timeout_s = limits.timeout_s if timeout_s is None else timeout_s
+        key = next(self._ids)
+        self.live[key] = inv
+        token = demoter.enter(timeout_s)
+        try:
+            c = native.wasmcall
+            try:
+                guest = c.Instance(
+                    fn.engine_ptr,
+                    fn.pre_ptr,
+                    key,
+                    limits.memory_bytes,
+                    self.ticker.ticks_for(timeout_s),
+                    b"nimbus_handle",
+                )
+            except native.GuestTrap as t:
+                if inv.error is not None:  # a host import failed during the start function
+                    raise inv.error from None
+                raise instantiate_error(t, fn.name, limits.memory_bytes) from None
+            except c.Refused as r:  # an export missing: the load's checks make it rare
+                raise refused(fn, len(event), *r.args) from None
+            inv.guest = guest
+            try:
+                response: bytes = guest.call(event, limits.max_response_bytes)
+                return response
+            except native.GuestTrap as t:
+                raise call_failed(t, fn, inv) from None
+            except c.Refused as r:
+                raise refused(fn, len(event), *r.args) from None
+            finally:
+                inv.memory_bytes = guest.memory_size()
+                guest.close()
+        finally:
+            demoter.leave(token)
+            del self.live[key]
 
 
 class FreshInstance:
@@ -113,7 +163,7 @@ def bind(ctx: Any, inst: Any, inv: Invocation) -> tuple[Any, Any]:
     """``inst``'s memory and allocator, bound to ``inv`` so its host calls are served."""
     memory = native.export(ctx, inst, b"memory", _MEMORY)
     alloc = native.export(ctx, inst, b"nimbus_alloc", _FUNC)
-    inv.bind(ctx, memory, alloc)
+    inv.guest = native.CtypesGuest(ctx, memory, alloc)
     return memory, alloc
 
 
@@ -138,11 +188,9 @@ def call_handler(
     ptr = vals[0].i32 & 0xFFFFFFFF
     base, size = native.memory_view(ctx, memory)
     if ptr == 0:
-        raise FunctionOutOfMemory(
-            f"function {fn.name} could not allocate {len(event)} bytes for its event"
-        )
+        raise refused(fn, len(event), "alloc", 0, len(event))
     if ptr + len(event) > size:
-        raise AbiError(f"nimbus_alloc returned {ptr}, outside the {size}-byte memory")
+        raise refused(fn, len(event), "alloc_range", ptr, size)
     ctypes.memmove(base + ptr, event, len(event))
     vals[0].i32 = ptr
     vals[1].i32 = len(event)
@@ -156,20 +204,48 @@ def call_handler(
             demoter.leave(token)
     rptr, rlen = abi.split_result(vals[0].i64)
     if rlen > fn.limits.max_response_bytes:
-        raise ResponseTooLarge(
-            f"function {fn.name} returned {rlen} bytes; its response cap is "
-            f"{fn.limits.max_response_bytes}"
-        )
+        raise refused(fn, len(event), "too_large", rlen)
     base, size = native.memory_view(ctx, memory)
     if rptr + rlen > size:
-        raise AbiError(
-            f"nimbus_handle returned response {rptr}+{rlen}, outside the {size}-byte memory"
-        )
+        raise refused(fn, len(event), "response_range", rptr, rlen, size)
     return ctypes.string_at(base + rptr, rlen)
 
 
-def memory_size(ctx: Any, inv: Invocation) -> int | None:
+def refused(fn: LoadedFunction, event_bytes: int, what: str, *figures: int) -> NimbusError:
+    """The error for an ABI rule the guest broke in ``call_handler``'s steps, as the
+    C extension reports it (``Refused(what, *figures)``)."""
+    if what == "alloc":
+        return FunctionOutOfMemory(
+            f"function {fn.name} could not allocate {event_bytes} bytes for its event"
+        )
+    if what == "alloc_range":
+        ptr, size = figures
+        return AbiError(f"nimbus_alloc returned {ptr}, outside the {size}-byte memory")
+    if what == "too_large":
+        return ResponseTooLarge(
+            f"function {fn.name} returned {figures[0]} bytes; its response cap is "
+            f"{fn.limits.max_response_bytes}"
+        )
+    if what == "response_range":
+        rptr, rlen, size = figures
+        return AbiError(
+            f"nimbus_handle returned response {rptr}+{rlen}, outside the {size}-byte memory"
+        )
+    return AbiError(f"function {fn.name} does not export {figures[0]!r}")  # "export"
+
+
+def call_failed(t: native.GuestTrap, fn: LoadedFunction, inv: Invocation) -> NimbusError:
+    """The error for a call into the guest that trapped: a host import's own error,
+    else the trap's meaning (out of memory when its memory was at the cap)."""
+    if inv.error is not None:
+        return inv.error  # type: ignore[return-value]
+    err = classify(t, fn.name)
+    return classify_memory(err, memory_size(inv), fn.limits.memory_bytes, fn.name)
+
+
+def memory_size(inv: Invocation) -> int | None:
     """The size of the invocation's linear memory, once bound."""
-    if inv._memory is None:
+    if inv.guest is None:
         return None
-    return native.memory_view(ctx, inv._memory)[1]
+    size: int = inv.guest.memory_view()[1]
+    return size

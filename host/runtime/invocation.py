@@ -15,7 +15,6 @@ from typing import Any
 from msgspec import Struct, field
 
 from host.errors import AbiError, FunctionOutOfMemory, NimbusError
-from host.runtime import native
 
 LEVELS = ("debug", "info", "warn", "error")
 #: what one invocation may log by default: then one "log truncated" line
@@ -62,17 +61,10 @@ class Invocation(Struct):
     #: ``spans(name, kind, attributes)``: a context manager making a child span of
     #: the current one, when tracing is on (host/telemetry/tracing.py); None when off
     spans: Any = None
-    _ctx: Any = None
-    _memory: Any = None
-    _alloc: Any = None
-
-    def bind(self, ctx: Any, memory: Any, alloc: Any) -> None:
-        self._ctx, self._memory, self._alloc = ctx, memory, alloc
-
-    def enter(self, ctx: Any) -> None:
-        """Called on entry to every host function with the caller's store context."""
-        self._ctx = ctx
-        self.host_calls += 1
+    #: the running instance's memory and allocator, once its handler may run: an
+    #: object with ``memory_view()`` and ``alloc(n)`` (``native.CtypesGuest``, or the
+    #: C extension's ``Instance``)
+    guest: Any = None
 
     def log(self, level: int, message: str) -> None:
         """Keep one line, within the invocation's log budget (lines and bytes); past it
@@ -113,18 +105,20 @@ class Invocation(Struct):
 
     # --- guest memory --------------------------------------------------------------
 
-    def _bound(self) -> None:
-        if self._memory is None:  # a start function calling the host before the handler
+    def _bound(self) -> Any:
+        guest = self.guest
+        if guest is None:  # a start function calling the host before the handler
             raise self.fail(
                 AbiError(
                     f"function {self.function} called a host import before its handler ran "
                     "(from a start function); imports are only available in nimbus_handle"
                 )
             )
+        return guest
 
     def _view(self) -> tuple[int, int]:
-        self._bound()
-        return native.memory_view(self._ctx, self._memory)
+        view: tuple[int, int] = self._bound().memory_view()
+        return view
 
     def check_range(self, ptr: int, length: int) -> None:
         """``AbiError`` unless ``ptr .. ptr+length`` lies inside guest memory."""
@@ -152,11 +146,7 @@ class Invocation(Struct):
 
     def give(self, data: bytes) -> int:
         """Allocate ``data`` inside the guest with its allocator; ``(ptr << 32) | len``."""
-        self._bound()
-        vals = (native.ValRaw * 1)()
-        vals[0].i32 = len(data)
-        native.call(self._ctx, self._alloc, vals, 1)
-        ptr = vals[0].i32 & 0xFFFFFFFF
+        ptr: int = self._bound().alloc(len(data))
         if ptr == 0 and data:
             raise self.fail(
                 FunctionOutOfMemory(f"guest allocator could not provide {len(data)} bytes")

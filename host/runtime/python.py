@@ -151,8 +151,8 @@ class PythonRuntime:
                 COMPILE_LIMITS,
                 cached.cache_hit,
                 kind="python",
-                pre_ptr=pre.ptr(),
-                engine_ptr=self._engine.ptr(),
+                pre_ptr=native.address(pre.ptr()),
+                engine_ptr=native.address(self._engine.ptr()),
             )
             if self._make_ahead:
                 self._ready = ReadyInstances(self._make_ready, memory_bytes=READY_MEMORY_BYTES)

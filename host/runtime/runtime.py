@@ -31,13 +31,19 @@ from host.runtime import abi, native, python, response, wasi
 from host.runtime.cache import ModuleCache
 from host.runtime.engine import EngineSettings, EpochTicker, fingerprint, make_engine
 from host.runtime.imports import HostFunction
-from host.runtime.instance import FreshInstance, Instances, call_handler, memory_size
+from host.runtime.instance import (
+    FreshInstance,
+    Instances,
+    call_failed,
+    call_handler,
+    memory_size,
+)
 from host.runtime.invocation import Invocation
 from host.runtime.limits import Limits
 from host.runtime.loaded import LoadedFunction
 from host.runtime.priority import Demoter
 from host.runtime.snapshot_memory import SnapshotMemories
-from host.runtime.traps import classify, classify_memory
+from host.runtime.traps import classify
 
 log = logging.getLogger("nimbus.runtime")
 
@@ -66,7 +72,7 @@ class Runtime:
         self.cache = ModuleCache(cache_dir, self.engine, self.fingerprint)
         self._ticker = EpochTicker(self.engine, time_scale=time_scale)
         self.instances = Instances(self._ticker)
-        self._engine_ptr = self.engine.ptr()
+        self._engine_ptr = native.address(self.engine.ptr())
         self.demoter = Demoter()
         self._settings = settings
         self._cache_dir = cache_dir
@@ -144,9 +150,8 @@ class Runtime:
 
         def trampoline(_env: Any, caller: Any, vals: Any, _n: int) -> int:
             demoter.wake()
-            ctx, key = native.store_data(caller)
-            inv = live[key]
-            inv.enter(ctx)
+            inv = live[native.store_key(caller)]
+            inv.host_calls += 1
             spans = inv.spans
             if spans is not None:  # tracing on: the host call is a child span
                 scope = spans(name)
@@ -215,7 +220,7 @@ class Runtime:
             pre,
             limits,
             cached.cache_hit,
-            pre_ptr=pre.ptr(),
+            pre_ptr=native.address(pre.ptr()),
             engine_ptr=self._engine_ptr,
         )
         if verify:
@@ -267,18 +272,15 @@ class Runtime:
     def _invoke_module(
         self, fn: LoadedFunction, event: bytes, inv: Invocation, timeout_s: float | None
     ) -> bytes:
-        limits = fn.limits
+        if fn.ready is None and native.wasmcall is not None:  # one call into C
+            return self.instances.run(fn, event, inv, self.demoter, timeout_s)
         with self.instances.fresh(fn, inv, timeout_s) as (ctx, inst):
             try:
                 return call_handler(fn, ctx, inst, event, inv, self.demoter, timeout_s)
             except native.GuestTrap as t:
-                if inv.error is not None:
-                    raise inv.error from None
-                err = classify(t, fn.name)
-                size = memory_size(ctx, inv)
-                raise classify_memory(err, size, limits.memory_bytes, fn.name) from None
+                raise call_failed(t, fn, inv) from None
             finally:
-                inv.memory_bytes = memory_size(ctx, inv) or 0
+                inv.memory_bytes = memory_size(inv) or 0
 
     def touch(self, fn: LoadedFunction) -> None:
         """Instantiate ``fn`` once and drop the instance, running no handler: its code
