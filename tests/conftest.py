@@ -22,6 +22,7 @@ import uvicorn
 
 from host.hostcalls.catalog import all_host_functions
 from host.platform.platform import Platform, PlatformOptions
+from host.runtime import native
 from host.runtime.runtime import Runtime
 from host.services.services import Services
 from host.toolchain.builder import build_function
@@ -145,8 +146,14 @@ def python_data_dir(root: Path, cache: Path) -> Path:
     return data
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
+@pytest.fixture(params=["c", "ctypes"])
+def runtime(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Runtime]:
+    """A runtime calling Zig and C functions through the C extension (``c``), or
+    through ctypes as where the extension is not built (``ctypes``)."""
+    if request.param == "ctypes":
+        monkeypatch.setattr(native, "wasmcall", None)
     rt = Runtime(tmp_path / "cache", all_host_functions())
     yield rt
     rt.close()

@@ -116,7 +116,8 @@ def test_traps_carry_their_message(
 @pytest.mark.parametrize(
     ("guest", "message"),
     [
-        ("badptr_c", "outside"),
+        ("badptr_c", "nimbus_handle returned response 4293918720[+]64, outside the"),
+        ("wildalloc_c", r"nimbus_alloc returned 4293918720, outside the \d+-byte memory"),
         ("garbage_c", "not msgpack"),
         ("notmap_c", "must be a map"),
     ],
@@ -124,6 +125,12 @@ def test_traps_carry_their_message(
 def test_abi_violations(runtime: Runtime, build: Build, guest: str, message: str) -> None:
     fn = load(runtime, build, guest)
     with pytest.raises(AbiError, match=message):
+        call(runtime, fn)
+
+
+def test_an_allocator_without_memory_for_the_event(runtime: Runtime, build: Build) -> None:
+    fn = load(runtime, build, "noalloc_c")
+    with pytest.raises(FunctionOutOfMemory, match=r"could not allocate \d+ bytes for its event"):
         call(runtime, fn)
 
 

@@ -1,0 +1,142 @@
+"""The invoke path's C extension (host/runtime/_wasmcall.c): built by ``make``, used
+for every Zig or C function, refusing a wasmtime whose structs it does not know, and
+giving the answers the ctypes way gives (test_runtime.py and test_containment.py run
+both ways through the ``runtime`` fixture)."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import msgpack
+import pytest
+from wasmtime import _ffi as ffi
+
+from host.errors import FunctionTimeout
+from host.hostcalls.catalog import all_host_functions
+from host.runtime import native
+from host.runtime.invocation import Invocation
+from host.runtime.limits import Limits
+from host.runtime.runtime import Runtime
+
+Build = Callable[[str], Path]
+
+SIZES = tuple(
+    ctypes.sizeof(t)
+    for t in (
+        ffi.wasmtime_instance_t,
+        ffi.wasmtime_func_t,
+        ffi.wasmtime_memory_t,
+        ffi.wasmtime_extern_t,
+        ffi.wasmtime_val_raw_t,
+    )
+)
+
+
+def _event(fn: str, **fields: object) -> bytes:
+    envelope = {"kind": "invoke", "id": "r", "request_id": "r", "function": fn}
+    return msgpack.packb({**envelope, "deadline_ms": 0, "env": {}, **fields})
+
+
+def test_the_extension_is_built_and_used() -> None:
+    # `make` builds it with the package (a C compiler is on every machine we test on);
+    # without it every Zig or C call would silently take the slower ctypes way
+    assert native.wasmcall is not None, "host/runtime/_wasmcall.c was not built"
+
+
+def test_a_wasmtime_with_other_structs_is_refused() -> None:
+    c = native.wasmcall
+    addresses = tuple(range(1, 13))
+    with pytest.raises(RuntimeError, match="wasmtime's struct 2 is 32 bytes"):
+        c.setup(addresses, (*SIZES[:2], 32, *SIZES[3:]), native._failure)
+    with pytest.raises(ValueError, match="3 function addresses, expected 12"):
+        c.setup((1, 2, 3), SIZES, native._failure)
+    with pytest.raises(TypeError, match="callable"):
+        c.setup(addresses, SIZES, None)
+
+
+def test_an_instance_after_close(tmp_path: Path, build: Build) -> None:
+    rt = Runtime(tmp_path / "cache", all_host_functions())
+    try:
+        fn = rt.load("counter_zig", build("counter_zig").read_bytes(), Limits())
+        guest = native.wasmcall.Instance(
+            fn.engine_ptr, fn.pre_ptr, 1, 1 << 24, 100, b"nimbus_handle"
+        )
+        assert guest.memory_size() > 0
+        base, size = guest.memory_view()
+        assert base and size == guest.memory_size()
+        guest.close()
+        guest.close()  # idempotent
+        assert guest.memory_size() == 0
+        with pytest.raises(ValueError, match="closed"):
+            guest.memory_view()
+        with pytest.raises(ValueError, match="closed"):
+            guest.call(b"", 1024)
+        with pytest.raises(ValueError, match="closed"):
+            guest.alloc(16)
+    finally:
+        rt.close()
+
+
+def test_both_ways_answer_alike(
+    tmp_path: Path, build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same function, event and invocation state through C and through ctypes: the
+    same response bytes, logs, host calls and peak memory."""
+    rt = Runtime(tmp_path / "cache", all_host_functions())
+    try:
+        fn = rt.load("hello", build("hello").read_bytes(), Limits())
+        event = _event(
+            "hello",
+            method="GET",
+            path="/hello/ada",
+            params={"name": "ada"},
+            query={},
+            headers={},
+            body=b"",
+        )
+        seen = []
+        for way in ("c", "ctypes"):
+            if way == "ctypes":
+                monkeypatch.setattr(native, "wasmcall", None)
+            inv = Invocation(request_id="r", function="hello")
+            raw = rt._invoke_module(fn, event, inv, None)
+            seen.append(
+                (raw, [(x.level, x.message) for x in inv.logs], inv.host_calls, inv.memory_bytes)
+            )
+        assert seen[0] == seen[1]
+        assert b"hello, ada" in seen[0][0] and seen[0][2] == 1 and seen[0][3] > 0
+    finally:
+        rt.close()
+
+
+def test_the_gil_is_free_while_a_guest_runs(tmp_path: Path, build: Build) -> None:
+    """Another thread runs Python while a guest loops (until its time limit stops it):
+    the extension lets go of the GIL around guest code, as ctypes does."""
+    rt = Runtime(tmp_path / "cache", all_host_functions())
+    counted = [0]
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            counted[0] += 1
+
+    try:
+        fn = rt.load("loop_zig", build("loop_zig").read_bytes(), Limits(timeout_s=0.2))
+        counter = threading.Thread(target=count)
+        counter.start()
+        while counted[0] == 0:
+            pass
+        before = counted[0]
+        with pytest.raises(FunctionTimeout):
+            rt.invoke(fn, _event("loop_zig"), Invocation(request_id="r", function="loop_zig"))
+        during = counted[0] - before
+        stop.set()
+        counter.join()
+        # with the GIL held through the call the counter could not move at all
+        assert during > 1000
+    finally:
+        stop.set()
+        rt.close()
