@@ -178,20 +178,28 @@ static bool open_or_raise(Instance *self) {
     return true;
 }
 
-/* the guest's allocator for `n` bytes: the pointer (0 if it had none) */
-static bool call_alloc(Instance *self, uint32_t n, uint32_t *ptr) {
-    wt_val_raw vals[1];
-    vals[0].i64 = 0;
-    vals[0].i32 = (int32_t)n;
+/* `func` called with `n` arguments in `vals` (its results written back there), the
+ * GIL released around the guest's code; false with the failure raised */
+static bool call_guest(Instance *self, const wt_func *func, wt_val_raw *vals, size_t n) {
     void *trap = NULL;
     void *err;
     Py_BEGIN_ALLOW_THREADS
-    err = api.call_unchecked(self->ctx, &self->alloc, vals, 1, &trap);
+    err = api.call_unchecked(self->ctx, func, vals, n, &trap);
     Py_END_ALLOW_THREADS
     if (err != NULL || trap != NULL) {
         failed(err, trap);
         return false;
     }
+    return true;
+}
+
+/* the guest's allocator for `n` bytes: the pointer (0 if it had none) */
+static bool call_alloc(Instance *self, uint32_t n, uint32_t *ptr) {
+    wt_val_raw vals[1];
+    vals[0].i64 = 0;
+    vals[0].i32 = (int32_t)n;
+    if (!call_guest(self, &self->alloc, vals, 1))
+        return false;
     *ptr = (uint32_t)vals[0].i32;
     return true;
 }
@@ -230,15 +238,8 @@ static PyObject *Instance_call(Instance *self, PyObject *args) {
     vals[1].i64 = 0;
     vals[0].i32 = (int32_t)ptr;
     vals[1].i32 = (int32_t)event.len;
-    void *trap = NULL;
-    void *err;
-    Py_BEGIN_ALLOW_THREADS
-    err = api.call_unchecked(self->ctx, &self->handle, vals, 2, &trap);
-    Py_END_ALLOW_THREADS
-    if (err != NULL || trap != NULL) {
-        failed(err, trap);
+    if (!call_guest(self, &self->handle, vals, 2))
         goto done;
-    }
     uint64_t result = (uint64_t)vals[0].i64;
     uint64_t rptr = result >> 32, rlen = result & 0xFFFFFFFFu;
     if (rlen > max_response) {
