@@ -12,9 +12,9 @@ linking, validation) uses the public wasmtime-py API.
 A Zig or C function's whole call (store, instance, exports, event in, handler,
 response out, store gone) is one call into ``_wasmcall``, a small C extension built
 with the package that calls the same C API from the same library without a ctypes
-call per step (~2.5x less time around the guest). Where it could not be built (no C
-compiler at install), or with ``NIMBUS_WASMCALL=0``, the same steps run through
-ctypes here (``wasmcall`` is None).
+call per step (a hello's fresh instance + call: 26 µs against 44 through ctypes).
+Where it could not be built (no C compiler at install), or with
+``NIMBUS_WASMCALL=0``, the same steps run through ctypes here (``wasmcall`` is None).
 """
 
 from __future__ import annotations
