@@ -6,7 +6,9 @@ both ways through the ``runtime`` fixture)."""
 from __future__ import annotations
 
 import ctypes
+import gc
 import threading
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import msgpack
 import pytest
 from wasmtime import _ffi as ffi
 
-from host.errors import FunctionTimeout
+from host.errors import AbiError, FunctionCrashed, FunctionTimeout
 from host.hostcalls.catalog import all_host_functions
 from host.runtime import native
 from host.runtime.invocation import Invocation
@@ -139,4 +141,44 @@ def test_the_gil_is_free_while_a_guest_runs(tmp_path: Path, build: Build) -> Non
         assert during > 1000
     finally:
         stop.set()
+        rt.close()
+
+
+@pytest.mark.parametrize(
+    ("guest", "error"), [("badptr_c", AbiError), ("divzero_c", FunctionCrashed)]
+)
+def test_failed_calls_leave_nothing_behind(
+    tmp_path: Path, build: Build, guest: str, error: type[Exception]
+) -> None:
+    """A guest that fails every call (a response outside its memory: refused; a trap)
+    costs the host nothing that outlives the call: what the failure carried is freed
+    with it."""
+    rt = Runtime(tmp_path / "cache", all_host_functions())
+    fn = rt.load(guest, build(guest).read_bytes(), Limits())
+    event = _event(guest, input={"divisor": 0})
+
+    def failed(n: int) -> None:
+        seen = 0
+        for _ in range(n):
+            try:
+                rt.invoke(fn, event, Invocation(request_id="r", function=guest))
+            except error:
+                seen += 1
+        assert seen == n
+
+    try:
+        failed(200)
+        tracemalloc.start()
+        try:
+            failed(10)
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            failed(2000)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        # an object kept per failure would be ~200 bytes each: 400 KB here
+        assert grown < 64 * 1024
+    finally:
         rt.close()

@@ -72,6 +72,14 @@ static PyObject *on_failure = NULL;
 /* an ABI rule the guest broke: (what, figures...) */
 static PyObject *Refused;
 
+/* raise Refused with `args`, a new reference it takes over (NULL: its error stands) */
+static void refuse(PyObject *args) {
+    if (args != NULL) {
+        PyErr_SetObject(Refused, args);
+        Py_DECREF(args);
+    }
+}
+
 static PyObject *failed(void *err, void *trap) {
     PyObject *exc = PyObject_CallFunction(on_failure, "KK", (unsigned long long)(uintptr_t)err,
                                           (unsigned long long)(uintptr_t)trap);
@@ -164,7 +172,7 @@ static PyObject *Instance_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     }
     if (missing != NULL) {
         Py_DECREF(self);
-        PyErr_SetObject(Refused, Py_BuildValue("(sy)", "export", missing));
+        refuse(Py_BuildValue("(sy)", "export", missing));
         return NULL;
     }
     return (PyObject *)self;
@@ -225,11 +233,11 @@ static PyObject *Instance_call(Instance *self, PyObject *args) {
         goto done;
     size_t size = api.memory_data_size(self->ctx, &self->memory);
     if (ptr == 0) {
-        PyErr_SetObject(Refused, Py_BuildValue("(sIn)", "alloc", 0u, event.len));
+        refuse(Py_BuildValue("(sIn)", "alloc", 0u, event.len));
         goto done;
     }
     if ((uint64_t)ptr + (uint64_t)event.len > size) {
-        PyErr_SetObject(Refused, Py_BuildValue("(sIn)", "alloc_range", ptr, (Py_ssize_t)size));
+        refuse(Py_BuildValue("(sIn)", "alloc_range", ptr, (Py_ssize_t)size));
         goto done;
     }
     memcpy(api.memory_data(self->ctx, &self->memory) + ptr, event.buf, (size_t)event.len);
@@ -243,12 +251,12 @@ static PyObject *Instance_call(Instance *self, PyObject *args) {
     uint64_t result = (uint64_t)vals[0].i64;
     uint64_t rptr = result >> 32, rlen = result & 0xFFFFFFFFu;
     if (rlen > max_response) {
-        PyErr_SetObject(Refused, Py_BuildValue("(sK)", "too_large", (unsigned long long)rlen));
+        refuse(Py_BuildValue("(sK)", "too_large", (unsigned long long)rlen));
         goto done;
     }
     size = api.memory_data_size(self->ctx, &self->memory);
     if (rptr + rlen > size) {
-        PyErr_SetObject(Refused, Py_BuildValue("(sKKn)", "response_range", (unsigned long long)rptr,
+        refuse(Py_BuildValue("(sKKn)", "response_range", (unsigned long long)rptr,
                                                (unsigned long long)rlen, (Py_ssize_t)size));
         goto done;
     }
