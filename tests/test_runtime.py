@@ -32,20 +32,19 @@ from host.runtime.runtime import Runtime
 Build = Callable[[str], Path]
 
 
+def envelope(function: str, event: dict[str, Any] | None = None) -> bytes:
+    """``event`` with the ABI envelope's common fields, packed."""
+    common = {"kind": "invoke", "id": "req-test", "request_id": "req-test"}
+    return msgpack.packb(
+        {**common, "function": function, "deadline_ms": 0, "env": {}, **(event or {})}
+    )
+
+
 def call(
     rt: Runtime, fn: Any, event: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], Invocation]:
     inv = Invocation(request_id="req-test", function=fn.name)
-    envelope = {
-        "kind": "invoke",
-        "id": "req-test",
-        "request_id": "req-test",
-        "function": fn.name,
-        "deadline_ms": 0,
-        "env": {},
-        **(event or {}),
-    }
-    return rt.invoke(fn, msgpack.packb(envelope), inv), inv
+    return rt.invoke(fn, envelope(fn.name, event), inv), inv
 
 
 def load(rt: Runtime, build: Build, name: str, **limits: Any) -> Any:

@@ -9,10 +9,9 @@ import ctypes
 import gc
 import threading
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
-import msgpack
 import pytest
 from wasmtime import _ffi as ffi
 
@@ -20,10 +19,8 @@ from host.errors import AbiError, FunctionCrashed, FunctionTimeout
 from host.hostcalls.catalog import all_host_functions
 from host.runtime import native
 from host.runtime.invocation import Invocation
-from host.runtime.limits import Limits
 from host.runtime.runtime import Runtime
-
-Build = Callable[[str], Path]
+from tests.test_runtime import Build, call, envelope, load
 
 SIZES = tuple(
     ctypes.sizeof(t)
@@ -37,9 +34,12 @@ SIZES = tuple(
 )
 
 
-def _event(fn: str, **fields: object) -> bytes:
-    envelope = {"kind": "invoke", "id": "r", "request_id": "r", "function": fn}
-    return msgpack.packb({**envelope, "deadline_ms": 0, "env": {}, **fields})
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime calling Zig and C functions through the extension."""
+    runtime = Runtime(tmp_path / "cache", all_host_functions())
+    yield runtime
+    runtime.close()
 
 
 def test_the_extension_is_built_and_used() -> None:
@@ -59,65 +59,45 @@ def test_a_wasmtime_with_other_structs_is_refused() -> None:
         c.setup(addresses, SIZES, None)
 
 
-def test_an_instance_after_close(tmp_path: Path, build: Build) -> None:
-    rt = Runtime(tmp_path / "cache", all_host_functions())
-    try:
-        fn = rt.load("counter_zig", build("counter_zig").read_bytes(), Limits())
-        guest = native.wasmcall.Instance(
-            fn.engine_ptr, fn.pre_ptr, 1, 1 << 24, 100, b"nimbus_handle"
-        )
-        assert guest.memory_size() > 0
-        base, size = guest.memory_view()
-        assert base and size == guest.memory_size()
-        guest.close()
-        guest.close()  # idempotent
-        assert guest.memory_size() == 0
-        with pytest.raises(ValueError, match="closed"):
-            guest.memory_view()
-        with pytest.raises(ValueError, match="closed"):
-            guest.call(b"", 1024)
-        with pytest.raises(ValueError, match="closed"):
-            guest.alloc(16)
-    finally:
-        rt.close()
+def test_an_instance_after_close(rt: Runtime, build: Build) -> None:
+    fn = load(rt, build, "counter_zig")
+    guest = native.wasmcall.Instance(fn.engine_ptr, fn.pre_ptr, 1, 1 << 24, 100, b"nimbus_handle")
+    assert guest.memory_size() > 0
+    base, size = guest.memory_view()
+    assert base and size == guest.memory_size()
+    guest.close()
+    guest.close()  # idempotent
+    assert guest.memory_size() == 0
+    with pytest.raises(ValueError, match="closed"):
+        guest.memory_view()
+    with pytest.raises(ValueError, match="closed"):
+        guest.call(b"", 1024)
+    with pytest.raises(ValueError, match="closed"):
+        guest.alloc(16)
 
 
-def test_both_ways_answer_alike(
-    tmp_path: Path, build: Build, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_both_ways_answer_alike(rt: Runtime, build: Build, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same function, event and invocation state through C and through ctypes: the
     same response bytes, logs, host calls and peak memory."""
-    rt = Runtime(tmp_path / "cache", all_host_functions())
-    try:
-        fn = rt.load("hello", build("hello").read_bytes(), Limits())
-        event = _event(
-            "hello",
-            method="GET",
-            path="/hello/ada",
-            params={"name": "ada"},
-            query={},
-            headers={},
-            body=b"",
+    fn = load(rt, build, "hello")
+    http = {"method": "GET", "path": "/hello/ada", "params": {"name": "ada"}, "body": b""}
+    event = envelope("hello", {**http, "query": {}, "headers": {}})
+    seen = []
+    for way in ("c", "ctypes"):
+        if way == "ctypes":
+            monkeypatch.setattr(native, "wasmcall", None)
+        inv = Invocation(request_id="r", function="hello")
+        raw = rt._invoke_module(fn, event, inv, None)
+        seen.append(
+            (raw, [(x.level, x.message) for x in inv.logs], inv.host_calls, inv.memory_bytes)
         )
-        seen = []
-        for way in ("c", "ctypes"):
-            if way == "ctypes":
-                monkeypatch.setattr(native, "wasmcall", None)
-            inv = Invocation(request_id="r", function="hello")
-            raw = rt._invoke_module(fn, event, inv, None)
-            seen.append(
-                (raw, [(x.level, x.message) for x in inv.logs], inv.host_calls, inv.memory_bytes)
-            )
-        assert seen[0] == seen[1]
-        assert b"hello, ada" in seen[0][0] and seen[0][2] == 1 and seen[0][3] > 0
-    finally:
-        rt.close()
+    assert seen[0] == seen[1]
+    assert b"hello, ada" in seen[0][0] and seen[0][2] == 1 and seen[0][3] > 0
 
 
-def test_the_gil_is_free_while_a_guest_runs(tmp_path: Path, build: Build) -> None:
+def test_the_gil_is_free_while_a_guest_runs(rt: Runtime, build: Build) -> None:
     """Another thread runs Python while a guest loops (until its time limit stops it):
     the extension lets go of the GIL around guest code, as ctypes does."""
-    rt = Runtime(tmp_path / "cache", all_host_functions())
     counted = [0]
     stop = threading.Event()
 
@@ -125,60 +105,53 @@ def test_the_gil_is_free_while_a_guest_runs(tmp_path: Path, build: Build) -> Non
         while not stop.is_set():
             counted[0] += 1
 
+    fn = load(rt, build, "loop_zig", timeout_s=0.2)
+    counter = threading.Thread(target=count)
+    counter.start()
     try:
-        fn = rt.load("loop_zig", build("loop_zig").read_bytes(), Limits(timeout_s=0.2))
-        counter = threading.Thread(target=count)
-        counter.start()
         while counted[0] == 0:
             pass
         before = counted[0]
         with pytest.raises(FunctionTimeout):
-            rt.invoke(fn, _event("loop_zig"), Invocation(request_id="r", function="loop_zig"))
+            call(rt, fn)
         during = counted[0] - before
-        stop.set()
-        counter.join()
-        # with the GIL held through the call the counter could not move at all
-        assert during > 1000
     finally:
         stop.set()
-        rt.close()
+        counter.join()
+    # with the GIL held through the call the counter could not move at all
+    assert during > 1000
 
 
 @pytest.mark.parametrize(
     ("guest", "error"), [("badptr_c", AbiError), ("divzero_c", FunctionCrashed)]
 )
 def test_failed_calls_leave_nothing_behind(
-    tmp_path: Path, build: Build, guest: str, error: type[Exception]
+    runtime: Runtime, build: Build, guest: str, error: type[Exception]
 ) -> None:
     """A guest that fails every call (a response outside its memory: refused; a trap)
-    costs the host nothing that outlives the call: what the failure carried is freed
-    with it."""
-    rt = Runtime(tmp_path / "cache", all_host_functions())
-    fn = rt.load(guest, build(guest).read_bytes(), Limits())
-    event = _event(guest, input={"divisor": 0})
+    costs the host nothing that outlives the call, either way: what the failure
+    carried is freed with it."""
+    fn = load(runtime, build, guest)
 
     def failed(n: int) -> None:
         seen = 0
         for _ in range(n):
             try:
-                rt.invoke(fn, event, Invocation(request_id="r", function=guest))
+                call(runtime, fn, {"input": {"divisor": 0}})
             except error:
                 seen += 1
         assert seen == n
 
+    failed(200)
+    tracemalloc.start()
     try:
-        failed(200)
-        tracemalloc.start()
-        try:
-            failed(10)
-            gc.collect()
-            before = tracemalloc.get_traced_memory()[0]
-            failed(2000)
-            gc.collect()
-            grown = tracemalloc.get_traced_memory()[0] - before
-        finally:
-            tracemalloc.stop()
-        # an object kept per failure would be ~200 bytes each: 400 KB here
-        assert grown < 64 * 1024
+        failed(10)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        failed(2000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
     finally:
-        rt.close()
+        tracemalloc.stop()
+    # an object kept per failure would be ~200 bytes each: 400 KB here
+    assert grown < 64 * 1024

@@ -54,9 +54,7 @@ class Instances:
         except native.GuestTrap as t:
             store.close()
             del self.live[key]
-            if inv.error is not None:  # a host import failed during the start function
-                raise inv.error from None
-            raise instantiate_error(t, fn.name, memory_cap) from None
+            raise start_failed(t, fn, inv, memory_cap) from None
         return store, inst
 
     def fresh(
@@ -80,8 +78,8 @@ class Instances:
         key = next(self._ids)
         self.live[key] = inv
         token = demoter.enter(timeout_s)
+        c = native.wasmcall
         try:
-            c = native.wasmcall
             try:
                 guest = c.Instance(
                     fn.engine_ptr,
@@ -92,22 +90,18 @@ class Instances:
                     b"nimbus_handle",
                 )
             except native.GuestTrap as t:
-                if inv.error is not None:  # a host import failed during the start function
-                    raise inv.error from None
-                raise instantiate_error(t, fn.name, limits.memory_bytes) from None
-            except c.Refused as r:  # an export missing: the load's checks make it rare
-                raise refused(fn, len(event), *r.args) from None
+                raise start_failed(t, fn, inv, limits.memory_bytes) from None
             inv.guest = guest
             try:
                 response: bytes = guest.call(event, limits.max_response_bytes)
                 return response
             except native.GuestTrap as t:
                 raise call_failed(t, fn, inv) from None
-            except c.Refused as r:
-                raise refused(fn, len(event), *r.args) from None
             finally:
                 inv.memory_bytes = guest.memory_size()
                 guest.close()
+        except c.Refused as r:  # a rule broken (an export missing: the load checks that)
+            raise refused(fn, len(event), *r.args) from None
         finally:
             demoter.leave(token)
             del self.live[key]
@@ -232,6 +226,16 @@ def refused(fn: LoadedFunction, event_bytes: int, what: str, *figures: int) -> N
             f"nimbus_handle returned response {rptr}+{rlen}, outside the {size}-byte memory"
         )
     return AbiError(f"function {fn.name} does not export {figures[0]!r}")  # "export"
+
+
+def start_failed(
+    t: native.GuestTrap, fn: LoadedFunction, inv: Invocation, memory_cap: int
+) -> BaseException:
+    """The error for an instance that could not be made: a host import's own error
+    (its start function called one), else the trap's meaning (``instantiate_error``)."""
+    if inv.error is not None:
+        return inv.error
+    return instantiate_error(t, fn.name, memory_cap)
 
 
 def call_failed(t: native.GuestTrap, fn: LoadedFunction, inv: Invocation) -> NimbusError:

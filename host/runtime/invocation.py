@@ -10,11 +10,14 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct, field
 
 from host.errors import AbiError, FunctionOutOfMemory, NimbusError
+
+if TYPE_CHECKING:
+    from host.runtime.native import Guest
 
 LEVELS = ("debug", "info", "warn", "error")
 #: what one invocation may log by default: then one "log truncated" line
@@ -61,10 +64,9 @@ class Invocation(Struct):
     #: ``spans(name, kind, attributes)``: a context manager making a child span of
     #: the current one, when tracing is on (host/telemetry/tracing.py); None when off
     spans: Any = None
-    #: the running instance's memory and allocator, once its handler may run: an
-    #: object with ``memory_view()`` and ``alloc(n)`` (``native.CtypesGuest``, or the
-    #: C extension's ``Instance``)
-    guest: Any = None
+    #: the running instance's memory and allocator, once its handler may run
+    #: (``native.CtypesGuest``, or the C extension's ``Instance``)
+    guest: Guest | None = None
 
     def log(self, level: int, message: str) -> None:
         """Keep one line, within the invocation's log budget (lines and bytes); past it
@@ -105,7 +107,7 @@ class Invocation(Struct):
 
     # --- guest memory --------------------------------------------------------------
 
-    def _bound(self) -> Any:
+    def _bound(self) -> Guest:
         guest = self.guest
         if guest is None:  # a start function calling the host before the handler
             raise self.fail(
@@ -117,8 +119,7 @@ class Invocation(Struct):
         return guest
 
     def _view(self) -> tuple[int, int]:
-        view: tuple[int, int] = self._bound().memory_view()
-        return view
+        return self._bound().memory_view()
 
     def check_range(self, ptr: int, length: int) -> None:
         """``AbiError`` unless ``ptr .. ptr+length`` lies inside guest memory."""
@@ -146,7 +147,7 @@ class Invocation(Struct):
 
     def give(self, data: bytes) -> int:
         """Allocate ``data`` inside the guest with its allocator; ``(ptr << 32) | len``."""
-        ptr: int = self._bound().alloc(len(data))
+        ptr = self._bound().alloc(len(data))
         if ptr == 0 and data:
             raise self.fail(
                 FunctionOutOfMemory(f"guest allocator could not provide {len(data)} bytes")

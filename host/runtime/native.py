@@ -23,7 +23,7 @@ import ctypes
 import os
 import struct
 from ctypes import POINTER, byref, c_size_t, c_void_p
-from typing import Any
+from typing import Any, Protocol
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -265,9 +265,20 @@ def address(pointer: Any) -> int:
     return value
 
 
+class Guest(Protocol):
+    """A running instance's memory and allocator, as host calls reach them."""
+
+    def memory_view(self) -> tuple[int, int]:
+        """The memory's base address and byte size now."""
+        ...
+
+    def alloc(self, n: int) -> int:
+        """The guest's allocator called for ``n`` bytes: the pointer (0: none)."""
+        ...
+
+
 class CtypesGuest:
-    """A bound instance's memory and allocator, reached through ctypes (the C
-    extension's ``Instance`` has the same two methods)."""
+    """A ``Guest`` reached through ctypes (the C extension's ``Instance`` is the other)."""
 
     __slots__ = ("_alloc", "_ctx", "_memory")
 
