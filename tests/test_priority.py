@@ -98,3 +98,17 @@ def test_a_short_run_is_never_demoted() -> None:
             assert guest.finish() == 0
     finally:
         demoter.stop()
+
+
+def test_a_run_too_short_to_be_demoted_is_not_tracked() -> None:
+    """An inline run (a 3 ms budget) would be restored before it could be demoted:
+    ``enter`` leaves it alone (no thread id read, nothing for the watcher)."""
+    demoter = Demoter(after_s=0.05, interval_s=0.01)
+    try:
+        assert demoter.enter(0.003) == 0
+        assert demoter.enter(0.08) == 0  # demoted past 50 ms, restored 30 ms before 80
+        token = demoter.enter(0.081)
+        assert token == threading.get_native_id()
+        demoter.leave(token)
+    finally:
+        demoter.stop()

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host.common.ids import new_id
-from host.errors import InvalidRequest
+from host.errors import InvalidRequest, NimbusError
 from host.gateway.asgi import (
     REQUEST_ID,
     Answer,
@@ -91,17 +91,20 @@ class FunctionRoutes:
             return None
         function = found.route.function
         policies = self._policies
-        if (policies is not None and policies.chain(found.route) is not None) or not (
-            self._invoker.runs_inline(function)
-        ):
+        if policies is not None and policies.chain(found.route) is not None:
             return None
+        try:  # one lookup for the whole request: its cap, its inline status, its run
+            dep = self._registry.get(function)
+        except NimbusError:
+            return None  # answered the ASGI way, with its message
+        spec = dep.spec
+        if not self._invoker.runs_inline(function, spec) or len(body) > spec.max_request_bytes:
+            return None  # a body over the cap: refused the ASGI way, with its message
         headers = request_headers(scope)
         rid = headers.get(REQUEST_ID) or new_id("req")
         try:
-            if len(body) > self._registry.get(function).spec.max_request_bytes:
-                return None  # refused the ASGI way, with its message
             event = http_event(scope, headers, path, found.params, body)
-            result = self._invoker.try_inline(function, event, rid)
+            result = self._invoker.try_inline(function, event, rid, dep)
         except Exception as err:
             return error_response(err, rid)
         if result is None:  # it runs again in a thread, the ASGI way

@@ -37,7 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from host.errors import NimbusError, Overloaded, Throttled
+from host.manifest.functions import FunctionSpec
 from host.platform.platform import InvocationResult, OverBudget, Platform
+from host.platform.registry import Deployment
 from host.platform.request import InvocationRequest
 
 #: threads one function may occupy at once in one worker process
@@ -112,18 +114,25 @@ class Invoker:
             self._streak[function] = self._streak.get(function, 0) + 1
         return result
 
-    def runs_inline(self, function: str) -> bool:
-        """Whether ``function``'s next call is tried inline, on the caller's thread."""
-        return self._streak.get(function, 0) >= FAST_STREAK and not self._may_block(function)
+    def runs_inline(self, function: str, spec: FunctionSpec | None = None) -> bool:
+        """Whether ``function``'s next call is tried inline, on the caller's thread
+        (``spec``: its current deployment's, when the caller has looked it up)."""
+        return self._streak.get(function, 0) >= FAST_STREAK and not self._may_block(function, spec)
 
     def try_inline(
-        self, function: str, event: dict[str, Any], request_id: str
+        self,
+        function: str,
+        event: dict[str, Any],
+        request_id: str,
+        dep: Deployment | None = None,
     ) -> InvocationResult | None:
         """``function`` run here under the inline budget; None if it must run in a
-        thread instead (stopped at the budget, its effects dropped, or no slot free)."""
+        thread instead (stopped at the budget, its effects dropped, or no slot free).
+        ``dep``: its current deployment, when the caller has looked it up."""
         try:
             return self.platform.execute(
-                InvocationRequest(function, event, request_id=request_id, budget_s=INLINE_BUDGET_S)
+                InvocationRequest(function, event, request_id=request_id, budget_s=INLINE_BUDGET_S),
+                dep,
             )
         except OverBudget:
             # back to the threads for a few runs: a slow function's next run there
@@ -155,10 +164,12 @@ class Invoker:
         """Wait for the invocations running in threads, then let their threads go."""
         self._executor.shutdown(wait=True)
 
-    def _may_block(self, function: str) -> bool:
+    def _may_block(self, function: str, spec: FunctionSpec | None = None) -> bool:
         """A function that may wait on the network (it has outbound hosts) never runs
         on the event loop, decided by its current deployment's grants."""
-        try:
-            return bool(self.platform.registry.get(function).spec.outbound.entries)
-        except NimbusError:
-            return False
+        if spec is None:
+            try:
+                spec = self.platform.registry.get(function).spec
+            except NimbusError:
+                return False
+        return bool(spec.outbound.entries)

@@ -241,15 +241,19 @@ class Platform:
         """Run ``function`` on ``event``: ``execute`` of the plain request."""
         return self.execute(InvocationRequest(function, event, request_id=request_id))
 
-    def execute(self, request: InvocationRequest) -> InvocationResult:
+    def execute(
+        self, request: InvocationRequest, dep: Deployment | None = None
+    ) -> InvocationResult:
         """Run ``request.function`` on ``request.event`` (an ABI envelope without the
-        common fields).
+        common fields); ``dep``, its current deployment when the caller has just looked
+        it up (the gateway's direct answers: one lookup a request).
 
         The function's effects are committed, with the request's commit hook's work in
         the same transaction, only if it returns a response without ``error``. With
         idempotency ids that were committed before, nothing is applied twice.
         """
-        dep = self.registry.get(request.function)
+        if dep is None:
+            dep = self.registry.get(request.function)
         return self._run(dep, lambda: self._load(dep), request)
 
     def invoke_module(

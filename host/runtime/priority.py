@@ -69,7 +69,11 @@ class Demoter:
 
     def enter(self, timeout_s: float) -> int:
         """A guest of at most ``timeout_s`` starts in the current thread; the token
-        to give ``leave`` (plain calls, not a context manager: this is the hot path)."""
+        to give ``leave`` (plain calls, not a context manager: this is the hot path).
+        A run too short ever to be demoted (it would be restored before it is demoted:
+        an inline run, for one) is not tracked, and costs no system call."""
+        if timeout_s <= self._after_s + RESTORE_BEFORE_S:
+            return 0
         tid = threading.get_native_id()
         if tid in self._running:  # nested: already tracked by the outer run
             return 0

@@ -134,6 +134,8 @@ class Snapshot:
 
     def close(self) -> None:
         with self.lock:
+            if self.txn is None:  # never opened, or revoked: not listed (no read, most calls)
+                return
             self.revoke()
             with self._storage._snapshots_lock:
                 self._storage._snapshots.discard(self)
