@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,10 +51,10 @@ def test_the_extension_is_built_and_used() -> None:
 
 def test_a_wasmtime_with_other_structs_is_refused() -> None:
     c = native.wasmcall
-    addresses = tuple(range(1, 13))
+    addresses = tuple(range(1, 14))
     with pytest.raises(RuntimeError, match="wasmtime's struct 2 is 32 bytes"):
         c.setup(addresses, (*SIZES[:2], 32, *SIZES[3:]), native._failure)
-    with pytest.raises(ValueError, match="3 function addresses, expected 12"):
+    with pytest.raises(ValueError, match="3 function addresses, expected 13"):
         c.setup((1, 2, 3), SIZES, native._failure)
     with pytest.raises(TypeError, match="callable"):
         c.setup(addresses, SIZES, None)
@@ -155,3 +156,37 @@ def test_failed_calls_leave_nothing_behind(
         tracemalloc.stop()
     # an object kept per failure would be ~200 bytes each: 400 KB here
     assert grown < 64 * 1024
+
+
+def test_the_epoch_ticker_runs_without_the_gil(rt: Runtime) -> None:
+    """The epoch ticker is the extension's thread: it ticks while this thread holds
+    the GIL in one long C call (``sum`` over a range checks no eval breaker, so no
+    Python thread could run meanwhile), keeping every deadline on the clock."""
+    ticker = rt._ticker._native
+    assert ticker is not None, "the epoch ticker is not the extension's"
+    period = 0.005
+    n = 10**6
+    while True:
+        before, t0 = ticker.epoch, time.monotonic()
+        sum(range(n))  # holds the GIL throughout
+        after, elapsed = ticker.epoch, time.monotonic() - t0
+        if elapsed >= 0.1:
+            break
+        n *= 4
+    assert after - before >= int(elapsed / period) - 2, (before, after, elapsed)
+
+
+def test_the_epoch_ticker_stops_and_keeps_its_engines(rt: Runtime) -> None:
+    ticker = native.wasmcall.Ticker(0.001, 0)
+    engine = rt.engine
+    ticker.add(native.address(engine.ptr()), engine)
+    with pytest.raises(ValueError, match="at most 8 engines"):
+        for _ in range(8):
+            ticker.add(native.address(engine.ptr()), engine)
+    ticker.stop()
+    stopped = ticker.epoch
+    ticker.stop()  # stopping twice is harmless
+    threading.Event().wait(0.02)
+    assert ticker.epoch == stopped
+    with pytest.raises(ValueError, match="over 0 s"):
+        native.wasmcall.Ticker(0.0, 0)

@@ -1,7 +1,8 @@
 /* A fresh instance and one call into it, in C: the invoke path's sequence of
  * wasmtime C API calls (store, limits, deadline, instantiate, exports, allocate,
  * copy the event in, call the handler, copy the response out, delete the store)
- * made without a ctypes call per step.
+ * made without a ctypes call per step. And the epoch ticker, a thread of its own
+ * that never takes the GIL (`Ticker`).
  *
  * The functions are wasmtime's, from the very library wasmtime-py loaded: `setup`
  * takes their addresses (host/runtime/native.py passes them from ctypes), so this
@@ -13,9 +14,15 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct { uint64_t store_id; size_t private_; } wt_instance;
 typedef struct { uint64_t store_id; void *private_; } wt_func;
@@ -49,6 +56,7 @@ typedef size_t (*memory_data_size_t)(const void *, const wt_memory *);
 typedef void (*store_delete_t)(void *);
 typedef void *(*caller_context_t)(void *);
 typedef void *(*context_get_data_t)(const void *);
+typedef void (*engine_increment_epoch_t)(void *);
 
 static struct {
     store_new_t store_new;
@@ -63,6 +71,7 @@ static struct {
     store_delete_t store_delete;
     caller_context_t caller_context;
     context_get_data_t context_get_data;
+    engine_increment_epoch_t engine_increment_epoch;
 } api;
 static bool ready = false;
 
@@ -332,6 +341,182 @@ static PyTypeObject InstanceType = {
     .tp_getset = Instance_getset,
 };
 
+/* --- Ticker ------------------------------------------------------------------ */
+
+/* The engines' epoch ticker: a thread that advances every engine it was given to
+ * `elapsed / period` ticks since it started (catching up on every tick a late
+ * wake-up missed), without ever taking the GIL. A Python thread doing this asked
+ * for the GIL 200 times a second, and each time the event loop, busy serving, was
+ * made to hand it over (host/runtime/engine.py). */
+
+#define TICKER_ENGINES 8
+
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool running;
+    bool stop;
+    double period;
+    int nice;
+    double start;
+    long long epoch; /* ticks given so far: written by the thread, read atomically */
+    void *engines[TICKER_ENGINES];
+    PyObject *owners[TICKER_ENGINES]; /* each engine's Python object, kept alive */
+    int n_engines;
+} Ticker;
+
+static double monotonic_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void *ticker_run(void *arg) {
+    Ticker *self = (Ticker *)arg;
+    /* deadlines depend on this thread: ask for a higher priority (needs privileges) */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), self->nice);
+    pthread_mutex_lock(&self->mu);
+    while (!self->stop) {
+        double next = self->start + (double)(self->epoch + 1) * self->period;
+        struct timespec until;
+        until.tv_sec = (time_t)next;
+        until.tv_nsec = (long)((next - (double)until.tv_sec) * 1e9);
+        if (until.tv_nsec > 999999999)
+            until.tv_nsec = 999999999;
+        pthread_cond_timedwait(&self->cv, &self->mu, &until);
+        if (self->stop)
+            break;
+        long long due = (long long)((monotonic_now() - self->start) / self->period);
+        while (self->epoch < due) {
+            for (int i = 0; i < self->n_engines; i++)
+                api.engine_increment_epoch(self->engines[i]);
+            __atomic_store_n(&self->epoch, self->epoch + 1, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&self->mu);
+    return NULL;
+}
+
+/* Ticker(period_s, nice): the thread started, ticking no engine yet (`add`) */
+static PyObject *Ticker_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    double period;
+    int nice;
+    if (!ready) {
+        PyErr_SetString(PyExc_RuntimeError, "_wasmcall.setup() was not called");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "di", &period, &nice))
+        return NULL;
+    if (!(period > 0)) {
+        PyErr_SetString(PyExc_ValueError, "Ticker: the period must be over 0 s");
+        return NULL;
+    }
+    Ticker *self = (Ticker *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&self->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&self->mu, NULL);
+    self->period = period;
+    self->nice = nice;
+    self->start = monotonic_now();
+    int err = pthread_create(&self->thread, NULL, ticker_run, self);
+    if (err != 0) {
+        Py_DECREF(self);
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    self->running = true;
+    return (PyObject *)self;
+}
+
+static void ticker_stop(Ticker *self) {
+    if (!self->running)
+        return;
+    pthread_mutex_lock(&self->mu);
+    self->stop = true;
+    pthread_cond_signal(&self->cv);
+    pthread_mutex_unlock(&self->mu);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(self->thread, NULL);
+    Py_END_ALLOW_THREADS
+    self->running = false;
+}
+
+static void Ticker_dealloc(Ticker *self) {
+    ticker_stop(self);
+    for (int i = 0; i < self->n_engines; i++)
+        Py_CLEAR(self->owners[i]);
+    pthread_cond_destroy(&self->cv);
+    pthread_mutex_destroy(&self->mu);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* add(address, owner): tick the engine at `address` too; `owner`, the object that
+ * frees it, is kept alive as long as the ticker (so no engine goes while ticked) */
+static PyObject *Ticker_add(Ticker *self, PyObject *args) {
+    PyObject *address, *owner;
+    if (!PyArg_ParseTuple(args, "OO", &address, &owner))
+        return NULL;
+    void *engine = PyLong_AsVoidPtr(address);
+    if (engine == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "Ticker.add: a null engine");
+        return NULL;
+    }
+    pthread_mutex_lock(&self->mu);
+    bool full = self->n_engines == TICKER_ENGINES;
+    if (!full) {
+        self->owners[self->n_engines] = Py_NewRef(owner);
+        self->engines[self->n_engines++] = engine;
+    }
+    pthread_mutex_unlock(&self->mu);
+    if (full) {
+        PyErr_Format(PyExc_ValueError, "Ticker.add: at most %d engines", TICKER_ENGINES);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ticker_stop(Ticker *self, PyObject *unused) {
+    ticker_stop(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ticker_get_epoch(Ticker *self, void *closure) {
+    return PyLong_FromLongLong(__atomic_load_n(&self->epoch, __ATOMIC_ACQUIRE));
+}
+
+static PyObject *Ticker_get_start(Ticker *self, void *closure) {
+    return PyFloat_FromDouble(self->start);
+}
+
+static PyMethodDef Ticker_methods[] = {
+    {"add", (PyCFunction)Ticker_add, METH_VARARGS, "Tick this engine (address, owner) too."},
+    {"stop", (PyCFunction)Ticker_stop, METH_NOARGS, "Stop the thread and wait for it."},
+    {NULL}};
+
+static PyGetSetDef Ticker_getset[] = {
+    {"epoch", (getter)Ticker_get_epoch, NULL, "Ticks given so far.", NULL},
+    {"start", (getter)Ticker_get_start, NULL, "When it started (time.monotonic()).", NULL},
+    {NULL}};
+
+static PyTypeObject TickerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "host.runtime._wasmcall.Ticker",
+    .tp_basicsize = sizeof(Ticker),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The engines' epoch ticker, a thread that never takes the GIL.",
+    .tp_new = Ticker_new,
+    .tp_dealloc = (destructor)Ticker_dealloc,
+    .tp_methods = Ticker_methods,
+    .tp_getset = Ticker_getset,
+};
+
 /* --- module ------------------------------------------------------------------ */
 
 /* caller_key(caller): the integer a host call's caller's store was created with */
@@ -411,14 +596,15 @@ static struct PyModuleDef module_def = {
     module_methods};
 
 PyMODINIT_FUNC PyInit__wasmcall(void) {
-    if (PyType_Ready(&InstanceType) < 0)
+    if (PyType_Ready(&InstanceType) < 0 || PyType_Ready(&TickerType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
     Refused = PyErr_NewException("_wasmcall.Refused", NULL, NULL);
     if (Refused == NULL || PyModule_AddObjectRef(m, "Refused", Refused) < 0 ||
-        PyModule_AddObjectRef(m, "Instance", (PyObject *)&InstanceType) < 0) {
+        PyModule_AddObjectRef(m, "Instance", (PyObject *)&InstanceType) < 0 ||
+        PyModule_AddObjectRef(m, "Ticker", (PyObject *)&TickerType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

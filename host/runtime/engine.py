@@ -11,12 +11,14 @@ import hashlib
 import platform
 import threading
 import time
+from typing import Any
 
 import wasmtime
 from msgspec import Struct
 from wasmtime import _ffi as ffi
 
 from host.common.versions import installed_version
+from host.runtime import native
 from host.runtime.native import increment_epoch
 from host.runtime.priority import TICKER_NICE, set_nice
 
@@ -97,10 +99,16 @@ class EpochTicker:
 
     The epoch follows the clock, not the number of wake-ups: each time the thread runs
     it advances the epoch to ``elapsed / tick``, catching up on every tick it missed.
-    On a loaded machine a wake-up can come late (the thread waits for a core, then for
-    the GIL); counted wake-ups would then stretch every deadline (2 s became 4-5 s
-    with 50 spinning guests on 2 cores), while the clock keeps them at the timeout
-    plus one late wake-up.
+    On a loaded machine a wake-up can come late (the thread waits for a core); counted
+    wake-ups would then stretch every deadline (2 s became 4-5 s with 50 spinning
+    guests on 2 cores), while the clock keeps them at the timeout plus one late
+    wake-up.
+
+    The thread is the C extension's (``_wasmcall.Ticker``), which never takes the GIL:
+    a Python thread waking 200 times a second asked for it each time, and the event
+    loop, busy serving, had to hand it over and wait for it back (a few percent of a
+    worker's requests a second); and the deadlines waited for the GIL too.
+    Without the extension, the ticker is a Python thread, as it was.
     """
 
     def __init__(
@@ -115,10 +123,16 @@ class EpochTicker:
         self._scale = time_scale
         self._ticks: dict[float, int] = {}
         self._period = tick_s / time_scale
+        self._stop = threading.Event()
+        c = native.wasmcall
+        self._native: Any = None if c is None else c.Ticker(self._period, TICKER_NICE)
+        if self._native is not None:
+            self._native.add(native.address(engine.ptr()), engine)
+            self._start = self._native.start
+            return
         self._start = time.monotonic()
         #: ticks given to the engine so far (written by the ticker thread only)
         self._epoch = 0
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nimbus-epoch", daemon=True)
         self._thread.start()
 
@@ -133,7 +147,8 @@ class EpochTicker:
         ticks = self._ticks.get(seconds)
         if ticks is None:
             ticks = self._ticks[seconds] = max(1, int(seconds / self._tick_s + 0.999999)) + 1
-        owed = int((time.monotonic() - self._start) / self._period) - self._epoch
+        given = self._epoch if self._native is None else self._native.epoch
+        owed = int((time.monotonic() - self._start) / self._period) - given
         return ticks + max(0, owed)
 
     def _run(self) -> None:
@@ -152,9 +167,15 @@ class EpochTicker:
     def add(self, engine: wasmtime.Engine) -> None:
         """Tick ``engine`` too, from now on."""
         self._engines = [*self._engines, engine]
+        if self._native is not None:
+            self._native.add(native.address(engine.ptr()), engine)
+            return
         self._ptrs = [*self._ptrs, engine.ptr()]
 
     def stop(self) -> None:
+        if self._native is not None:
+            self._native.stop()  # joined: no engine is ticked once it returns
+            return
         self._stop.set()
         self._thread.join(timeout=1)
 

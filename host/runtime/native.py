@@ -317,6 +317,7 @@ def _load_wasmcall() -> Any:
         "wasmtime_store_delete",
         "wasmtime_caller_context",
         "wasmtime_context_get_data",
+        "wasmtime_engine_increment_epoch",
     )
     sizes = (
         ffi.wasmtime_instance_t,
@@ -333,7 +334,8 @@ def _load_wasmcall() -> Any:
     return _wasmcall
 
 
-#: the C extension (``Instance``, ``Refused``, ``caller_key``), or None: ctypes only
+#: the C extension (``Instance``, ``Refused``, ``caller_key``, ``Ticker``), or None: ctypes
+#: only
 wasmcall: Any = _load_wasmcall()
 
 

@@ -63,6 +63,8 @@ class Demoter:
         self._demoted: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        #: set when a tracked run starts: the watcher sleeps on it while none runs
+        self._work = threading.Event()
         self._enabled = True
         self._thread = threading.Thread(target=self._watch, name="nimbus-demote", daemon=True)
         self._thread.start()
@@ -79,6 +81,8 @@ class Demoter:
             return 0
         now = time.monotonic()
         self._running[tid] = (now, now + timeout_s)
+        if not self._work.is_set():
+            self._work.set()
         return tid
 
     def wake(self) -> None:
@@ -116,7 +120,15 @@ class Demoter:
         return min(max(oldest + self._after_s - now, self._interval_s), self._after_s)
 
     def _watch(self) -> None:
-        while not self._stop.wait(self._next_look()):
+        while not self._stop.is_set():
+            if not self._running and not self._demoted:
+                # nothing to look at: sleep until a tracked run starts, not every
+                # ``after_s`` (each wake-up takes the GIL from the threads serving)
+                self._work.wait()
+                self._work.clear()
+                continue
+            if self._stop.wait(self._next_look()):
+                break
             if not self._enabled:
                 continue
             now = time.monotonic()
@@ -136,4 +148,5 @@ class Demoter:
 
     def stop(self) -> None:
         self._stop.set()
+        self._work.set()
         self._thread.join(timeout=1)
