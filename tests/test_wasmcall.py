@@ -188,5 +188,7 @@ def test_the_epoch_ticker_stops_and_keeps_its_engines(rt: Runtime) -> None:
     ticker.stop()  # stopping twice is harmless
     threading.Event().wait(0.02)
     assert ticker.epoch == stopped
+    with pytest.raises(ValueError, match="stopped"):
+        ticker.add(native.address(engine.ptr()), engine)
     with pytest.raises(ValueError, match="over 0 s"):
         native.wasmcall.Ticker(0.0, 0)

@@ -448,10 +448,24 @@ static void ticker_stop(Ticker *self) {
     self->running = false;
 }
 
-static void Ticker_dealloc(Ticker *self) {
+/* the engines' owners let go: only once the thread is stopped */
+static int Ticker_clear(Ticker *self) {
     ticker_stop(self);
     for (int i = 0; i < self->n_engines; i++)
         Py_CLEAR(self->owners[i]);
+    self->n_engines = 0;
+    return 0;
+}
+
+static int Ticker_traverse(Ticker *self, visitproc visit, void *arg) {
+    for (int i = 0; i < self->n_engines; i++)
+        Py_VISIT(self->owners[i]);
+    return 0;
+}
+
+static void Ticker_dealloc(Ticker *self) {
+    PyObject_GC_UnTrack(self);
+    Ticker_clear(self);
     pthread_cond_destroy(&self->cv);
     pthread_mutex_destroy(&self->mu);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -470,21 +484,24 @@ static PyObject *Ticker_add(Ticker *self, PyObject *args) {
         return NULL;
     }
     pthread_mutex_lock(&self->mu);
-    bool full = self->n_engines == TICKER_ENGINES;
+    bool full = self->n_engines == TICKER_ENGINES || !self->running;
     if (!full) {
         self->owners[self->n_engines] = Py_NewRef(owner);
         self->engines[self->n_engines++] = engine;
     }
     pthread_mutex_unlock(&self->mu);
     if (full) {
-        PyErr_Format(PyExc_ValueError, "Ticker.add: at most %d engines", TICKER_ENGINES);
+        if (self->running)
+            PyErr_Format(PyExc_ValueError, "Ticker.add: at most %d engines", TICKER_ENGINES);
+        else
+            PyErr_SetString(PyExc_ValueError, "Ticker.add: the ticker is stopped");
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
 static PyObject *Ticker_stop(Ticker *self, PyObject *unused) {
-    ticker_stop(self);
+    Ticker_clear(self);
     Py_RETURN_NONE;
 }
 
@@ -509,7 +526,10 @@ static PyGetSetDef Ticker_getset[] = {
 static PyTypeObject TickerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "host.runtime._wasmcall.Ticker",
     .tp_basicsize = sizeof(Ticker),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_free = PyObject_GC_Del,
+    .tp_traverse = (traverseproc)Ticker_traverse,
+    .tp_clear = (inquiry)Ticker_clear,
     .tp_doc = "The engines' epoch ticker, a thread that never takes the GIL.",
     .tp_new = Ticker_new,
     .tp_dealloc = (destructor)Ticker_dealloc,
