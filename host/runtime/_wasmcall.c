@@ -375,6 +375,9 @@ static double monotonic_now(void) {
 
 static void *ticker_run(void *arg) {
     Ticker *self = (Ticker *)arg;
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "nimbus-epoch"); /* as `top -H` and py-spy show it */
+#endif
     /* deadlines depend on this thread: ask for a higher priority (needs privileges) */
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), self->nice);
     pthread_mutex_lock(&self->mu);
