@@ -445,9 +445,9 @@ static void ticker_stop(Ticker *self) {
     self->stop = true;
     pthread_cond_signal(&self->cv);
     pthread_mutex_unlock(&self->mu);
-    Py_BEGIN_ALLOW_THREADS
+    /* with the GIL held (this may run inside the cyclic GC): the thread never takes
+     * it, and ends as soon as it wakes */
     pthread_join(self->thread, NULL);
-    Py_END_ALLOW_THREADS
     self->running = false;
 }
 
