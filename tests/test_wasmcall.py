@@ -19,6 +19,7 @@ from wasmtime import _ffi as ffi
 from host.errors import AbiError, FunctionCrashed, FunctionTimeout
 from host.hostcalls.catalog import all_host_functions
 from host.runtime import native
+from host.runtime.engine import PythonTicker
 from host.runtime.invocation import Invocation
 from host.runtime.runtime import Runtime
 from tests.test_runtime import Build, call, envelope, load
@@ -162,8 +163,8 @@ def test_the_epoch_ticker_runs_without_the_gil(rt: Runtime) -> None:
     """The epoch ticker is the extension's thread: it ticks while this thread holds
     the GIL in one long C call (``sum`` over a range checks no eval breaker, so no
     Python thread could run meanwhile), keeping every deadline on the clock."""
-    ticker = rt._ticker._native
-    assert ticker is not None, "the epoch ticker is not the extension's"
+    ticker = rt._ticker._thread
+    assert isinstance(ticker, native.wasmcall.Ticker), "the epoch ticker is not the extension's"
     period = 0.005
     n = 10**6
     while True:
@@ -176,13 +177,18 @@ def test_the_epoch_ticker_runs_without_the_gil(rt: Runtime) -> None:
     assert after - before >= int(elapsed / period) - 2, (before, after, elapsed)
 
 
-def test_the_epoch_ticker_stops_and_keeps_its_engines(rt: Runtime) -> None:
-    ticker = native.wasmcall.Ticker(0.001, 0)
+@pytest.mark.parametrize("kind", ["c", "python"])
+def test_the_epoch_ticker_stops_for_good(rt: Runtime, kind: str) -> None:
+    """Both tickers (the extension's, and ``PythonTicker`` where it is not built): a
+    stopped ticker ticks no more, stops twice harmlessly and refuses an engine."""
+    make = native.wasmcall.Ticker if kind == "c" else PythonTicker
+    ticker = make(0.001, 0)
     engine = rt.engine
     ticker.add(native.address(engine.ptr()), engine)
-    with pytest.raises(ValueError, match="at most 8 engines"):
-        for _ in range(8):
-            ticker.add(native.address(engine.ptr()), engine)
+    if kind == "c":
+        with pytest.raises(ValueError, match="at most 8 engines"):
+            for _ in range(8):
+                ticker.add(native.address(engine.ptr()), engine)
     ticker.stop()
     stopped = ticker.epoch
     ticker.stop()  # stopping twice is harmless
@@ -190,5 +196,6 @@ def test_the_epoch_ticker_stops_and_keeps_its_engines(rt: Runtime) -> None:
     assert ticker.epoch == stopped
     with pytest.raises(ValueError, match="stopped"):
         ticker.add(native.address(engine.ptr()), engine)
-    with pytest.raises(ValueError, match="over 0 s"):
-        native.wasmcall.Ticker(0.0, 0)
+    if kind == "c":
+        with pytest.raises(ValueError, match="over 0 s"):
+            native.wasmcall.Ticker(0.0, 0)

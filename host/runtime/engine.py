@@ -102,8 +102,8 @@ def fingerprint(settings: EngineSettings) -> str:
 
 
 class EpochTicker:
-    """A daemon thread that advances the engines' epochs so deadlines can fire (the
-    runtime's engine, and the Python runtime's once it is made: ``add``).
+    """A thread that advances the engines' epochs so deadlines can fire (the runtime's
+    engine, and the Python runtime's once it is made: ``add``).
 
     The epoch follows the clock, not the number of wake-ups: each time the thread runs
     it advances the epoch to ``elapsed / tick``, catching up on every tick it missed.
@@ -115,34 +115,23 @@ class EpochTicker:
     The thread is the C extension's (``_wasmcall.Ticker``), which never takes the GIL:
     a Python thread waking 200 times a second asked for it each time, and the event
     loop, busy serving, had to hand it over and wait for it back (a few percent of a
-    worker's requests a second); and the deadlines waited for the GIL too.
-    Without the extension, the ticker is a Python thread, as it was.
+    worker's requests a second); and the deadlines waited for the GIL too. Without the
+    extension, ``PythonTicker`` does the same from a Python thread.
     """
 
     def __init__(
         self, engine: wasmtime.Engine, tick_s: float = EPOCH_TICK_S, time_scale: float = 1.0
     ) -> None:
-        #: the engines ticked (a deadline is set relative to its engine's epoch at the
-        #: time, so an engine added later needs no catching up); held here, so none is
-        #: freed while the thread ticks it
-        self._engines: list[wasmtime.Engine] = [engine]
-        self._ptrs = [engine.ptr()]
         self._tick_s = tick_s
         self._scale = time_scale
         self._ticks: dict[float, int] = {}
         self._period = tick_s / time_scale
-        self._stop = threading.Event()
         c = native.wasmcall
-        self._native: Any = None if c is None else c.Ticker(self._period, TICKER_NICE)
-        if self._native is not None:
-            self._native.add(native.address(engine.ptr()), engine)
-            self._start = self._native.start
-            return
-        self._start = time.monotonic()
-        #: ticks given to the engine so far (written by the ticker thread only)
-        self._epoch = 0
-        self._thread = threading.Thread(target=self._run, name="nimbus-epoch", daemon=True)
-        self._thread.start()
+        ticker = PythonTicker if c is None else c.Ticker
+        #: the thread: ``add(address, owner)``, ``stop()``, ``start``, ``epoch``
+        self._thread: Any = ticker(self._period, TICKER_NICE)
+        self._start: float = self._thread.start
+        self.add(engine)
 
     def real_seconds(self, seconds: float) -> float:
         """How long ``seconds`` of a function's time last on the clock (``time_scale``)."""
@@ -155,37 +144,58 @@ class EpochTicker:
         ticks = self._ticks.get(seconds)
         if ticks is None:
             ticks = self._ticks[seconds] = max(1, int(seconds / self._tick_s + 0.999999)) + 1
-        given = self._epoch if self._native is None else self._native.epoch
+        given: int = self._thread.epoch
         owed = int((time.monotonic() - self._start) / self._period) - given
         return ticks + max(0, owed)
+
+    def add(self, engine: wasmtime.Engine) -> None:
+        """Tick ``engine`` too, from now on (a deadline is set relative to its engine's
+        epoch at the time, so an engine added later needs no catching up); the thread
+        keeps it alive until it stops."""
+        self._thread.add(native.address(engine.ptr()), engine)
+
+    def stop(self) -> None:
+        """Stop the thread (joined: no engine is ticked once this returns)."""
+        self._thread.stop()
+
+
+class PythonTicker:
+    """``_wasmcall.Ticker`` as a Python thread, where the extension is not built: the
+    same ticks, taking the GIL for each wake-up."""
+
+    def __init__(self, period: float, nice: int) -> None:
+        #: when it started (``time.monotonic()``) and the ticks given since
+        self.start = time.monotonic()
+        self.epoch = 0
+        self._period, self._nice = period, nice
+        #: (address, owner) of each engine ticked; the owner keeps it alive
+        self._engines: list[tuple[int, wasmtime.Engine]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nimbus-epoch", daemon=True)
+        self._thread.start()
+
+    def add(self, address: int, owner: wasmtime.Engine) -> None:
+        if self._stop.is_set():
+            raise ValueError("Ticker.add: the ticker is stopped")
+        self._engines = [*self._engines, (address, owner)]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self._engines = []
 
     def _run(self) -> None:
         # time_scale > 1 makes time limits pass faster than real time (tests of a 30 s
         # timeout need not wait 30 s); production runs at 1
-        set_nice(threading.get_native_id(), TICKER_NICE)  # deadlines depend on it
-        period, start = self._period, self._start
+        set_nice(threading.get_native_id(), self._nice)  # deadlines depend on it
+        period, start = self._period, self.start
         while not self._stop.wait(period):
             due = int((time.monotonic() - start) / period)
-            engines = self._ptrs
-            while self._epoch < due:
-                for engine in engines:
-                    increment_epoch(engine)
-                self._epoch += 1
-
-    def add(self, engine: wasmtime.Engine) -> None:
-        """Tick ``engine`` too, from now on."""
-        self._engines = [*self._engines, engine]
-        if self._native is not None:
-            self._native.add(native.address(engine.ptr()), engine)
-            return
-        self._ptrs = [*self._ptrs, engine.ptr()]
-
-    def stop(self) -> None:
-        if self._native is not None:
-            self._native.stop()  # joined: no engine is ticked once it returns
-            return
-        self._stop.set()
-        self._thread.join(timeout=1)
+            engines = self._engines
+            while self.epoch < due:
+                for address, _ in engines:
+                    increment_epoch(address)
+                self.epoch += 1
 
 
 def make_engine(settings: EngineSettings) -> wasmtime.Engine:
