@@ -120,8 +120,8 @@ def _http(tmp: Path, store: str, hosts: int, seconds: int, wrk: str | None) -> d
 
 
 def run(quick: bool) -> dict[str, Any]:
-    n = 500 if quick else 3000
-    seconds = 3 if quick else 8
+    n = 200 if quick else 3000
+    seconds = 1 if quick else 8
     wrk = wrk_path()
     results: dict[str, Any] = {"messages": n, "seconds": seconds, "load": os.getloadavg()[0]}
     schema = f"bench_{uuid.uuid4().hex[:12]}"

@@ -126,7 +126,7 @@ function = "kvread"
 
 
 def run(quick: bool) -> dict[str, Any]:
-    seconds = 2 if quick else 10
+    seconds = 1 if quick else 10
     connections = 16
     wrk = wrk_path()
     results: dict[str, Any] = {"load_generator": "wrk" if wrk else "asyncio (bench/loadgen.py)"}

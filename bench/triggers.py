@@ -115,7 +115,7 @@ def _latency(tmp: Path, rounds: int) -> dict[str, float]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    n = 500 if quick else 5000
+    n = 200 if quick else 5000
     results: dict[str, Any] = {"messages": n}
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
