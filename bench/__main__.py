@@ -87,7 +87,7 @@ def table(name: str, figures: dict[str, Any]) -> Table:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], metavar="SCENARIO")
-    parser.add_argument("--quick", action="store_true", help="a smoke run (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (about a minute)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     chosen = args.scenarios or list(SCENARIOS)
