@@ -48,6 +48,9 @@ wasm = "{status}"
 [functions.failing]
 wasm = "{status}"
 
+[functions.busy]
+wasm = "{busy}"
+
 [[routes]]
 method = "GET"
 path = "/hello/{{name}}"
@@ -77,6 +80,11 @@ function = "greet"
 method = "GET"
 path = "/failing"
 function = "failing"
+
+[[routes]]
+method = "GET"
+path = "/busy"
+function = "busy"
 """
 
 
@@ -92,7 +100,7 @@ class NotedHttp(OneWriteHttp):
 def url(tmp_path_factory: pytest.TempPathFactory, build: Build) -> Iterator[str]:
     root = tmp_path_factory.mktemp("direct")
     (root / "app").mkdir()
-    guests = {"hello": "hello", "echo": "echo", "status": "status_zig"}
+    guests = {"hello": "hello", "echo": "echo", "status": "status_zig", "busy": "busy_c"}
     text = APP.format(**{k: build(v) for k, v in guests.items()})
     (root / "app" / "nimbus.toml").write_text(text)
     platform = Platform(root / "data")
@@ -280,3 +288,45 @@ def test_a_bug_in_the_direct_way_is_a_500_and_the_server_goes_on() -> None:
         assert (bug.status_code, bug.text) == (500, "Internal Server Error")
         ok = httpx.get(base + "/fine")
         assert (ok.status_code, ok.text) == (200, "ok")
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(url: str) -> None:
+    """The server's protocol arms its keep-alive timer lazily: a connection idle for
+    the timeout (1 s here) is still closed by the server, whichever way its last
+    request went."""
+    port = int(url.rsplit(":", 1)[1])
+    for path in ("/hello/ada", "/status?status=200"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+            assert read_responses(sock, 1)[0].startswith(b"HTTP/1.1 200")
+            assert sock.recv(1) == b"", "closed by the server once idle (within 10 s)"
+
+
+def test_a_connection_kept_busy_outlives_the_keep_alive_timeout(url: str) -> None:
+    """Requests every 0.25 s for 2.5 s, over a 1 s timeout, on one connection: a timer
+    armed in an earlier idle spell never closes a connection that has been busy since,
+    and the connection is closed once idle for the timeout after its last answer."""
+    proven(url, "/hello/ada")
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for _ in range(10):
+            sock.sendall(b"GET /hello/ada HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert read_responses(sock, 1)[0].endswith(b"hello, ada\n")
+            time.sleep(0.25)
+        sock.sendall(b"GET /hello/ada HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert read_responses(sock, 1)[0].endswith(b"hello, ada\n")
+        assert sock.recv(1) == b"", "and closed once idle again (within 10 s)"
+
+
+def test_a_request_longer_than_the_keep_alive_timeout_keeps_its_connection(url: str) -> None:
+    """The timer armed after the first answer fires while the second request (1.5 s of
+    work, over the 1 s timeout) runs: the connection is busy, so it stays open."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /hello/ada HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert read_responses(sock, 1)[0].endswith(b"hello, ada\n")
+        time.sleep(0.5)
+        sock.sendall(b"GET /busy?ms=1500 HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert read_responses(sock, 1)[0].endswith(b"done\n")
+        sock.sendall(b"GET /hello/ada HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert read_responses(sock, 1)[0].endswith(b"hello, ada\n")
