@@ -98,8 +98,10 @@ class FunctionRoutes:
         except NimbusError:
             return None  # answered the ASGI way, with its message
         spec = dep.spec
+        # not (yet) run inline, or a body over the cap (refused the ASGI way, with its
+        # message): the ASGI way
         if not self._invoker.runs_inline(function, spec) or len(body) > spec.max_request_bytes:
-            return None  # a body over the cap: refused the ASGI way, with its message
+            return None
         headers = request_headers(scope)
         rid = headers.get(REQUEST_ID) or new_id("req")
         try:
